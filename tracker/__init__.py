@@ -1,0 +1,3 @@
+"""The system of record for the Welcome Office onboarding tracker."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,303 @@
+"""The tables of the system of record (SQLAlchemy 2.x typed mappings)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from tracker.enums import (
+    CaseStatus,
+    ConsentMethod,
+    HandoffState,
+    OrgKind,
+    OutboxStatus,
+    Purpose,
+    Role,
+    StepState,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored as UTC and always returned timezone-aware, on SQLite too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+def _enum(enum_cls: type) -> String:
+    # Enums are stored as plain strings: adding a member never needs a migration.
+    return String(max(len(m.value) for m in enum_cls) + 8)  # type: ignore[attr-defined]
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[OrgKind] = mapped_column(_enum(OrgKind))
+    receives_handoffs: Mapped[bool] = mapped_column(Boolean, default=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    email: Mapped[str | None] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    organisation: Mapped[Organisation | None] = relationship()
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Newcomer(Base):
+    __tablename__ = "newcomers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    given_name: Mapped[str] = mapped_column(String(200))
+    family_name: Mapped[str] = mapped_column(String(200))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    nationality: Mapped[str | None] = mapped_column(String(2))  # ISO 3166-1 alpha-2
+    eu_citizen: Mapped[bool] = mapped_column(Boolean)
+    purpose: Mapped[Purpose] = mapped_column(_enum(Purpose))
+    accelerated_procedure: Mapped[bool] = mapped_column(Boolean, default=False)
+    email: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(50))
+    preferred_language: Mapped[str] = mapped_column(String(8), default="de")
+    first_contact_date: Mapped[date | None] = mapped_column(Date)
+    arrival_date: Mapped[date | None] = mapped_column(Date)
+    move_in_date: Mapped[date | None] = mapped_column(Date)
+    permit_expiry: Mapped[date | None] = mapped_column(Date)
+    # Lower-cased "family|given|birth" used to flag likely duplicates on import.
+    match_key: Mapped[str] = mapped_column(String(420), index=True)
+    created_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    cases: Mapped[list[Case]] = relationship(back_populates="newcomer")
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(20), unique=True)
+    newcomer_id: Mapped[int] = mapped_column(ForeignKey("newcomers.id"), index=True)
+    pathway_key: Mapped[str] = mapped_column(String(40))
+    pathway_version: Mapped[int] = mapped_column(Integer)
+    case_manager_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[CaseStatus] = mapped_column(_enum(CaseStatus), default=CaseStatus.open)
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    newcomer: Mapped[Newcomer] = relationship(back_populates="cases")
+    case_manager: Mapped[User | None] = relationship()
+    steps: Mapped[list[Step]] = relationship(
+        back_populates="case", order_by="Step.position", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index("ix_cases_manager_status", "case_manager_id", "status"),
+        Index("ix_cases_status_opened", "status", "opened_at"),
+    )
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Step(Base):
+    __tablename__ = "steps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    key: Mapped[str] = mapped_column(String(40))
+    position: Mapped[int] = mapped_column(Integer)
+    # Snapshot of the pathway at case opening: the case never depends on a later file.
+    needs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    owner_org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    state: Mapped[StepState] = mapped_column(_enum(StepState), default=StepState.pending)
+    opened_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+    service_days: Mapped[int | None] = mapped_column(Integer)
+    legal_basis: Mapped[str | None] = mapped_column(String(40))
+    legal_days: Mapped[int | None] = mapped_column(Integer)
+    legal_reference: Mapped[str | None] = mapped_column(String(120))
+    service_due: Mapped[date | None] = mapped_column(Date)
+    legal_due: Mapped[date | None] = mapped_column(Date)
+    due_date: Mapped[date | None] = mapped_column(Date)  # the earlier of the two, for sorting
+    blocked_reason: Mapped[str | None] = mapped_column(Text)
+    skip_reason: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(String(40))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    case: Mapped[Case] = relationship(back_populates="steps")
+    owner: Mapped[Organisation] = relationship()
+    handoffs: Mapped[list[Handoff]] = relationship(
+        back_populates="step", order_by="Handoff.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        UniqueConstraint("case_id", "key", name="uq_steps_case_key"),
+        Index("ix_steps_state_due", "state", "due_date"),
+        Index("ix_steps_key_state", "key", "state"),
+    )
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Handoff(Base):
+    __tablename__ = "handoffs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("steps.id"), index=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    state: Mapped[HandoffState] = mapped_column(_enum(HandoffState))
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)  # why declined, returned or withdrawn
+    created_at: Mapped[datetime]
+    offered_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]  # completed, declined, returned or withdrawn
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    accepted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    step: Mapped[Step] = relationship(back_populates="handoffs")
+    organisation: Mapped[Organisation] = relationship()
+
+    __table_args__ = (Index("ix_handoffs_org_state", "organisation_id", "state"),)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Consent(Base):
+    """One grant of consent to share a newcomer's case with one organisation."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    newcomer_id: Mapped[int] = mapped_column(ForeignKey("newcomers.id"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    purpose: Mapped[str] = mapped_column(String(40), default="case_sharing")
+    method: Mapped[ConsentMethod] = mapped_column(_enum(ConsentMethod))
+    notice_language: Mapped[str] = mapped_column(String(8))
+    given_at: Mapped[datetime]
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    revoked_at: Mapped[datetime | None]
+    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    organisation: Mapped[Organisation] = relationship()
+
+    __table_args__ = (Index("ix_consents_newcomer_org", "newcomer_id", "organisation_id"),)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class AuditEvent(Base):
+    """Append-only record of every change: who, what, when, why. Holds no names."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    occurred_at: Mapped[datetime]
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor: Mapped[str] = mapped_column(String(80))  # username or "system:<job>"
+    action: Mapped[str] = mapped_column(String(60))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    entity_type: Mapped[str] = mapped_column(String(30))
+    entity_id: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_audit_case_time", "case_id", "occurred_at"),)
+
+
+class OutboxMessage(Base):
+    """A message to send, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    recipient_org_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    recipient_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    recipient_newcomer_id: Mapped[int | None] = mapped_column(ForeignKey("newcomers.id"))
+    language: Mapped[str] = mapped_column(String(8), default="de")
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[OutboxStatus] = mapped_column(
+        _enum(OutboxStatus), default=OutboxStatus.pending
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+
+@event.listens_for(AuditEvent, "before_update")
+@event.listens_for(AuditEvent, "before_delete")
+def _refuse_audit_change(_mapper: Mapper[Any], _connection: Any, target: AuditEvent) -> None:
+    raise PermissionError(f"audit event {target.id} is append-only")
+

@@ -1,0 +1,261 @@
+"""Pathways as data: versioned YAML files, validated on load, chosen by the newcomer's profile."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tracker.enums import OrgKind, Profile, Purpose
+from tracker.errors import PathwayError
+
+BUILTIN_DIR = Path(__file__).parent / "pathways"
+NEWCOMER_FIELDS = frozenset(
+    {
+        "given_name",
+        "family_name",
+        "birth_date",
+        "nationality",
+        "email",
+        "phone",
+        "preferred_language",
+        "arrival_date",
+        "move_in_date",
+        "permit_expiry",
+        "accelerated_procedure",
+    }
+)
+_BASIS = re.compile(r"^(opened|started|move_in|arrival|permit_expiry|done:[a-z_]+)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalText(_Strict):
+    de: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+class OrganisationSeed(_Strict):
+    key: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=40)
+    name: str = Field(min_length=1)
+    kind: OrgKind
+    receives_handoffs: bool = True
+
+
+class CatalogueStep(_Strict):
+    title: LocalText
+    partner_fields: list[str] = Field(default_factory=lambda: ["given_name", "family_name"])
+    outcomes: list[str] = Field(default_factory=list)
+
+    @field_validator("partner_fields")
+    @classmethod
+    def _known_fields(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - NEWCOMER_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown newcomer field(s): {', '.join(unknown)}")
+        return value
+
+
+class LegalClock(_Strict):
+    basis: str
+    days: int
+    days_accelerated: int | None = None
+    reference: str = Field(min_length=1)
+
+    @field_validator("basis")
+    @classmethod
+    def _known_basis(cls, value: str) -> str:
+        if not _BASIS.match(value):
+            raise ValueError(
+                "basis must be one of opened, started, move_in, arrival, permit_expiry "
+                f"or done:<step>, not {value!r}"
+            )
+        return value
+
+
+class PathwayStep(_Strict):
+    id: str = Field(pattern=r"^[a-z_]+$")
+    owner: str
+    needs: list[str] = Field(default_factory=list)
+    service_days: int | None = Field(default=None, ge=0)
+    legal_clock: LegalClock | None = None
+
+
+class Pathway(_Strict):
+    key: str = Field(pattern=r"^[a-z_]+$")
+    version: int = Field(ge=1)
+    profile: Profile
+    title: LocalText
+    steps: list[PathwayStep] = Field(min_length=1)
+
+    def step(self, step_id: str) -> PathwayStep:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    @property
+    def step_ids(self) -> list[str]:
+        return [s.id for s in self.steps]
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise PathwayError(f"{path.name}: not valid YAML: {exc}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _check_graph(name: str, pathway: Pathway, catalogue: dict[str, CatalogueStep]) -> None:
+    ids = pathway.step_ids
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise PathwayError(f"{name}: step listed twice: {', '.join(duplicates)}")
+    for step in pathway.steps:
+        if step.id not in catalogue:
+            raise PathwayError(f"{name}: unknown step {step.id!r} (not in the step catalogue)")
+        for need in step.needs:
+            if need not in ids:
+                raise PathwayError(f"{name}: step {step.id!r} needs unknown step {need!r}")
+        clock = step.legal_clock
+        if clock and clock.basis.startswith("done:") and clock.basis[5:] not in ids:
+            raise PathwayError(
+                f"{name}: step {step.id!r} clock counts from unknown step {clock.basis[5:]!r}"
+            )
+    # Depth-first search for a cycle, reporting the loop itself.
+    needs = {s.id: s.needs for s in pathway.steps}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in needs[node]:
+            if state.get(nxt) == 1:
+                loop = [*trail[trail.index(nxt) :], nxt] if nxt in trail else [node, nxt]
+                raise PathwayError(f"{name}: prerequisites form a cycle: {' -> '.join(loop)}")
+            if nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for sid in ids:
+        if sid not in state:
+            visit(sid, [sid])
+
+
+@dataclass(frozen=True)
+class PathwayRegistry:
+    """All known pathway versions plus the step catalogue and seed organisations."""
+
+    pathways: dict[tuple[str, int], Pathway]
+    catalogue: dict[str, CatalogueStep]
+    organisations: list[OrganisationSeed]
+
+    def get(self, key: str, version: int | None = None) -> Pathway:
+        if version is None:
+            versions = [v for (k, v) in self.pathways if k == key]
+            if not versions:
+                raise PathwayError(f"no pathway called {key!r}")
+            version = max(versions)
+        try:
+            return self.pathways[(key, version)]
+        except KeyError:
+            raise PathwayError(f"pathway {key!r} has no version {version}") from None
+
+    def for_profile(self, profile: Profile) -> Pathway:
+        keys = sorted({p.key for p in self.pathways.values() if p.profile == profile})
+        if not keys:
+            raise PathwayError(f"no pathway for profile {profile.value!r}")
+        return self.get(keys[0])
+
+    def latest(self) -> list[Pathway]:
+        return [self.get(k) for k in sorted({k for k, _ in self.pathways})]
+
+    def check_organisations(self, known: Iterable[str]) -> None:
+        known_set = set(known)
+        for (key, version), pathway in sorted(self.pathways.items()):
+            for step in pathway.steps:
+                if step.owner not in known_set:
+                    raise PathwayError(
+                        f"{key}.v{version}.yaml: step {step.id!r} is owned by unknown "
+                        f"organisation {step.owner!r}"
+                    )
+
+
+def load_registry(*folders: Path) -> PathwayRegistry:
+    """Load and validate every ``*.vN.yaml`` pathway in the folders; raise on the first problem."""
+    folders = folders or (BUILTIN_DIR,)
+    base = folders[0]
+    raw_catalogue = _read_yaml(base / "catalogue.yaml")
+    if not isinstance(raw_catalogue, dict):
+        raise PathwayError("catalogue.yaml: expected a mapping of step id to step")
+    catalogue: dict[str, CatalogueStep] = {}
+    for sid, body in raw_catalogue.items():
+        try:
+            catalogue[str(sid)] = CatalogueStep.model_validate(body)
+        except ValidationError as exc:
+            raise PathwayError(f"catalogue.yaml: step {sid!r}: {_describe(exc)}") from exc
+    raw_orgs = _read_yaml(base / "organisations.yaml")
+    try:
+        organisations = [OrganisationSeed.model_validate(o) for o in (raw_orgs or [])]
+    except ValidationError as exc:
+        raise PathwayError(f"organisations.yaml: {_describe(exc)}") from exc
+    org_keys = {o.key for o in organisations}
+
+    pathways: dict[tuple[str, int], Pathway] = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.v*.yaml")):
+            match = re.fullmatch(r"([a-z_]+)\.v(\d+)\.yaml", path.name)
+            if not match:
+                raise PathwayError(f"{path.name}: pathway files are named <key>.v<version>.yaml")
+            raw = _read_yaml(path)
+            try:
+                pathway = Pathway.model_validate(raw)
+            except ValidationError as exc:
+                raise PathwayError(f"{path.name}: {_describe(exc)}") from exc
+            if (pathway.key, pathway.version) != (match.group(1), int(match.group(2))):
+                raise PathwayError(
+                    f"{path.name}: file name does not match key {pathway.key!r} "
+                    f"and version {pathway.version}"
+                )
+            _check_graph(path.name, pathway, catalogue)
+            for step in pathway.steps:
+                if step.owner not in org_keys:
+                    raise PathwayError(
+                        f"{path.name}: step {step.id!r} is owned by unknown organisation "
+                        f"{step.owner!r}"
+                    )
+            pathways[(pathway.key, pathway.version)] = pathway
+    if not pathways:
+        raise PathwayError(f"no pathway files found in {', '.join(map(str, folders))}")
+    return PathwayRegistry(pathways=pathways, catalogue=catalogue, organisations=organisations)
+
+
+@lru_cache(maxsize=1)
+def get_registry() -> PathwayRegistry:
+    from tracker.config import get_settings
+
+    extra = get_settings().pathways_dir
+    return load_registry(BUILTIN_DIR, extra) if extra else load_registry(BUILTIN_DIR)
+
+
+def profile_for(*, eu_citizen: bool, purpose: Purpose) -> Profile:
+    """The pathway profile a newcomer's facts choose."""
+    if eu_citizen:
+        return Profile.eu_citizen
+    return Profile.student if purpose == Purpose.study else Profile.skilled_worker
+

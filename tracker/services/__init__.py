@@ -1,0 +1,49 @@
+"""Every change to the tracker goes through one of these functions, inside one transaction."""
+
+from tracker.services.admin import (
+    add_organisation,
+    add_user,
+    seed_organisations,
+    update_organisation,
+)
+from tracker.services.cases import (
+    AdvanceResult,
+    advance_case,
+    open_case,
+    reassign_case,
+    register_newcomer,
+    update_newcomer,
+)
+from tracker.services.consent import give_consent, revoke_consent
+from tracker.services.handoffs import (
+    accept_handoff,
+    complete_handoff,
+    decline_handoff,
+    offer_handoff,
+    return_handoff,
+)
+from tracker.services.steps import block_step, complete_step, skip_step, start_step
+
+__all__ = [
+    "AdvanceResult",
+    "accept_handoff",
+    "add_organisation",
+    "add_user",
+    "advance_case",
+    "block_step",
+    "complete_handoff",
+    "complete_step",
+    "decline_handoff",
+    "give_consent",
+    "offer_handoff",
+    "open_case",
+    "reassign_case",
+    "register_newcomer",
+    "return_handoff",
+    "revoke_consent",
+    "seed_organisations",
+    "skip_step",
+    "start_step",
+    "update_newcomer",
+    "update_organisation",
+]

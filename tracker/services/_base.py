@@ -1,0 +1,91 @@
+"""Helpers shared by the service modules: time, loading by reference, version checks."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, date, datetime, time
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from tracker.errors import ConcurrentEditError, NotFoundError, ValidationFailed
+from tracker.models import Case, Organisation, Step, User
+
+REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read aloud on the phone
+
+
+class _Versioned(Protocol):
+    version: int
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def moment(on: date | None, now: datetime) -> datetime:
+    """The time a fact happened: the given day (noon UTC) or now."""
+    if on is None:
+        return now
+    if on > now.date():
+        raise ValidationFailed(f"The date {on.isoformat()} lies in the future.")
+    return datetime.combine(on, time(12, 0), tzinfo=UTC)
+
+
+def check_version(obj: _Versioned, expected: int | None, label: str) -> None:
+    """Refuse a change made against an old read of the record."""
+    if expected is not None and obj.version != expected:
+        raise ConcurrentEditError(
+            f"{label} was changed by someone else since you loaded it "
+            f"(you saw version {expected}, it is now version {obj.version}). "
+            "Reload it and try again."
+        )
+
+
+def random_reference(rng: secrets.SystemRandom | None = None) -> str:
+    """A case reference that says nothing about the person, e.g. WO-7K3M-Q9XA."""
+    pick = (rng or secrets.SystemRandom()).choice
+    body = "".join(pick(REFERENCE_ALPHABET) for _ in range(8))
+    return f"WO-{body[:4]}-{body[4:]}"
+
+
+def new_reference(session: Session) -> str:
+    while True:
+        ref = random_reference()
+        if session.scalar(select(Case.id).where(Case.reference == ref)) is None:
+            return ref
+
+
+def get_case(session: Session, reference: str, *, for_update: bool = False) -> Case:
+    stmt = (
+        select(Case)
+        .where(Case.reference == reference.strip().upper())
+        .options(selectinload(Case.steps).selectinload(Step.handoffs))
+    )
+    case = session.scalars(stmt).one_or_none()
+    if case is None:
+        raise NotFoundError(f"No case with reference {reference!r}.")
+    return case
+
+
+def get_step(session: Session, reference: str, step_key: str) -> Step:
+    case = get_case(session, reference)
+    for step in case.steps:
+        if step.key == step_key:
+            return step
+    keys = ", ".join(s.key for s in case.steps)
+    raise NotFoundError(f"Case {case.reference} has no step {step_key!r} (it has: {keys}).")
+
+
+def get_org(session: Session, key: str) -> Organisation:
+    org = session.scalars(select(Organisation).where(Organisation.key == key)).one_or_none()
+    if org is None:
+        raise NotFoundError(f"No organisation with key {key!r}.")
+    return org
+
+
+def get_user(session: Session, username: str) -> User:
+    user = session.scalars(select(User).where(User.username == username)).one_or_none()
+    if user is None:
+        raise NotFoundError(f"No user called {username!r}.")
+    return user

@@ -1,0 +1,177 @@
+"""Organisations and users: the reference data an administrator keeps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tracker import audit
+from tracker.access import Actor, require_admin
+from tracker.enums import OrgKind, Role
+from tracker.errors import ValidationFailed
+from tracker.models import Organisation, User
+from tracker.pathway import PathwayRegistry, get_registry
+from tracker.services._base import check_version, get_org, utcnow
+
+SETUP = Actor(username="system:setup", role=Role.admin)
+
+
+def seed_organisations(
+    session: Session, *, registry: PathwayRegistry | None = None, now: datetime | None = None
+) -> list[str]:
+    """Add the reference organisations that are missing; never touches existing ones."""
+    now = now or utcnow()
+    registry = registry or get_registry()
+    existing = set(session.scalars(select(Organisation.key)))
+    added = []
+    for seed in registry.organisations:
+        if seed.key in existing:
+            continue
+        org = Organisation(
+            key=seed.key,
+            name=seed.name,
+            kind=seed.kind,
+            receives_handoffs=seed.receives_handoffs,
+            active=True,
+        )
+        session.add(org)
+        session.flush()
+        audit.record(
+            session,
+            actor=SETUP,
+            action="organisation.added",
+            entity_type="organisation",
+            entity_id=org.id,
+            now=now,
+            details={"key": seed.key},
+        )
+        added.append(seed.key)
+    return added
+
+
+def add_organisation(
+    session: Session,
+    *,
+    actor: Actor,
+    key: str,
+    name: str,
+    kind: OrgKind = OrgKind.network,
+    receives_handoffs: bool = True,
+    email: str | None = None,
+    now: datetime | None = None,
+) -> Organisation:
+    require_admin(actor, "add organisations")
+    now = now or utcnow()
+    key = key.strip().lower()
+    if not key or not all(c.isalnum() or c == "-" for c in key) or len(key) > 40:
+        raise ValidationFailed("An organisation key is up to 40 lowercase letters, digits or dashes.")
+    if session.scalar(select(Organisation.id).where(Organisation.key == key)):
+        raise ValidationFailed(f"An organisation with key {key!r} exists already.")
+    org = Organisation(
+        key=key,
+        name=name.strip(),
+        kind=kind,
+        receives_handoffs=receives_handoffs,
+        email=email,
+        active=True,
+    )
+    session.add(org)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="organisation.added",
+        entity_type="organisation",
+        entity_id=org.id,
+        now=now,
+        details={"key": key},
+    )
+    return org
+
+
+def update_organisation(
+    session: Session,
+    *,
+    actor: Actor,
+    key: str,
+    name: str | None = None,
+    active: bool | None = None,
+    email: str | None = None,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Organisation:
+    """Rename, (de)activate or change the address of an organisation."""
+    require_admin(actor, "change organisations")
+    now = now or utcnow()
+    org = get_org(session, key)
+    check_version(org, expected_version, f"Organisation {key}")
+    changed = []
+    if name is not None and name.strip() and name.strip() != org.name:
+        org.name = name.strip()
+        changed.append("name")
+    if active is not None and active != org.active:
+        org.active = active
+        changed.append("active")
+    if email is not None and email != org.email:
+        org.email = email or None
+        changed.append("email")
+    if changed:
+        audit.record(
+            session,
+            actor=actor,
+            action="organisation.updated",
+            entity_type="organisation",
+            entity_id=org.id,
+            now=now,
+            details={"key": key, "fields": changed, "active": org.active},
+        )
+        session.flush()
+    return org
+
+
+def add_user(
+    session: Session,
+    *,
+    actor: Actor,
+    username: str,
+    display_name: str,
+    role: Role,
+    organisation: str | None = None,
+    email: str | None = None,
+    password_hash: str | None = None,
+    now: datetime | None = None,
+) -> User:
+    require_admin(actor, "add users")
+    now = now or utcnow()
+    username = username.strip().lower()
+    if not username or len(username) > 80:
+        raise ValidationFailed("A username is 1 to 80 characters.")
+    if session.scalar(select(User.id).where(User.username == username)):
+        raise ValidationFailed(f"A user called {username!r} exists already.")
+    org = get_org(session, organisation) if organisation else None
+    if role == Role.partner_agent and org is None:
+        raise ValidationFailed("A partner agent must belong to an organisation.")
+    user = User(
+        username=username,
+        display_name=display_name.strip(),
+        role=role,
+        organisation_id=org.id if org else None,
+        email=email,
+        password_hash=password_hash,
+        active=True,
+        created_at=now,
+    )
+    session.add(user)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="user.added",
+        entity_type="user",
+        entity_id=user.id,
+        now=now,
+        details={"role": role, "organisation": organisation},
+    )
+    return user

@@ -1,0 +1,422 @@
+"""Newcomers and cases: registering, opening a journey, and advancing it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tracker import audit, clocks
+from tracker.access import Actor, has_consent, require_case_manager
+from tracker.enums import (
+    ACTIVE_HANDOFF_STATES,
+    FINISHED_STEP_STATES,
+    CaseStatus,
+    HandoffState,
+    Role,
+    StepState,
+)
+from tracker.errors import InvalidTransition, NotFoundError, PathwayError, ValidationFailed
+from tracker.models import Case, Handoff, Newcomer, Organisation, Step
+from tracker.outbox import enqueue
+from tracker.pathway import PathwayRegistry, get_registry, profile_for
+from tracker.schemas import NewcomerIn, NewcomerUpdate
+from tracker.services._base import check_version, get_case, get_user, new_reference, utcnow
+
+HOLD_CONSENT_MISSING = "consent_missing"
+HOLD_CONSENT_REVOKED = "consent_revoked"
+
+
+@dataclass
+class AdvanceResult:
+    """What one advance did; empty lists mean the case was already up to date."""
+
+    reference: str
+    opened: list[str] = field(default_factory=list)
+    offered: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)
+    closed: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.opened or self.offered or self.held or self.closed)
+
+
+def register_newcomer(
+    session: Session, *, actor: Actor, data: NewcomerIn, now: datetime | None = None
+) -> Newcomer:
+    """Record a new person; the caller decides whether to open a case right away."""
+    require_case_manager(actor, "register newcomers")
+    now = now or utcnow()
+    newcomer = _newcomer_from(data, now)
+    session.add(newcomer)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="newcomer.registered",
+        entity_type="newcomer",
+        entity_id=newcomer.id,
+        now=now,
+        details={"profile": profile_for(eu_citizen=newcomer.eu_citizen, purpose=data.purpose)},
+    )
+    return newcomer
+
+
+def _newcomer_from(data: NewcomerIn, now: datetime) -> Newcomer:
+    return Newcomer(
+        given_name=data.given_name,
+        family_name=data.family_name,
+        birth_date=data.birth_date,
+        nationality=data.nationality,
+        eu_citizen=bool(data.eu_citizen),
+        purpose=data.purpose,
+        accelerated_procedure=data.accelerated_procedure,
+        email=data.email,
+        phone=data.phone,
+        preferred_language=data.preferred_language,
+        first_contact_date=data.first_contact_date or now.date(),
+        arrival_date=data.arrival_date,
+        move_in_date=data.move_in_date,
+        permit_expiry=data.permit_expiry,
+        match_key=data.match_key,
+        created_at=now,
+    )
+
+
+def open_case(
+    session: Session,
+    *,
+    actor: Actor,
+    newcomer_id: int,
+    case_manager: str | None = None,
+    pathway_key: str | None = None,
+    now: datetime | None = None,
+    registry: PathwayRegistry | None = None,
+) -> Case:
+    """Start a newcomer's journey on the latest version of the pathway their profile chooses."""
+    require_case_manager(actor, "open cases")
+    now = now or utcnow()
+    registry = registry or get_registry()
+    newcomer = session.get(Newcomer, newcomer_id)
+    if newcomer is None:
+        raise NotFoundError(f"No newcomer with id {newcomer_id}.")
+    already = session.scalar(
+        select(Case.reference).where(
+            Case.newcomer_id == newcomer_id, Case.status == CaseStatus.open
+        )
+    )
+    if already:
+        raise InvalidTransition(f"This newcomer already has an open case, {already}.")
+    if pathway_key:
+        pathway = registry.get(pathway_key)
+    else:
+        pathway = registry.for_profile(
+            profile_for(eu_citizen=newcomer.eu_citizen, purpose=newcomer.purpose)
+        )
+
+    manager_id = actor.user_id if actor.role == Role.case_manager else None
+    if case_manager:
+        manager = get_user(session, case_manager)
+        if manager.role != Role.case_manager or not manager.active:
+            raise ValidationFailed(f"{case_manager!r} is not an active case manager.")
+        manager_id = manager.id
+
+    orgs = {o.key: o for o in session.scalars(select(Organisation))}
+    case = Case(
+        reference=new_reference(session),
+        newcomer=newcomer,
+        pathway_key=pathway.key,
+        pathway_version=pathway.version,
+        case_manager_id=manager_id,
+        status=CaseStatus.open,
+        opened_at=now,
+    )
+    for position, ps in enumerate(pathway.steps):
+        org = orgs.get(ps.owner)
+        if org is None:
+            raise PathwayError(
+                f"{pathway.key}.v{pathway.version}: owner {ps.owner!r} of step {ps.id!r} "
+                "is not an organisation in this database"
+            )
+        clock = ps.legal_clock
+        legal_days = None
+        if clock:
+            legal_days = clock.days
+            if newcomer.accelerated_procedure and clock.days_accelerated is not None:
+                legal_days = clock.days_accelerated
+        case.steps.append(
+            Step(
+                key=ps.id,
+                position=position,
+                needs=list(ps.needs),
+                owner=org,
+                state=StepState.pending,
+                service_days=ps.service_days,
+                legal_basis=clock.basis if clock else None,
+                legal_days=legal_days,
+                legal_reference=clock.reference if clock else None,
+            )
+        )
+    session.add(case)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="case.opened",
+        entity_type="case",
+        entity_id=case.id,
+        case_id=case.id,
+        now=now,
+        details={"pathway": pathway.key, "version": pathway.version},
+    )
+    enqueue(
+        session,
+        key=f"welcome:{case.id}",
+        kind="welcome",
+        now=now,
+        case_id=case.id,
+        recipient_newcomer_id=newcomer.id,
+        language=newcomer.preferred_language,
+        context={"reference": case.reference},
+    )
+    advance(session, actor=actor, case=case, now=now)
+    return case
+
+
+def advance_case(
+    session: Session, *, actor: Actor, reference: str, now: datetime | None = None
+) -> AdvanceResult:
+    """Open what has become possible and close what is finished; safe to run any number of times."""
+    require_case_manager(actor, "advance cases")
+    case = get_case(session, reference)
+    return advance(session, actor=actor, case=case, now=now or utcnow())
+
+
+def facts_for(case: Case) -> dict[str, date | datetime | None]:
+    newcomer = case.newcomer
+    facts: dict[str, date | datetime | None] = {
+        "arrival": newcomer.arrival_date,
+        "permit_expiry": newcomer.permit_expiry,
+        "move_in": newcomer.move_in_date,
+    }
+    for step in case.steps:
+        if step.state == StepState.done:
+            facts[f"done:{step.key}"] = step.done_at
+            if step.key == "housing" and facts["move_in"] is None:
+                facts["move_in"] = step.done_at
+    return facts
+
+
+def refresh_dues(case: Case) -> None:
+    """Recompute each active step's due dates from the stored facts."""
+    facts = facts_for(case)
+    for step in case.steps:
+        if step.state not in (StepState.open, StepState.in_progress, StepState.blocked):
+            continue
+        own = {**facts, "opened": step.opened_at, "started": step.started_at}
+        service = clocks.service_due(opened=step.opened_at, days=step.service_days)
+        legal = clocks.legal_due(basis=step.legal_basis, days=step.legal_days, facts=own)
+        earliest = clocks.earliest(service, legal)
+        # Assign only on change so an unchanged step keeps its version.
+        if (step.service_due, step.legal_due, step.due_date) != (service, legal, earliest):
+            step.service_due, step.legal_due, step.due_date = service, legal, earliest
+
+
+def advance(session: Session, *, actor: Actor, case: Case, now: datetime) -> AdvanceResult:
+    result = AdvanceResult(reference=case.reference)
+    if case.status != CaseStatus.open:
+        return result
+    finished = {s.key for s in case.steps if s.state in FINISHED_STEP_STATES}
+    for step in case.steps:
+        if step.state == StepState.pending and all(n in finished for n in step.needs):
+            step.state = StepState.open
+            step.opened_at = now
+            result.opened.append(step.key)
+            audit.record(
+                session,
+                actor=actor,
+                action="step.opened",
+                entity_type="step",
+                entity_id=step.id,
+                case_id=case.id,
+                now=now,
+                details={"step": step.key, "owner": step.owner.key},
+            )
+            if step.owner.receives_handoffs and step.owner.active:
+                handoff = create_handoff(session, actor=actor, step=step, org=step.owner, now=now)
+                if handoff.state == HandoffState.offered:
+                    result.offered.append(handoff.id)
+                else:
+                    result.held.append(handoff.id)
+    refresh_dues(case)
+    if case.steps and all(s.state in FINISHED_STEP_STATES for s in case.steps):
+        case.status = CaseStatus.closed
+        case.closed_at = now
+        result.closed = True
+        audit.record(
+            session,
+            actor=actor,
+            action="case.closed",
+            entity_type="case",
+            entity_id=case.id,
+            case_id=case.id,
+            now=now,
+        )
+        if case.case_manager_id:
+            enqueue(
+                session,
+                key=f"case_closed:{case.id}",
+                kind="case_closed",
+                now=now,
+                case_id=case.id,
+                recipient_user_id=case.case_manager_id,
+                context={"reference": case.reference},
+            )
+    session.flush()
+    return result
+
+
+def create_handoff(
+    session: Session, *, actor: Actor, step: Step, org: Organisation, now: datetime
+) -> Handoff:
+    """Hand a step to an organisation's queue, or hold it while consent is missing."""
+    case = step.case
+    if any(h.state in ACTIVE_HANDOFF_STATES for h in step.handoffs):
+        raise InvalidTransition(f"Step {step.key} of {case.reference} is already handed off.")
+    consented = has_consent(session, newcomer_id=case.newcomer_id, organisation_id=org.id)
+    handoff = Handoff(
+        case_id=case.id,
+        organisation=org,
+        state=HandoffState.offered if consented else HandoffState.held,
+        hold_reason=None if consented else HOLD_CONSENT_MISSING,
+        created_at=now,
+        offered_at=now if consented else None,
+        created_by_id=actor.user_id,
+    )
+    step.handoffs.append(handoff)
+    session.flush()
+    details = {"step": step.key, "organisation": org.key}
+    if consented:
+        audit.record(
+            session,
+            actor=actor,
+            action="handoff.offered",
+            entity_type="handoff",
+            entity_id=handoff.id,
+            case_id=case.id,
+            now=now,
+            details=details,
+        )
+        notify_offer(session, handoff=handoff, step=step, now=now)
+    else:
+        audit.record(
+            session,
+            actor=actor,
+            action="handoff.held",
+            entity_type="handoff",
+            entity_id=handoff.id,
+            case_id=case.id,
+            now=now,
+            reason=HOLD_CONSENT_MISSING,
+            details=details,
+        )
+        if case.case_manager_id:
+            enqueue(
+                session,
+                key=f"handoff_held:{handoff.id}",
+                kind="handoff_held",
+                now=now,
+                case_id=case.id,
+                recipient_user_id=case.case_manager_id,
+                context={"reference": case.reference, "step": step.key, "organisation": org.key},
+            )
+    return handoff
+
+
+def notify_offer(session: Session, *, handoff: Handoff, step: Step, now: datetime) -> None:
+    enqueue(
+        session,
+        key=f"handoff_offered:{handoff.id}",
+        kind="handoff_offered",
+        now=now,
+        case_id=handoff.case_id,
+        recipient_org_id=handoff.organisation_id,
+        context={"reference": step.case.reference, "step": step.key, "handoff_id": handoff.id},
+    )
+
+
+def update_newcomer(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    changes: NewcomerUpdate,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Newcomer:
+    """Correct or add facts (move-in, permit expiry ...); clocks that count from them follow."""
+    require_case_manager(actor, "change a newcomer's facts")
+    now = now or utcnow()
+    case = get_case(session, reference)
+    newcomer = case.newcomer
+    check_version(newcomer, expected_version, f"The record of case {case.reference}")
+    changed = []
+    for name, value in changes.model_dump(exclude_unset=True).items():
+        if getattr(newcomer, name) != value:
+            setattr(newcomer, name, value)
+            changed.append(name)
+    if not changed:
+        return newcomer
+    if newcomer.arrival_date and newcomer.move_in_date and newcomer.move_in_date < newcomer.arrival_date:
+        raise ValidationFailed("The move-in date lies before the arrival date.")
+    refresh_dues(case)
+    audit.record(
+        session,
+        actor=actor,
+        action="newcomer.updated",
+        entity_type="newcomer",
+        entity_id=newcomer.id,
+        case_id=case.id,
+        now=now,
+        details={"fields": changed},
+    )
+    session.flush()
+    return newcomer
+
+
+def reassign_case(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    case_manager: str,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """Give a case to another case manager."""
+    require_case_manager(actor, "reassign cases")
+    now = now or utcnow()
+    case = get_case(session, reference)
+    check_version(case, expected_version, f"Case {case.reference}")
+    manager = get_user(session, case_manager)
+    if manager.role != Role.case_manager or not manager.active:
+        raise ValidationFailed(f"{case_manager!r} is not an active case manager.")
+    if case.case_manager_id == manager.id:
+        return case
+    previous = case.case_manager_id
+    case.case_manager_id = manager.id
+    audit.record(
+        session,
+        actor=actor,
+        action="case.reassigned",
+        entity_type="case",
+        entity_id=case.id,
+        case_id=case.id,
+        now=now,
+        details={"from_user_id": previous, "to_user_id": manager.id},
+    )
+    session.flush()
+    return case

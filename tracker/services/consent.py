@@ -1,0 +1,160 @@
+"""Consent to share a case, given per organisation, revocable, documented (Art. 7 GDPR)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tracker import audit
+from tracker.access import Actor, require_case_manager
+from tracker.enums import CaseStatus, ConsentMethod, HandoffState
+from tracker.errors import InvalidTransition, ValidationFailed
+from tracker.models import Case, Consent, Handoff, Step
+from tracker.schemas import LANGUAGES
+from tracker.services._base import get_case, get_org, utcnow
+from tracker.services.cases import HOLD_CONSENT_MISSING, HOLD_CONSENT_REVOKED, notify_offer
+
+
+def _open_case_id(session: Session, newcomer_id: int) -> int | None:
+    return session.scalar(
+        select(Case.id).where(Case.newcomer_id == newcomer_id, Case.status == CaseStatus.open)
+    )
+
+
+def give_consent(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    organisation: str,
+    method: ConsentMethod,
+    notice_language: str,
+    now: datetime | None = None,
+) -> Consent:
+    """Record consent; handoffs held for it go to the organisation's queue at once."""
+    require_case_manager(actor, "record consent")
+    now = now or utcnow()
+    if notice_language not in LANGUAGES:
+        raise ValidationFailed(f"Notice language must be one of {', '.join(LANGUAGES)}.")
+    case = get_case(session, reference)
+    org = get_org(session, organisation)
+    current = session.scalars(
+        select(Consent).where(
+            Consent.newcomer_id == case.newcomer_id,
+            Consent.organisation_id == org.id,
+            Consent.revoked_at.is_(None),
+        )
+    ).first()
+    if current is not None:
+        raise InvalidTransition(f"Consent for {org.name} is already recorded.")
+    consent = Consent(
+        newcomer_id=case.newcomer_id,
+        organisation_id=org.id,
+        method=method,
+        notice_language=notice_language,
+        given_at=now,
+        recorded_by_id=actor.user_id,
+    )
+    session.add(consent)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="consent.given",
+        entity_type="consent",
+        entity_id=consent.id,
+        case_id=case.id,
+        now=now,
+        details={"organisation": org.key, "method": method, "notice_language": notice_language},
+    )
+    held = session.scalars(
+        select(Handoff)
+        .join(Step, Handoff.step_id == Step.id)
+        .join(Case, Step.case_id == Case.id)
+        .where(
+            Case.newcomer_id == case.newcomer_id,
+            Handoff.organisation_id == org.id,
+            Handoff.state == HandoffState.held,
+            Handoff.hold_reason.in_((HOLD_CONSENT_MISSING, HOLD_CONSENT_REVOKED)),
+        )
+    ).all()
+    for handoff in held:
+        handoff.state = HandoffState.offered
+        handoff.hold_reason = None
+        handoff.offered_at = now
+        audit.record(
+            session,
+            actor=actor,
+            action="handoff.released",
+            entity_type="handoff",
+            entity_id=handoff.id,
+            case_id=handoff.case_id,
+            now=now,
+            details={"step": handoff.step.key, "organisation": org.key},
+        )
+        notify_offer(session, handoff=handoff, step=handoff.step, now=now)
+    session.flush()
+    return consent
+
+
+def revoke_consent(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    organisation: str,
+    now: datetime | None = None,
+) -> Consent:
+    """Withdraw consent; the organisation loses sight of the case at once, the case goes on."""
+    require_case_manager(actor, "record a revocation of consent")
+    now = now or utcnow()
+    case = get_case(session, reference)
+    org = get_org(session, organisation)
+    consent = session.scalars(
+        select(Consent).where(
+            Consent.newcomer_id == case.newcomer_id,
+            Consent.organisation_id == org.id,
+            Consent.revoked_at.is_(None),
+        )
+    ).first()
+    if consent is None:
+        raise InvalidTransition(f"There is no consent for {org.name} to revoke.")
+    consent.revoked_at = now
+    consent.revoked_by_id = actor.user_id
+    audit.record(
+        session,
+        actor=actor,
+        action="consent.revoked",
+        entity_type="consent",
+        entity_id=consent.id,
+        case_id=case.id,
+        now=now,
+        details={"organisation": org.key},
+    )
+    active = session.scalars(
+        select(Handoff)
+        .join(Case, Handoff.case_id == Case.id)
+        .where(
+            Case.newcomer_id == case.newcomer_id,
+            Handoff.organisation_id == org.id,
+            Handoff.state.in_((HandoffState.offered, HandoffState.accepted)),
+        )
+    ).all()
+    for handoff in active:
+        handoff.state = HandoffState.held
+        handoff.hold_reason = HOLD_CONSENT_REVOKED
+        audit.record(
+            session,
+            actor=actor,
+            action="handoff.held",
+            entity_type="handoff",
+            entity_id=handoff.id,
+            case_id=handoff.case_id,
+            now=now,
+            reason=HOLD_CONSENT_REVOKED,
+            details={"step": handoff.step.key, "organisation": org.key},
+        )
+    session.flush()
+    return consent

@@ -1,0 +1,217 @@
+"""The handoff life cycle between the case manager and a partner organisation's queue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from tracker import audit
+from tracker.access import Actor, has_consent, require_case_manager
+from tracker.enums import HandoffState, Role, StepState
+from tracker.errors import InvalidTransition, PermissionDenied, ValidationFailed
+from tracker.models import Handoff, Step
+from tracker.outbox import enqueue
+from tracker.services._base import check_version, get_org, get_step, utcnow
+from tracker.services.cases import AdvanceResult, create_handoff, refresh_dues
+from tracker.services.steps import _reason, active_handoff, complete_step
+
+
+def _current(step: Step, *states: HandoffState) -> Handoff:
+    handoff = active_handoff(step)
+    if handoff is None or handoff.state not in states:
+        now_state = handoff.state if handoff else "not handed off"
+        wanted = " or ".join(states)
+        raise InvalidTransition(
+            f"Step {step.key} of {step.case.reference} has no {wanted} handoff (it is {now_state})."
+        )
+    return handoff
+
+
+def _require_receiver(session: Session, actor: Actor, handoff: Handoff, verb: str) -> None:
+    """Only the receiving organisation's agents (or an admin) answer a handoff."""
+    if actor.role == Role.admin:
+        return
+    if actor.role != Role.partner_agent or actor.organisation_id != handoff.organisation_id:
+        raise PermissionDenied(
+            f"Only {handoff.organisation.name} may {verb} this handoff."
+        )
+    if not has_consent(
+        session, newcomer_id=handoff.step.case.newcomer_id, organisation_id=handoff.organisation_id
+    ):
+        raise PermissionDenied("The newcomer has not consented to share this case with you.")
+
+
+def _notify_manager(session: Session, *, handoff: Handoff, kind: str, now: datetime) -> None:
+    case = handoff.step.case
+    if case.case_manager_id:
+        enqueue(
+            session,
+            key=f"{kind}:{handoff.id}",
+            kind=kind,
+            now=now,
+            case_id=case.id,
+            recipient_user_id=case.case_manager_id,
+            context={
+                "reference": case.reference,
+                "step": handoff.step.key,
+                "organisation": handoff.organisation.key,
+            },
+        )
+
+
+def _audit(
+    session: Session,
+    actor: Actor,
+    handoff: Handoff,
+    action: str,
+    now: datetime,
+    reason: str | None = None,
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        entity_type="handoff",
+        entity_id=handoff.id,
+        case_id=handoff.case_id,
+        now=now,
+        reason=reason,
+        details={"step": handoff.step.key, "organisation": handoff.organisation.key},
+    )
+
+
+def offer_handoff(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    step_key: str,
+    organisation: str | None = None,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Handoff:
+    """Hand a step (again) to a partner: after a decline or return, or to another organisation."""
+    require_case_manager(actor, "hand off steps")
+    now = now or utcnow()
+    step = get_step(session, reference, step_key)
+    check_version(step, expected_version, f"Step {step_key} of {step.case.reference}")
+    if step.state not in (StepState.open, StepState.in_progress, StepState.blocked):
+        raise InvalidTransition(
+            f"Step {step.key} is {step.state}; only an open step can be handed off."
+        )
+    org = get_org(session, organisation) if organisation else step.owner
+    if not org.active:
+        raise ValidationFailed(f"{org.name} is deactivated and cannot receive handoffs.")
+    if not org.receives_handoffs:
+        raise ValidationFailed(
+            f"{org.name} does not work a queue in the tracker; follow this step up yourself."
+        )
+    if step.owner_org_id != org.id:
+        step.owner = org
+    if step.state == StepState.in_progress:
+        step.state = StepState.open
+    return create_handoff(session, actor=actor, step=step, org=org, now=now)
+
+
+def accept_handoff(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    step_key: str,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Handoff:
+    """The partner takes the step on; its work has started."""
+    now = now or utcnow()
+    step = get_step(session, reference, step_key)
+    handoff = _current(step, HandoffState.offered)
+    check_version(handoff, expected_version, f"The handoff of {step.key} for {step.case.reference}")
+    _require_receiver(session, actor, handoff, "accept")
+    handoff.state = HandoffState.accepted
+    handoff.accepted_at = now
+    handoff.accepted_by_id = actor.user_id
+    if step.state == StepState.open:
+        step.state = StepState.in_progress
+    if step.started_at is None:
+        step.started_at = now
+    refresh_dues(step.case)
+    _audit(session, actor, handoff, "handoff.accepted", now)
+    session.flush()
+    return handoff
+
+
+def decline_handoff(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    step_key: str,
+    reason: str,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Handoff:
+    """The partner cannot take the step; it goes back to the case manager's queue."""
+    now = now or utcnow()
+    text = _reason(reason, "declined")
+    step = get_step(session, reference, step_key)
+    handoff = _current(step, HandoffState.offered)
+    check_version(handoff, expected_version, f"The handoff of {step.key} for {step.case.reference}")
+    _require_receiver(session, actor, handoff, "decline")
+    handoff.state = HandoffState.declined
+    handoff.reason = text
+    handoff.closed_at = now
+    _audit(session, actor, handoff, "handoff.declined", now, reason=text)
+    _notify_manager(session, handoff=handoff, kind="handoff_declined", now=now)
+    session.flush()
+    return handoff
+
+
+def return_handoff(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    step_key: str,
+    reason: str,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Handoff:
+    """The partner gives an accepted step back, e.g. because the file turned out incomplete."""
+    now = now or utcnow()
+    text = _reason(reason, "returned")
+    step = get_step(session, reference, step_key)
+    handoff = _current(step, HandoffState.accepted)
+    check_version(handoff, expected_version, f"The handoff of {step.key} for {step.case.reference}")
+    _require_receiver(session, actor, handoff, "return")
+    handoff.state = HandoffState.returned
+    handoff.reason = text
+    handoff.closed_at = now
+    if step.state in (StepState.in_progress, StepState.blocked):
+        step.state = StepState.open
+        step.blocked_reason = None
+    _audit(session, actor, handoff, "handoff.returned", now, reason=text)
+    _notify_manager(session, handoff=handoff, kind="handoff_returned", now=now)
+    session.flush()
+    return handoff
+
+
+def complete_handoff(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    step_key: str,
+    outcome: str | None = None,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> AdvanceResult:
+    """The partner finished the step: it is done and what it unlocks opens."""
+    step = get_step(session, reference, step_key)
+    handoff = _current(step, HandoffState.accepted)
+    check_version(handoff, expected_version, f"The handoff of {step.key} for {step.case.reference}")
+    _require_receiver(session, actor, handoff, "complete")
+    return complete_step(
+        session, actor=actor, reference=reference, step_key=step_key, outcome=outcome, now=now
+    )

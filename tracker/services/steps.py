@@ -1,0 +1,238 @@
+"""The step life cycle: start, complete, block, resume and skip, each one audited change."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy.orm import Session
+
+from tracker import audit
+from tracker.access import Actor, has_consent
+from tracker.enums import ACTIVE_HANDOFF_STATES, HandoffState, Role, StepState
+from tracker.errors import InvalidTransition, PermissionDenied, ValidationFailed
+from tracker.models import Handoff, Step
+from tracker.pathway import get_registry
+from tracker.services._base import check_version, get_step, moment, utcnow
+from tracker.services.cases import AdvanceResult, advance, refresh_dues
+
+WORKABLE = (StepState.open, StepState.in_progress)
+
+
+def active_handoff(step: Step) -> Handoff | None:
+    for handoff in step.handoffs:
+        if handoff.state in ACTIVE_HANDOFF_STATES:
+            return handoff
+    return None
+
+
+def require_step_actor(session: Session, actor: Actor, step: Step, verb: str) -> None:
+    """Case managers work every step; a partner only a step its organisation accepted."""
+    if actor.manages_cases:
+        return
+    if actor.role == Role.partner_agent:
+        handoff = active_handoff(step)
+        if (
+            handoff is not None
+            and handoff.state == HandoffState.accepted
+            and handoff.organisation_id == actor.organisation_id
+            and has_consent(
+                session, newcomer_id=step.case.newcomer_id, organisation_id=handoff.organisation_id
+            )
+        ):
+            return
+        raise PermissionDenied(
+            f"You may only {verb} steps your organisation has accepted; "
+            f"step {step.key} of {step.case.reference} is not one of them."
+        )
+    raise PermissionDenied(f"{actor.role} may not {verb} steps.")
+
+
+def _reason(reason: str | None, verb: str) -> str:
+    text = " ".join((reason or "").split())
+    if not text:
+        raise ValidationFailed(f"Say why the step is {verb}: a reason is required.")
+    if len(text) > 2000:
+        raise ValidationFailed("The reason is too long (2,000 characters at most).")
+    return text
+
+
+def _load(session: Session, reference: str, step_key: str, expected_version: int | None) -> Step:
+    step = get_step(session, reference, step_key)
+    check_version(step, expected_version, f"Step {step_key} of {step.case.reference}")
+    return step
+
+
+def start_step(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    step_key: str,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Step:
+    """Mark work on an open step as begun, or resume a blocked one."""
+    now = now or utcnow()
+    step = _load(session, reference, step_key, expected_version)
+    require_step_actor(session, actor, step, "start")
+    if step.state not in (StepState.open, StepState.blocked):
+        raise InvalidTransition(
+            f"Step {step.key} is {step.state}; only an open or blocked step can be started."
+        )
+    resumed = step.state == StepState.blocked
+    step.state = StepState.in_progress
+    step.blocked_reason = None
+    if step.started_at is None:
+        step.started_at = now
+    refresh_dues(step.case)
+    audit.record(
+        session,
+        actor=actor,
+        action="step.resumed" if resumed else "step.started",
+        entity_type="step",
+        entity_id=step.id,
+        case_id=step.case_id,
+        now=now,
+        details={"step": step.key},
+    )
+    session.flush()
+    return step
+
+
+def complete_step(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    step_key: str,
+    outcome: str | None = None,
+    on: date | None = None,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> AdvanceResult:
+    """Record a step as done (optionally on an earlier day) and open what it unlocks."""
+    now = now or utcnow()
+    step = _load(session, reference, step_key, expected_version)
+    require_step_actor(session, actor, step, "complete")
+    if step.state not in WORKABLE:
+        hint = " Resume it first." if step.state == StepState.blocked else ""
+        raise InvalidTransition(
+            f"Step {step.key} is {step.state}; only an open or in-progress step can be "
+            f"completed.{hint}"
+        )
+    entry = get_registry().catalogue.get(step.key)
+    allowed = entry.outcomes if entry else []
+    if outcome is not None and allowed and outcome not in allowed:
+        raise ValidationFailed(
+            f"{outcome!r} is not an outcome of step {step.key}; use one of {', '.join(allowed)}."
+        )
+    # A date before the step opened is allowed: the newcomer may have had a flat already.
+    done_at = moment(on, now)
+    step.state = StepState.done
+    step.done_at = done_at
+    step.outcome = outcome
+    if step.started_at is None:
+        step.started_at = min(done_at, now)
+    handoff = active_handoff(step)
+    if handoff is not None:
+        by_holder = actor.is_partner or handoff.state == HandoffState.accepted
+        handoff.state = HandoffState.completed if by_holder else HandoffState.withdrawn
+        handoff.closed_at = now
+        if not by_holder:
+            handoff.reason = "completed_elsewhere"
+    newcomer = step.case.newcomer
+    if step.key == "housing" and newcomer.move_in_date is None:
+        newcomer.move_in_date = done_at.date()
+    audit.record(
+        session,
+        actor=actor,
+        action="step.completed",
+        entity_type="step",
+        entity_id=step.id,
+        case_id=step.case_id,
+        now=now,
+        details={
+            "step": step.key,
+            "outcome": outcome,
+            "done_on": done_at.date().isoformat(),
+            "handoff_id": handoff.id if handoff else None,
+        },
+    )
+    return advance(session, actor=actor, case=step.case, now=now)
+
+
+def block_step(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    step_key: str,
+    reason: str,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Step:
+    """Stop the clock-watchers' nagging with a stated reason, e.g. documents missing."""
+    now = now or utcnow()
+    text = _reason(reason, "blocked")
+    step = _load(session, reference, step_key, expected_version)
+    require_step_actor(session, actor, step, "block")
+    if step.state not in WORKABLE:
+        raise InvalidTransition(
+            f"Step {step.key} is {step.state}; only an open or in-progress step can be blocked."
+        )
+    step.state = StepState.blocked
+    step.blocked_reason = text
+    audit.record(
+        session,
+        actor=actor,
+        action="step.blocked",
+        entity_type="step",
+        entity_id=step.id,
+        case_id=step.case_id,
+        now=now,
+        reason=text,
+        details={"step": step.key},
+    )
+    session.flush()
+    return step
+
+
+def skip_step(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    step_key: str,
+    reason: str,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> AdvanceResult:
+    """Waive a step that does not apply (e.g. no entitlement to an integration course)."""
+    now = now or utcnow()
+    text = _reason(reason, "skipped")
+    step = _load(session, reference, step_key, expected_version)
+    if not actor.manages_cases:
+        raise PermissionDenied("Only case managers may skip steps.")
+    if step.state in (StepState.done, StepState.skipped):
+        raise InvalidTransition(f"Step {step.key} is already {step.state}.")
+    step.state = StepState.skipped
+    step.skip_reason = text
+    step.blocked_reason = None
+    step.done_at = now
+    handoff = active_handoff(step)
+    if handoff is not None:
+        handoff.state = HandoffState.withdrawn
+        handoff.reason = "step_skipped"
+        handoff.closed_at = now
+    audit.record(
+        session,
+        actor=actor,
+        action="step.skipped",
+        entity_type="step",
+        entity_id=step.id,
+        case_id=step.case_id,
+        now=now,
+        reason=text,
+        details={"step": step.key, "handoff_id": handoff.id if handoff else None},
+    )
+    return advance(session, actor=actor, case=step.case, now=now)
