@@ -1,0 +1,115 @@
+"""Fixtures: every database test runs on SQLite and on the machine's PostgreSQL, each test isolated."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from tracker.access import Actor, actor_for
+from tracker.db import Database
+from tracker.demo import ensure_demo_users
+from tracker.migrate import upgrade
+from tracker.models import Base
+from tracker.services.admin import seed_organisations
+
+PG_ADMIN_DSN = os.environ.get("ONBOARDING_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _pg_available() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", connect_timeout=3):
+            return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    problem = _pg_available()
+    session.config._pg_problem = problem  # type: ignore[attr-defined]
+    if problem and IN_CI:
+        raise pytest.UsageError(f"CI=true and PostgreSQL is not reachable: {problem}")
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    problem = request.config._pg_problem  # type: ignore[attr-defined]
+    if problem:
+        pytest.skip(f"PostgreSQL not reachable: {problem}")
+    name = f"onboarding_test_{_worker()}"
+    with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    upgrade(url)
+    yield url
+    with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _fresh(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Database:
+    if backend == "sqlite":
+        path = tmp_path / "tracker.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return Database(f"sqlite:///{path}")
+    url = request.getfixturevalue("pg_url")
+    db = Database(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with db.writer.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return db
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated, empty tracker database on each backend."""
+    db = _fresh(request, request.param, tmp_path)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def db(empty_db: Database) -> Database:
+    """A tracker database with the reference organisations and the demo users."""
+    with empty_db.transaction() as session:
+        seed_organisations(session, now=NOW)
+        ensure_demo_users(session, now=NOW)
+    return empty_db
+
+
+class Actors:
+    """Look up actors by demo username: ``actors['cm.mueller']``."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._cache: dict[str, Actor] = {}
+
+    def __getitem__(self, username: str) -> Actor:
+        if username not in self._cache:
+            with self._db.read() as session:
+                self._cache[username] = actor_for(session, username)
+        return self._cache[username]
+
+
+@pytest.fixture
+def actors(db: Database) -> Actors:
+    return Actors(db)

@@ -1,0 +1,464 @@
+"""The service layer against a real database: life cycles, consent, scope and locking."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+
+from tests.conftest import NOW
+from tests.helpers import newcomer, start_case
+from tracker import queries
+from tracker.enums import CaseStatus, ConsentMethod, HandoffState, StepState
+from tracker.errors import (
+    ConcurrentEditError,
+    InvalidTransition,
+    NotFoundError,
+    PermissionDenied,
+    ValidationFailed,
+)
+from tracker.models import AuditEvent, Handoff, OutboxMessage, Step
+from tracker.services import (
+    accept_handoff,
+    advance_case,
+    block_step,
+    complete_handoff,
+    complete_step,
+    decline_handoff,
+    give_consent,
+    offer_handoff,
+    open_case,
+    reassign_case,
+    register_newcomer,
+    return_handoff,
+    revoke_consent,
+    skip_step,
+    start_step,
+    update_newcomer,
+)
+
+
+def step_states(db, manager, reference):
+    with db.read() as s:
+        view = queries.case_view(s, actor=manager, reference=reference, today=NOW.date())
+    return {st.key: st.state for st in view.steps}
+
+
+def test_opening_a_skilled_worker_case_opens_the_first_steps_and_offers_them(db, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW)
+    states = step_states(db, cm, ref)
+    assert states["recognition"] == "open"
+    assert states["job_offer"] == "open"
+    assert states["visa"] == "pending"
+    assert states["registration"] == "pending"
+    with db.read() as s:
+        queue = queries.partner_queue(s, actor=actors["ihk.hoffmann"], today=NOW.date())
+    assert [(q.reference, q.step, q.state) for q in queue] == [(ref, "recognition", "offered")]
+
+
+def test_the_pathway_is_chosen_by_profile_and_kept_with_its_version(db, actors):
+    cm = actors["cm.mueller"]
+    student = start_case(db, cm, now=NOW, purpose="study", given_name="Tran")
+    eu = start_case(db, cm, now=NOW, nationality="PL", given_name="Ola")
+    with db.read() as s:
+        s_view = queries.case_view(s, actor=cm, reference=student)
+        e_view = queries.case_view(s, actor=cm, reference=eu)
+    assert (s_view.pathway, s_view.pathway_version) == ("student", 1)
+    assert (e_view.pathway, e_view.profile) == ("eu_citizen", "eu_citizen")
+    assert [st.key for st in s_view.steps if st.state == "open"] == ["housing"]
+    assert "residence_title" not in [st.key for st in e_view.steps]
+
+
+def test_a_handoff_without_consent_is_held_with_a_reason_and_released_by_consent(db, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW, consent_to=[])
+    with db.read() as s:
+        view = queries.case_view(s, actor=cm, reference=ref)
+        queue = queries.partner_queue(s, actor=actors["ihk.hoffmann"])
+    recognition = next(st for st in view.steps if st.key == "recognition")
+    assert recognition.handoff is not None
+    assert recognition.handoff.state == "held"
+    assert recognition.handoff.hold_reason == "consent_missing"
+    assert queue == []
+    with db.read() as s:
+        attention = queries.list_cases(s, actor=cm, attention=True)
+    assert ref in [r.reference for r in attention]
+
+    with db.transaction() as s:
+        give_consent(s, actor=cm, reference=ref, organisation="ihk-mr",
+                     method=ConsentMethod.signed_form, notice_language="de", now=NOW)
+    with db.read() as s:
+        queue = queries.partner_queue(s, actor=actors["ihk.hoffmann"])
+        offers = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.kind == "handoff_offered")).all()
+    assert [(q.reference, q.state) for q in queue] == [(ref, "offered")]
+    assert offers == ["handoff_offered"]
+
+
+def test_revoking_consent_takes_the_case_out_of_the_partners_sight_at_once(db, actors):
+    cm, ihk = actors["cm.mueller"], actors["ihk.hoffmann"]
+    ref = start_case(db, cm, now=NOW)
+    with db.transaction() as s:
+        accept_handoff(s, actor=ihk, reference=ref, step_key="recognition", now=NOW)
+    with db.transaction() as s:
+        revoke_consent(s, actor=cm, reference=ref, organisation="ihk-mr", now=NOW)
+    with db.read() as s:
+        assert queries.partner_queue(s, actor=ihk) == []
+        with pytest.raises(NotFoundError):
+            queries.case_view(s, actor=ihk, reference=ref)
+    with db.transaction() as s, pytest.raises(PermissionDenied):
+        complete_step(s, actor=ihk, reference=ref, step_key="recognition", now=NOW)
+
+
+def test_a_full_skilled_worker_journey_closes_the_case(db, actors):
+    cm, ihk, afa, vbw, stadt = (
+        actors[u] for u in ("cm.mueller", "ihk.hoffmann", "afa.becker", "vbw.schulz", "stadt.weber")
+    )
+    ref = start_case(db, cm, now=NOW)
+    t = NOW
+
+    def partner_done(actor, step, outcome=None):
+        nonlocal t
+        t += timedelta(days=1)
+        with db.transaction() as s:
+            accept_handoff(s, actor=actor, reference=ref, step_key=step, now=t)
+        with db.transaction() as s:
+            complete_handoff(s, actor=actor, reference=ref, step_key=step, outcome=outcome, now=t)
+
+    def manager_done(step, outcome=None):
+        nonlocal t
+        t += timedelta(days=1)
+        with db.transaction() as s:
+            complete_step(s, actor=cm, reference=ref, step_key=step, outcome=outcome, now=t)
+
+    partner_done(ihk, "recognition", "full")
+    partner_done(afa, "job_offer", "approved")
+    assert step_states(db, cm, ref)["visa"] == "open"
+    manager_done("visa", "granted")
+    partner_done(vbw, "housing")
+    states = step_states(db, cm, ref)
+    assert states["registration"] == "open"
+    partner_done(stadt, "registration")
+    for step in ("tax_id", "bank_account", "health_insurance"):
+        manager_done(step)
+    partner_done(stadt, "residence_title", "issued")
+    with db.transaction() as s:
+        skip_step(s, actor=cm, reference=ref, step_key="integration_course",
+                  reason="Kein Anspruch: Hochschulabschluss", now=t)
+    manager_done("job_entry", "started")
+    with db.read() as s:
+        view = queries.case_view(s, actor=cm, reference=ref)
+        events = queries.timeline(s, actor=cm, reference=ref)
+    assert view.status == "closed"
+    assert view.closed_at is not None
+    assert all(st.state in ("done", "skipped") for st in view.steps)
+    actions = [e.action for e in events]
+    assert actions[0] == "case.opened"
+    assert actions[-1] == "case.closed"
+    assert actions.count("step.completed") == 10
+    assert actions.count("step.skipped") == 1
+    assert actions.count("handoff.accepted") == 5
+
+
+def test_registration_clock_counts_14_days_from_moving_in(db, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW, nationality="PL")  # EU path: housing first
+    move_in = date(2026, 2, 20)
+    with db.transaction() as s:
+        complete_step(s, actor=cm, reference=ref, step_key="housing", on=move_in, now=NOW)
+    with db.read() as s:
+        view = queries.case_view(s, actor=cm, reference=ref, today=date(2026, 3, 6))
+    registration = next(st for st in view.steps if st.key == "registration")
+    assert registration.legal_due == date(2026, 3, 6)
+    assert registration.legal_reference == "§17 BMG"
+    assert registration.due_date == date(2026, 3, 6)  # earlier than the 10-day service target
+    assert registration.due_status == "due_soon"
+    assert view.newcomer["move_in_date"] == move_in
+    with db.read() as s:
+        later = queries.case_view(s, actor=cm, reference=ref, today=date(2026, 3, 7))
+        overdue = queries.list_cases(s, actor=cm, due="overdue", today=date(2026, 3, 7))
+    assert next(st for st in later.steps if st.key == "registration").due_status == "overdue"
+    assert [r.reference for r in overdue] == [ref]
+
+
+def test_changing_a_fact_moves_the_clocks_that_count_from_it(db, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW, nationality="PL")
+    with db.transaction() as s:
+        complete_step(s, actor=cm, reference=ref, step_key="housing", now=NOW)
+    from tracker.schemas import NewcomerUpdate
+
+    with db.transaction() as s:
+        update_newcomer(s, actor=cm, reference=ref,
+                        changes=NewcomerUpdate(move_in_date=date(2026, 2, 25)), now=NOW)
+    with db.read() as s:
+        view = queries.case_view(s, actor=cm, reference=ref)
+    assert next(st for st in view.steps if st.key == "registration").legal_due == date(2026, 3, 11)
+
+
+def test_accelerated_procedure_shortens_the_ba_approval_clock(db, actors):
+    cm, afa = actors["cm.mueller"], actors["afa.becker"]
+    ref = start_case(db, cm, now=NOW, accelerated_procedure=True)
+    with db.transaction() as s:
+        accept_handoff(s, actor=afa, reference=ref, step_key="job_offer", now=NOW)
+    with db.read() as s:
+        view = queries.case_view(s, actor=cm, reference=ref)
+    job_offer = next(st for st in view.steps if st.key == "job_offer")
+    assert job_offer.legal_due == NOW.date() + timedelta(days=7)
+
+
+def test_decline_and_return_send_the_step_back_to_the_case_manager(db, actors):
+    cm, ihk = actors["cm.mueller"], actors["ihk.hoffmann"]
+    ref = start_case(db, cm, now=NOW)
+    with db.transaction() as s:
+        with pytest.raises(ValidationFailed):
+            decline_handoff(s, actor=ihk, reference=ref, step_key="recognition", reason="  ", now=NOW)
+    with db.transaction() as s:
+        decline_handoff(s, actor=ihk, reference=ref, step_key="recognition",
+                        reason="Handwerksberuf: bitte HWK", now=NOW)
+    with db.read() as s:
+        attention = queries.list_cases(s, actor=cm, attention=True)
+        kinds = s.scalars(select(OutboxMessage.kind)).all()
+    assert [r.reference for r in attention] == [ref]
+    assert "handoff_declined" in kinds
+    with db.transaction() as s:
+        offer_handoff(s, actor=cm, reference=ref, step_key="recognition",
+                      organisation="hwk-do", now=NOW)
+    with db.transaction() as s:
+        accept_handoff(s, actor=actors["hwk.wagner"], reference=ref, step_key="recognition", now=NOW)
+    assert step_states(db, cm, ref)["recognition"] == "in_progress"
+    with db.transaction() as s:
+        return_handoff(s, actor=actors["hwk.wagner"], reference=ref, step_key="recognition",
+                       reason="Zeugnisübersetzung fehlt", now=NOW)
+    assert step_states(db, cm, ref)["recognition"] == "open"
+    with db.read() as s:
+        view = queries.case_view(s, actor=cm, reference=ref)
+        attention = queries.list_cases(s, actor=cm, attention=True)
+    rec = next(st for st in view.steps if st.key == "recognition")
+    assert rec.owner == "hwk-do"
+    assert rec.handoff is None
+    assert [h.state for h in rec.past_handoffs] == ["declined", "returned"]
+    assert [r.reference for r in attention] == [ref]
+
+
+def test_block_needs_a_reason_and_a_blocked_step_must_be_resumed_before_completion(db, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW)
+    with db.transaction() as s, pytest.raises(ValidationFailed):
+        block_step(s, actor=cm, reference=ref, step_key="recognition", reason="", now=NOW)
+    with db.transaction() as s:
+        block_step(s, actor=cm, reference=ref, step_key="recognition",
+                   reason="Unterlagen fehlen", now=NOW)
+    with db.transaction() as s, pytest.raises(InvalidTransition, match="Resume it first"):
+        complete_step(s, actor=cm, reference=ref, step_key="recognition", now=NOW)
+    with db.transaction() as s:
+        start_step(s, actor=cm, reference=ref, step_key="recognition", now=NOW)
+    assert step_states(db, cm, ref)["recognition"] == "in_progress"
+
+
+def test_impossible_transitions_are_refused_and_change_nothing(db, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW)
+    with db.read() as s:
+        before = s.scalar(select(func.count()).select_from(AuditEvent))
+    with db.transaction() as s, pytest.raises(InvalidTransition):
+        complete_step(s, actor=cm, reference=ref, step_key="registration", now=NOW)  # pending
+    with db.transaction() as s, pytest.raises(InvalidTransition):
+        accept_handoff(s, actor=actors["stadt.weber"], reference=ref, step_key="registration", now=NOW)
+    with db.transaction() as s, pytest.raises(ValidationFailed, match="not an outcome"):
+        complete_step(s, actor=cm, reference=ref, step_key="recognition", outcome="maybe", now=NOW)
+    with db.transaction() as s, pytest.raises(NotFoundError, match="no step"):
+        complete_step(s, actor=cm, reference=ref, step_key="flying", now=NOW)
+    with db.read() as s:
+        after = s.scalar(select(func.count()).select_from(AuditEvent))
+    assert after == before
+
+
+def test_every_change_leaves_exactly_its_audit_events(db, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW, consent_to=[])
+    with db.read() as s:
+        actions = [e.action for e in queries.timeline(s, actor=cm, reference=ref)]
+    assert actions == [
+        "case.opened", "step.opened", "handoff.held", "step.opened", "handoff.held",
+    ]
+
+
+def test_advance_is_idempotent(db, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW)
+    with db.read() as s:
+        counts = [s.scalar(select(func.count()).select_from(m)) for m in (AuditEvent, Handoff, OutboxMessage)]
+    for _ in range(3):
+        with db.transaction() as s:
+            result = advance_case(s, actor=cm, reference=ref, now=NOW)
+        assert not result.changed
+    with db.read() as s:
+        again = [s.scalar(select(func.count()).select_from(m)) for m in (AuditEvent, Handoff, OutboxMessage)]
+    assert again == counts
+
+
+def test_a_stale_edit_is_refused_with_a_clear_message(db, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW)
+    with db.read() as s:
+        seen = next(st for st in queries.case_view(s, actor=cm, reference=ref).steps if st.key == "recognition")
+    with db.transaction() as s:
+        block_step(s, actor=actors["cm.yilmaz"], reference=ref, step_key="recognition",
+                   reason="Unterlagen fehlen", expected_version=seen.version, now=NOW)
+    with db.transaction() as s, pytest.raises(ConcurrentEditError, match="changed by someone else"):
+        complete_step(s, actor=cm, reference=ref, step_key="recognition",
+                      expected_version=seen.version, now=NOW)
+    assert step_states(db, cm, ref)["recognition"] == "blocked"
+
+
+def test_two_people_completing_the_same_step_at_once_never_both_win(db, actors):
+    cm, cm2 = actors["cm.mueller"], actors["cm.yilmaz"]
+    ref = start_case(db, cm, now=NOW, nationality="PL")
+    with db.read() as s:
+        version = next(st for st in queries.case_view(s, actor=cm, reference=ref).steps if st.key == "housing").version
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def worker(actor):
+        try:
+            with db.transaction() as s:
+                barrier.wait(timeout=10)
+                complete_step(s, actor=actor, reference=ref, step_key="housing",
+                              expected_version=version, now=NOW)
+            outcomes.append("ok")
+        except (ConcurrentEditError, InvalidTransition):
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=worker, args=(a,)) for a in (cm, cm2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["ok", "refused"]
+    with db.read() as s:
+        completed = s.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "step.completed")
+        )
+        opened = s.scalar(
+            select(func.count()).select_from(AuditEvent).where(
+                AuditEvent.action == "step.opened", AuditEvent.details["step"].as_string() == "registration"
+            )
+        )
+    assert completed == 1
+    assert opened == 1
+
+
+def test_scope_partner_sees_only_its_queue_and_only_the_fields_its_step_needs(db, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW, email="priya@example.org", phone="+49 234 1")
+    ihk = actors["ihk.hoffmann"]
+    with db.read() as s:
+        (item,) = queries.partner_queue(s, actor=ihk)
+        assert set(item.newcomer) == {"given_name", "family_name", "birth_date", "nationality"}
+        with pytest.raises(PermissionDenied):
+            queries.partner_queue(s, actor=ihk, organisation="stadt-bochum")
+        with pytest.raises(NotFoundError):
+            queries.case_view(s, actor=actors["stadt.weber"], reference=ref)
+        with pytest.raises(PermissionDenied):
+            queries.list_cases(s, actor=ihk)
+        with pytest.raises(PermissionDenied):
+            queries.timeline(s, actor=ihk, reference=ref)
+        with pytest.raises(PermissionDenied):
+            queries.case_view(s, actor=actors["lead.schmidt"], reference=ref)
+    with db.transaction() as s, pytest.raises(PermissionDenied):
+        accept_handoff(s, actor=actors["stadt.weber"], reference=ref, step_key="recognition", now=NOW)
+    with db.transaction() as s, pytest.raises(PermissionDenied):
+        complete_step(s, actor=ihk, reference=ref, step_key="recognition", now=NOW)  # not accepted yet
+    with db.transaction() as s, pytest.raises(PermissionDenied):
+        skip_step(s, actor=ihk, reference=ref, step_key="recognition", reason="x", now=NOW)
+    with db.transaction() as s:
+        accept_handoff(s, actor=ihk, reference=ref, step_key="recognition", now=NOW)
+    with db.read() as s:
+        view = queries.case_view(s, actor=ihk, reference=ref)
+    assert [st.key for st in view.steps] == ["recognition"]
+    assert "email" not in view.newcomer and "phone" not in view.newcomer
+    assert view.consents == []
+
+
+def test_partner_queue_is_sorted_by_urgency(db, actors):
+    cm, stadt = actors["cm.mueller"], actors["stadt.weber"]
+    refs = []
+    for i, move_in in enumerate([date(2026, 2, 25), date(2026, 2, 10), date(2026, 2, 18)]):
+        ref = start_case(db, cm, now=NOW, nationality="PL", given_name=f"P{i}")
+        with db.transaction() as s:
+            complete_step(s, actor=cm, reference=ref, step_key="housing", on=move_in, now=NOW)
+        refs.append(ref)
+    with db.read() as s:
+        queue = queries.partner_queue(s, actor=stadt, today=NOW.date())
+        overdue = queries.partner_queue(s, actor=stadt, due="overdue", today=NOW.date())
+    assert [q.reference for q in queue] == [refs[1], refs[2], refs[0]]
+    assert [q.due_date for q in queue] == sorted(q.due_date for q in queue)
+    assert [q.reference for q in overdue] == [refs[1]]
+    assert queue[0].due_status == "overdue"
+
+
+def test_one_open_case_per_newcomer_and_reassignment(db, actors):
+    cm = actors["cm.mueller"]
+    with db.transaction() as s:
+        person = register_newcomer(s, actor=cm, data=newcomer(), now=NOW)
+        case = open_case(s, actor=cm, newcomer_id=person.id, now=NOW)
+        ref, pid = case.reference, person.id
+    with db.transaction() as s, pytest.raises(InvalidTransition, match="already has an open case"):
+        open_case(s, actor=cm, newcomer_id=pid, now=NOW)
+    with db.transaction() as s:
+        reassign_case(s, actor=cm, reference=ref, case_manager="cm.yilmaz", now=NOW)
+    with db.read() as s:
+        mine = queries.list_cases(s, actor=actors["cm.yilmaz"], manager="me")
+    assert [r.reference for r in mine] == [ref]
+    with db.transaction() as s, pytest.raises(ValidationFailed):
+        reassign_case(s, actor=cm, reference=ref, case_manager="ihk.hoffmann", now=NOW)
+
+
+def test_only_case_managers_register_newcomers(db, actors):
+    for username in ("ihk.hoffmann", "lead.schmidt"):
+        with db.transaction() as s, pytest.raises(PermissionDenied):
+            register_newcomer(s, actor=actors[username], data=newcomer(), now=NOW)
+
+
+def test_audit_events_cannot_be_changed_even_with_raw_sql(db, actors):
+    start_case(db, actors["cm.mueller"], now=NOW)
+    with db.writer.connect() as conn:
+        with pytest.raises(Exception, match="append-only"):
+            conn.execute(text("UPDATE audit_events SET actor = 'mallory'"))
+        conn.rollback()
+        with pytest.raises(Exception, match="append-only"):
+            conn.execute(text("DELETE FROM audit_events"))
+        conn.rollback()
+
+
+def test_list_cases_filters_by_stage_pathway_and_search(db, actors):
+    cm = actors["cm.mueller"]
+    worker = start_case(db, cm, now=NOW, family_name="Okafor")
+    student = start_case(db, cm, now=NOW, purpose="study", family_name="Nguyen")
+    with db.read() as s:
+        assert [r.reference for r in queries.list_cases(s, actor=cm, stage="housing")] == [student]
+        assert [r.reference for r in queries.list_cases(s, actor=cm, pathway="skilled_worker")] == [worker]
+        assert [r.reference for r in queries.list_cases(s, actor=cm, search="okaf")] == [worker]
+        assert queries.list_cases(s, actor=cm, status=CaseStatus.closed) == []
+        rows = queries.list_cases(s, actor=cm)
+    assert {r.reference for r in rows} == {worker, student}
+    assert next(r for r in rows if r.reference == worker).active_steps == ["recognition", "job_offer"]
+
+
+def test_skipping_a_prerequisite_opens_what_depends_on_it(db, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW)
+    with db.transaction() as s:
+        skip_step(s, actor=cm, reference=ref, step_key="recognition",
+                  reason="Abschluss in anabin als vergleichbar gelistet", now=NOW)
+    with db.read() as s:
+        h = s.scalars(select(Handoff).join(Step).where(Step.key == "recognition")).one()
+        assert h.state == HandoffState.withdrawn
+        assert h.reason == "step_skipped"
+    assert step_states(db, cm, ref)["visa"] == "pending"  # still needs job_offer
+    with db.transaction() as s:
+        complete_step(s, actor=cm, reference=ref, step_key="job_offer", now=NOW)
+    assert step_states(db, cm, ref)["visa"] == StepState.open
