@@ -1,4 +1,4 @@
-"""Fixtures: every database test runs on SQLite and on the machine's PostgreSQL, each test isolated."""
+"""Fixtures: database tests run on SQLite and on the machine's PostgreSQL, each test isolated."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _pg_available() -> str | None:
     try:
         with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", connect_timeout=3):
             return None
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as exc:
         return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 

@@ -88,11 +88,20 @@ def test_a_handoff_without_consent_is_held_with_a_reason_and_released_by_consent
     assert ref in [r.reference for r in attention]
 
     with db.transaction() as s:
-        give_consent(s, actor=cm, reference=ref, organisation="ihk-mr",
-                     method=ConsentMethod.signed_form, notice_language="de", now=NOW)
+        give_consent(
+            s,
+            actor=cm,
+            reference=ref,
+            organisation="ihk-mr",
+            method=ConsentMethod.signed_form,
+            notice_language="de",
+            now=NOW,
+        )
     with db.read() as s:
         queue = queries.partner_queue(s, actor=actors["ihk.hoffmann"])
-        offers = s.scalars(select(OutboxMessage.kind).where(OutboxMessage.kind == "handoff_offered")).all()
+        offers = s.scalars(
+            select(OutboxMessage.kind).where(OutboxMessage.kind == "handoff_offered")
+        ).all()
     assert [(q.reference, q.state) for q in queue] == [(ref, "offered")]
     assert offers == ["handoff_offered"]
 
@@ -145,8 +154,14 @@ def test_a_full_skilled_worker_journey_closes_the_case(db, actors):
         manager_done(step)
     partner_done(stadt, "residence_title", "issued")
     with db.transaction() as s:
-        skip_step(s, actor=cm, reference=ref, step_key="integration_course",
-                  reason="Kein Anspruch: Hochschulabschluss", now=t)
+        skip_step(
+            s,
+            actor=cm,
+            reference=ref,
+            step_key="integration_course",
+            reason="Kein Anspruch: Hochschulabschluss",
+            now=t,
+        )
     manager_done("job_entry", "started")
     with db.read() as s:
         view = queries.case_view(s, actor=cm, reference=ref)
@@ -191,8 +206,13 @@ def test_changing_a_fact_moves_the_clocks_that_count_from_it(db, actors):
     from tracker.schemas import NewcomerUpdate
 
     with db.transaction() as s:
-        update_newcomer(s, actor=cm, reference=ref,
-                        changes=NewcomerUpdate(move_in_date=date(2026, 2, 25)), now=NOW)
+        update_newcomer(
+            s,
+            actor=cm,
+            reference=ref,
+            changes=NewcomerUpdate(move_in_date=date(2026, 2, 25)),
+            now=NOW,
+        )
     with db.read() as s:
         view = queries.case_view(s, actor=cm, reference=ref)
     assert next(st for st in view.steps if st.key == "registration").legal_due == date(2026, 3, 11)
@@ -212,26 +232,40 @@ def test_accelerated_procedure_shortens_the_ba_approval_clock(db, actors):
 def test_decline_and_return_send_the_step_back_to_the_case_manager(db, actors):
     cm, ihk = actors["cm.mueller"], actors["ihk.hoffmann"]
     ref = start_case(db, cm, now=NOW)
+    with db.transaction() as s, pytest.raises(ValidationFailed):
+        decline_handoff(s, actor=ihk, reference=ref, step_key="recognition", reason="  ", now=NOW)
     with db.transaction() as s:
-        with pytest.raises(ValidationFailed):
-            decline_handoff(s, actor=ihk, reference=ref, step_key="recognition", reason="  ", now=NOW)
-    with db.transaction() as s:
-        decline_handoff(s, actor=ihk, reference=ref, step_key="recognition",
-                        reason="Handwerksberuf: bitte HWK", now=NOW)
+        decline_handoff(
+            s,
+            actor=ihk,
+            reference=ref,
+            step_key="recognition",
+            reason="Handwerksberuf: bitte HWK",
+            now=NOW,
+        )
     with db.read() as s:
         attention = queries.list_cases(s, actor=cm, attention=True)
         kinds = s.scalars(select(OutboxMessage.kind)).all()
     assert [r.reference for r in attention] == [ref]
     assert "handoff_declined" in kinds
     with db.transaction() as s:
-        offer_handoff(s, actor=cm, reference=ref, step_key="recognition",
-                      organisation="hwk-do", now=NOW)
+        offer_handoff(
+            s, actor=cm, reference=ref, step_key="recognition", organisation="hwk-do", now=NOW
+        )
     with db.transaction() as s:
-        accept_handoff(s, actor=actors["hwk.wagner"], reference=ref, step_key="recognition", now=NOW)
+        accept_handoff(
+            s, actor=actors["hwk.wagner"], reference=ref, step_key="recognition", now=NOW
+        )
     assert step_states(db, cm, ref)["recognition"] == "in_progress"
     with db.transaction() as s:
-        return_handoff(s, actor=actors["hwk.wagner"], reference=ref, step_key="recognition",
-                       reason="Zeugnisübersetzung fehlt", now=NOW)
+        return_handoff(
+            s,
+            actor=actors["hwk.wagner"],
+            reference=ref,
+            step_key="recognition",
+            reason="Zeugnisübersetzung fehlt",
+            now=NOW,
+        )
     assert step_states(db, cm, ref)["recognition"] == "open"
     with db.read() as s:
         view = queries.case_view(s, actor=cm, reference=ref)
@@ -249,8 +283,9 @@ def test_block_needs_a_reason_and_a_blocked_step_must_be_resumed_before_completi
     with db.transaction() as s, pytest.raises(ValidationFailed):
         block_step(s, actor=cm, reference=ref, step_key="recognition", reason="", now=NOW)
     with db.transaction() as s:
-        block_step(s, actor=cm, reference=ref, step_key="recognition",
-                   reason="Unterlagen fehlen", now=NOW)
+        block_step(
+            s, actor=cm, reference=ref, step_key="recognition", reason="Unterlagen fehlen", now=NOW
+        )
     with db.transaction() as s, pytest.raises(InvalidTransition, match="Resume it first"):
         complete_step(s, actor=cm, reference=ref, step_key="recognition", now=NOW)
     with db.transaction() as s:
@@ -266,7 +301,9 @@ def test_impossible_transitions_are_refused_and_change_nothing(db, actors):
     with db.transaction() as s, pytest.raises(InvalidTransition):
         complete_step(s, actor=cm, reference=ref, step_key="registration", now=NOW)  # pending
     with db.transaction() as s, pytest.raises(InvalidTransition):
-        accept_handoff(s, actor=actors["stadt.weber"], reference=ref, step_key="registration", now=NOW)
+        accept_handoff(
+            s, actor=actors["stadt.weber"], reference=ref, step_key="registration", now=NOW
+        )
     with db.transaction() as s, pytest.raises(ValidationFailed, match="not an outcome"):
         complete_step(s, actor=cm, reference=ref, step_key="recognition", outcome="maybe", now=NOW)
     with db.transaction() as s, pytest.raises(NotFoundError, match="no step"):
@@ -282,7 +319,11 @@ def test_every_change_leaves_exactly_its_audit_events(db, actors):
     with db.read() as s:
         actions = [e.action for e in queries.timeline(s, actor=cm, reference=ref)]
     assert actions == [
-        "case.opened", "step.opened", "handoff.held", "step.opened", "handoff.held",
+        "case.opened",
+        "step.opened",
+        "handoff.held",
+        "step.opened",
+        "handoff.held",
     ]
 
 
@@ -290,13 +331,19 @@ def test_advance_is_idempotent(db, actors):
     cm = actors["cm.mueller"]
     ref = start_case(db, cm, now=NOW)
     with db.read() as s:
-        counts = [s.scalar(select(func.count()).select_from(m)) for m in (AuditEvent, Handoff, OutboxMessage)]
+        counts = [
+            s.scalar(select(func.count()).select_from(m))
+            for m in (AuditEvent, Handoff, OutboxMessage)
+        ]
     for _ in range(3):
         with db.transaction() as s:
             result = advance_case(s, actor=cm, reference=ref, now=NOW)
         assert not result.changed
     with db.read() as s:
-        again = [s.scalar(select(func.count()).select_from(m)) for m in (AuditEvent, Handoff, OutboxMessage)]
+        again = [
+            s.scalar(select(func.count()).select_from(m))
+            for m in (AuditEvent, Handoff, OutboxMessage)
+        ]
     assert again == counts
 
 
@@ -304,13 +351,30 @@ def test_a_stale_edit_is_refused_with_a_clear_message(db, actors):
     cm = actors["cm.mueller"]
     ref = start_case(db, cm, now=NOW)
     with db.read() as s:
-        seen = next(st for st in queries.case_view(s, actor=cm, reference=ref).steps if st.key == "recognition")
+        seen = next(
+            st
+            for st in queries.case_view(s, actor=cm, reference=ref).steps
+            if st.key == "recognition"
+        )
     with db.transaction() as s:
-        block_step(s, actor=actors["cm.yilmaz"], reference=ref, step_key="recognition",
-                   reason="Unterlagen fehlen", expected_version=seen.version, now=NOW)
+        block_step(
+            s,
+            actor=actors["cm.yilmaz"],
+            reference=ref,
+            step_key="recognition",
+            reason="Unterlagen fehlen",
+            expected_version=seen.version,
+            now=NOW,
+        )
     with db.transaction() as s, pytest.raises(ConcurrentEditError, match="changed by someone else"):
-        complete_step(s, actor=cm, reference=ref, step_key="recognition",
-                      expected_version=seen.version, now=NOW)
+        complete_step(
+            s,
+            actor=cm,
+            reference=ref,
+            step_key="recognition",
+            expected_version=seen.version,
+            now=NOW,
+        )
     assert step_states(db, cm, ref)["recognition"] == "blocked"
 
 
@@ -318,7 +382,9 @@ def test_two_people_completing_the_same_step_at_once_never_both_win(db, actors):
     cm, cm2 = actors["cm.mueller"], actors["cm.yilmaz"]
     ref = start_case(db, cm, now=NOW, nationality="PL")
     with db.read() as s:
-        version = next(st for st in queries.case_view(s, actor=cm, reference=ref).steps if st.key == "housing").version
+        version = next(
+            st for st in queries.case_view(s, actor=cm, reference=ref).steps if st.key == "housing"
+        ).version
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
@@ -326,8 +392,14 @@ def test_two_people_completing_the_same_step_at_once_never_both_win(db, actors):
         try:
             with db.transaction() as s:
                 barrier.wait(timeout=10)
-                complete_step(s, actor=actor, reference=ref, step_key="housing",
-                              expected_version=version, now=NOW)
+                complete_step(
+                    s,
+                    actor=actor,
+                    reference=ref,
+                    step_key="housing",
+                    expected_version=version,
+                    now=NOW,
+                )
             outcomes.append("ok")
         except (ConcurrentEditError, InvalidTransition):
             outcomes.append("refused")
@@ -340,11 +412,16 @@ def test_two_people_completing_the_same_step_at_once_never_both_win(db, actors):
     assert sorted(outcomes) == ["ok", "refused"]
     with db.read() as s:
         completed = s.scalar(
-            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "step.completed")
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "step.completed")
         )
         opened = s.scalar(
-            select(func.count()).select_from(AuditEvent).where(
-                AuditEvent.action == "step.opened", AuditEvent.details["step"].as_string() == "registration"
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.action == "step.opened",
+                AuditEvent.details["step"].as_string() == "registration",
             )
         )
     assert completed == 1
@@ -369,9 +446,13 @@ def test_scope_partner_sees_only_its_queue_and_only_the_fields_its_step_needs(db
         with pytest.raises(PermissionDenied):
             queries.case_view(s, actor=actors["lead.schmidt"], reference=ref)
     with db.transaction() as s, pytest.raises(PermissionDenied):
-        accept_handoff(s, actor=actors["stadt.weber"], reference=ref, step_key="recognition", now=NOW)
+        accept_handoff(
+            s, actor=actors["stadt.weber"], reference=ref, step_key="recognition", now=NOW
+        )
     with db.transaction() as s, pytest.raises(PermissionDenied):
-        complete_step(s, actor=ihk, reference=ref, step_key="recognition", now=NOW)  # not accepted yet
+        complete_step(
+            s, actor=ihk, reference=ref, step_key="recognition", now=NOW
+        )  # not accepted yet
     with db.transaction() as s, pytest.raises(PermissionDenied):
         skip_step(s, actor=ihk, reference=ref, step_key="recognition", reason="x", now=NOW)
     with db.transaction() as s:
@@ -440,20 +521,31 @@ def test_list_cases_filters_by_stage_pathway_and_search(db, actors):
     student = start_case(db, cm, now=NOW, purpose="study", family_name="Nguyen")
     with db.read() as s:
         assert [r.reference for r in queries.list_cases(s, actor=cm, stage="housing")] == [student]
-        assert [r.reference for r in queries.list_cases(s, actor=cm, pathway="skilled_worker")] == [worker]
+        assert [r.reference for r in queries.list_cases(s, actor=cm, pathway="skilled_worker")] == [
+            worker
+        ]
         assert [r.reference for r in queries.list_cases(s, actor=cm, search="okaf")] == [worker]
         assert queries.list_cases(s, actor=cm, status=CaseStatus.closed) == []
         rows = queries.list_cases(s, actor=cm)
     assert {r.reference for r in rows} == {worker, student}
-    assert next(r for r in rows if r.reference == worker).active_steps == ["recognition", "job_offer"]
+    assert next(r for r in rows if r.reference == worker).active_steps == [
+        "recognition",
+        "job_offer",
+    ]
 
 
 def test_skipping_a_prerequisite_opens_what_depends_on_it(db, actors):
     cm = actors["cm.mueller"]
     ref = start_case(db, cm, now=NOW)
     with db.transaction() as s:
-        skip_step(s, actor=cm, reference=ref, step_key="recognition",
-                  reason="Abschluss in anabin als vergleichbar gelistet", now=NOW)
+        skip_step(
+            s,
+            actor=cm,
+            reference=ref,
+            step_key="recognition",
+            reason="Abschluss in anabin als vergleichbar gelistet",
+            now=NOW,
+        )
     with db.read() as s:
         h = s.scalars(select(Handoff).join(Step).where(Step.key == "recognition")).one()
         assert h.state == HandoffState.withdrawn

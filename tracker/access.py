@@ -88,9 +88,7 @@ def has_consent_clause(newcomer_id_col, organisation_id_col):  # type: ignore[no
 
 
 def has_consent(session: Session, *, newcomer_id: int, organisation_id: int) -> bool:
-    return bool(
-        session.scalar(select(has_consent_clause(newcomer_id, organisation_id)))
-    )
+    return bool(session.scalar(select(has_consent_clause(newcomer_id, organisation_id))))
 
 
 def partner_may_see_case(session: Session, actor: Actor, *, case_id: int, newcomer_id: int) -> bool:

@@ -15,7 +15,7 @@ def _as_date(value: date | datetime | None) -> date | None:
 
 
 def basis_date(basis: str, facts: Mapping[str, date | datetime | None]) -> date | None:
-    """The date a clock counts from: a newcomer fact, this step's own dates, or another step's done date.
+    """The date a clock counts from: a newcomer fact, the step's own dates, or another step's.
 
     ``facts`` holds ``move_in``, ``arrival``, ``permit_expiry``, ``opened``, ``started`` and
     ``done:<step>`` keys; a missing fact means the clock has not started yet.

@@ -22,7 +22,9 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma; FULL makes every commit durable."
     )
-    due_soon_days: int = Field(default=3, ge=0, description="Days before a due date that count as due soon.")
+    due_soon_days: int = Field(
+        default=3, ge=0, description="Days before a due date that count as due soon."
+    )
     pathways_dir: Path | None = Field(
         default=None, description="Extra folder of pathway YAML files (added to the built-in ones)."
     )

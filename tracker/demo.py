@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from faker import Faker
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from tracker import clocks
@@ -61,15 +61,34 @@ CASE_MANAGERS = [name for name, _, role, _ in DEMO_USERS if role == Role.case_ma
 
 # Faker locale -> nationality. Weighted toward the groups Bochum actually sees.
 NON_EU = [
-    ("en_IN", "IN", 14), ("tr_TR", "TR", 10), ("uk_UA", "UA", 8), ("ar_EG", "EG", 5),
-    ("fa_IR", "IR", 5), ("vi_VN", "VN", 6), ("zh_CN", "CN", 6), ("pt_BR", "BR", 5),
-    ("es_MX", "MX", 3), ("id_ID", "ID", 4), ("en_PH", "PH", 4), ("ne_NP", "NP", 4),
-    ("bn_BD", "BD", 4), ("ka_GE", "GE", 3), ("en_NG", "NG", 5), ("en_PK", "PK", 4),
-    ("sq_AL", "AL", 2), ("ar_JO", "SY", 3),
+    ("en_IN", "IN", 14),
+    ("tr_TR", "TR", 10),
+    ("uk_UA", "UA", 8),
+    ("ar_EG", "EG", 5),
+    ("fa_IR", "IR", 5),
+    ("vi_VN", "VN", 6),
+    ("zh_CN", "CN", 6),
+    ("pt_BR", "BR", 5),
+    ("es_MX", "MX", 3),
+    ("id_ID", "ID", 4),
+    ("en_PH", "PH", 4),
+    ("ne_NP", "NP", 4),
+    ("bn_BD", "BD", 4),
+    ("ka_GE", "GE", 3),
+    ("en_NG", "NG", 5),
+    ("en_PK", "PK", 4),
+    ("sq_AL", "AL", 2),
+    ("ar_JO", "SY", 3),
 ]
 EU = [
-    ("pl_PL", "PL", 6), ("it_IT", "IT", 4), ("es_ES", "ES", 4), ("ro_RO", "RO", 6),
-    ("el_GR", "GR", 3), ("hr_HR", "HR", 3), ("bg_BG", "BG", 3), ("nl_NL", "NL", 1),
+    ("pl_PL", "PL", 6),
+    ("it_IT", "IT", 4),
+    ("es_ES", "ES", 4),
+    ("ro_RO", "RO", 6),
+    ("el_GR", "GR", 3),
+    ("hr_HR", "HR", 3),
+    ("bg_BG", "BG", 3),
+    ("nl_NL", "NL", 1),
 ]
 LANG_BY_LOCALE = {"uk_UA": "uk", "tr_TR": "tr", "ar_EG": "ar", "ar_JO": "ar", "fa_IR": "fa"}
 
@@ -99,6 +118,9 @@ SKIP_REASONS = {
     "integration_course": "Kein Anspruch: Hochschulabschluss / no entitlement (academic degree)",
     "recognition": "Abschluss in anabin als vergleichbar gelistet / degree listed as comparable",
 }
+NOT_AT_THGA = (
+    "Studium an der RUB: FIT@THGA nicht zutreffend / studies at RUB, FIT@THGA does not apply"
+)
 DECLINE_REASONS = [
     "Nicht zuständig: Handwerksberuf, bitte an HWK / not ours: crafts occupation, please HWK",
     "Keine Kapazität in diesem Monat / no capacity this month",
@@ -150,7 +172,15 @@ class _Batch:
     rows: dict[str, list[dict[str, Any]]] = field(
         default_factory=lambda: {
             t: []
-            for t in ("newcomers", "cases", "steps", "handoffs", "consents", "audit_events", "outbox")
+            for t in (
+                "newcomers",
+                "cases",
+                "steps",
+                "handoffs",
+                "consents",
+                "audit_events",
+                "outbox",
+            )
         }
     )
 
@@ -205,7 +235,7 @@ class DemoGenerator:
             fk = Faker(loc)
             fk.seed_instance(seed)
             self.fakers[loc] = fk
-        self.pathways = {p.profile: p for p in registry.latest()}
+        self.pathways = {p.profile.value: p for p in registry.latest()}
         self.orders = {k: _topological(p) for k, p in self.pathways.items()}
 
     # -- people ---------------------------------------------------------------------------
@@ -235,13 +265,15 @@ class DemoGenerator:
         start = date(2024, 1, 2)
         span = (self.as_of - start).days - 2
         if fit_cohort:
-            first_contact = date(2023, 9, 1) + timedelta(days=rng.randint(0, 300))
+            first_contact = date(2023, 9, 1) + timedelta(days=rng.randint(0, 270))
         else:
             first_contact = start + timedelta(days=int(span * rng.random() ** 0.8))
         birth = first_contact - timedelta(days=age * 365 + rng.randint(0, 364))
         lang = LANG_BY_LOCALE.get(loc) or ("en" if rng.random() < 0.7 else "de")
         accelerated = profile == "skilled_worker" and rng.random() < 0.35
         purpose = Purpose.study if profile == "student" else Purpose.work
+        # FIT@THGA is for THGA students: the 2024 cohort, and part of the later intake.
+        at_thga = fit_cohort or (first_contact.year >= 2025 and rng.random() < 0.45)
         arrival = None
         if profile != "skilled_worker":
             arrival = first_contact - timedelta(days=rng.randint(0, 20))
@@ -257,47 +289,92 @@ class DemoGenerator:
         audit = batch.rows["audit_events"]
         outbox = batch.rows["outbox"]
 
-        def event(when: datetime, actor: str, action: str, etype: str, eid: int | None,
-                  reason: str | None = None, **details: Any) -> None:
-            audit.append({
-                "id": self.ids.take("audit_events"), "occurred_at": when,
-                "actor_id": self.users.get(actor), "actor": actor, "action": action,
-                "case_id": case_id, "entity_type": etype, "entity_id": eid, "reason": reason,
-                "details": details,
-            })
+        def event(
+            when: datetime,
+            actor: str,
+            action: str,
+            etype: str,
+            eid: int | None,
+            reason: str | None = None,
+            **details: Any,
+        ) -> None:
+            audit.append(
+                {
+                    "id": self.ids.take("audit_events"),
+                    "occurred_at": when,
+                    "actor_id": self.users.get(actor),
+                    "actor": actor,
+                    "action": action,
+                    "case_id": case_id,
+                    "entity_type": etype,
+                    "entity_id": eid,
+                    "reason": reason,
+                    "details": details,
+                }
+            )
 
         def message(key: str, kind: str, when: datetime, **recipient: Any) -> None:
-            outbox.append({
-                "id": self.ids.take("outbox"), "idempotency_key": key, "kind": kind,
-                "case_id": case_id, "recipient_org_id": recipient.get("org"),
-                "recipient_user_id": recipient.get("user"),
-                "recipient_newcomer_id": recipient.get("newcomer"), "language": lang,
-                "context": {"reference": reference}, "status": OutboxStatus.sent.value,
-                "attempts": 1, "last_error": None, "created_at": when, "next_attempt_at": when,
-                "sent_at": when + timedelta(minutes=1),
-            })
+            outbox.append(
+                {
+                    "id": self.ids.take("outbox"),
+                    "idempotency_key": key,
+                    "kind": kind,
+                    "case_id": case_id,
+                    "recipient_org_id": recipient.get("org"),
+                    "recipient_user_id": recipient.get("user"),
+                    "recipient_newcomer_id": recipient.get("newcomer"),
+                    "language": lang,
+                    "context": {"reference": reference},
+                    "status": OutboxStatus.sent.value,
+                    "attempts": 1,
+                    "last_error": None,
+                    "created_at": when,
+                    "next_attempt_at": when,
+                    "sent_at": when + timedelta(minutes=1),
+                }
+            )
 
         event(opened_at, manager, "newcomer.registered", "newcomer", newcomer_id, profile=profile)
-        event(opened_at, manager, "case.opened", "case", case_id,
-              pathway=pathway.key, version=pathway.version)
+        event(
+            opened_at,
+            manager,
+            "case.opened",
+            "case",
+            case_id,
+            pathway=pathway.key,
+            version=pathway.version,
+        )
         message(f"welcome:{case_id}", "welcome", opened_at, newcomer=newcomer_id)
 
         # Consent per receiving organisation, given at first contact; a few are missing.
         partner_orgs = sorted({s.owner for s in pathway.steps if self.orgs[s.owner][1]})
-        missing = rng.choice(partner_orgs) if partner_orgs and rng.random() < 0.06 else None
+        hesitant = partner_orgs and not fit_cohort and rng.random() < 0.06
+        missing = rng.choice(partner_orgs) if hesitant else None
         consented: set[str] = set()
+        # Most people who hesitate consent a few weeks later; the rest never do.
+        late_at = opened_at + timedelta(days=rng.randint(3, 30), hours=rng.randint(0, 5))
+        late = missing is not None and late_at.date() <= self.as_of and rng.random() < 0.85
         for org in partner_orgs:
             if org == missing:
                 continue
             cid = self.ids.take("consents")
-            batch.rows["consents"].append({
-                "id": cid, "newcomer_id": newcomer_id, "organisation_id": self.orgs[org][0],
-                "purpose": "case_sharing",
-                "method": rng.choice(["signed_form", "signed_form", "online_form", "email"]),
-                "notice_language": lang if lang in ("de", "en", "ar", "uk", "tr", "fa") else "en",
-                "given_at": opened_at, "recorded_by_id": manager_id, "revoked_at": None,
-                "revoked_by_id": None, "version": 1,
-            })
+            batch.rows["consents"].append(
+                {
+                    "id": cid,
+                    "newcomer_id": newcomer_id,
+                    "organisation_id": self.orgs[org][0],
+                    "purpose": "case_sharing",
+                    "method": rng.choice(["signed_form", "signed_form", "online_form", "email"]),
+                    "notice_language": lang
+                    if lang in ("de", "en", "ar", "uk", "tr", "fa")
+                    else "en",
+                    "given_at": opened_at,
+                    "recorded_by_id": manager_id,
+                    "revoked_at": None,
+                    "revoked_by_id": None,
+                    "version": 1,
+                }
+            )
             consented.add(org)
             event(opened_at, manager, "consent.given", "consent", cid, organisation=org)
 
@@ -316,15 +393,33 @@ class DemoGenerator:
             clock = ps.legal_clock
             legal_days = None
             if clock:
-                legal_days = clock.days_accelerated if (accelerated and clock.days_accelerated) else clock.days
+                legal_days = (
+                    clock.days_accelerated
+                    if (accelerated and clock.days_accelerated)
+                    else clock.days
+                )
             row: dict[str, Any] = {
-                "id": step_id, "case_id": case_id, "key": sid, "position": position,
-                "needs": list(ps.needs), "owner_org_id": org_id, "state": StepState.pending.value,
-                "opened_at": None, "started_at": None, "done_at": None,
-                "service_days": ps.service_days, "legal_basis": clock.basis if clock else None,
-                "legal_days": legal_days, "legal_reference": clock.reference if clock else None,
-                "service_due": None, "legal_due": None, "due_date": None, "blocked_reason": None,
-                "skip_reason": None, "outcome": None, "version": 1,
+                "id": step_id,
+                "case_id": case_id,
+                "key": sid,
+                "position": position,
+                "needs": list(ps.needs),
+                "owner_org_id": org_id,
+                "state": StepState.pending.value,
+                "opened_at": None,
+                "started_at": None,
+                "done_at": None,
+                "service_days": ps.service_days,
+                "legal_basis": clock.basis if clock else None,
+                "legal_days": legal_days,
+                "legal_reference": clock.reference if clock else None,
+                "service_due": None,
+                "legal_due": None,
+                "due_date": None,
+                "blocked_reason": None,
+                "skip_reason": None,
+                "outcome": None,
+                "version": 1,
             }
             step_rows.append(row)
             if not all(n in finished for n in ps.needs):
@@ -337,52 +432,147 @@ class DemoGenerator:
             row["state"] = StepState.open.value
             row["opened_at"] = opened
             event(opened, manager, "step.opened", "step", step_id, step=sid, owner=org_key)
+            if sid == "fit_enrollment" and not at_thga:
+                row.update(state=StepState.skipped.value, skip_reason=NOT_AT_THGA, done_at=opened)
+                event(
+                    opened, manager, "step.skipped", "step", step_id, reason=NOT_AT_THGA, step=sid
+                )
+                finished.add(sid)
+                done_at[sid] = opened
+                continue
             actor = manager
             started = opened + timedelta(hours=rng.randint(1, 30))
             handoff: dict[str, Any] | None = None
             if receives:
                 actor = PARTNER_BY_ORG.get(org_key, manager)
                 handoff = {
-                    "id": self.ids.take("handoffs"), "case_id": case_id, "step_id": step_id,
-                    "organisation_id": org_id, "state": HandoffState.offered.value,
-                    "hold_reason": None, "reason": None, "created_at": opened,
-                    "offered_at": opened, "accepted_at": None, "closed_at": None,
-                    "created_by_id": self.users[manager], "accepted_by_id": None, "version": 1,
+                    "id": self.ids.take("handoffs"),
+                    "case_id": case_id,
+                    "step_id": step_id,
+                    "organisation_id": org_id,
+                    "state": HandoffState.offered.value,
+                    "hold_reason": None,
+                    "reason": None,
+                    "created_at": opened,
+                    "offered_at": opened,
+                    "accepted_at": None,
+                    "closed_at": None,
+                    "created_by_id": self.users[manager],
+                    "accepted_by_id": None,
+                    "version": 1,
                 }
                 if org_key not in consented:
-                    handoff.update(state=HandoffState.held.value, hold_reason="consent_missing",
-                                   offered_at=None)
-                    event(opened, manager, "handoff.held", "handoff", handoff["id"],
-                          reason="consent_missing", step=sid, organisation=org_key)
-                    batch.rows["handoffs"].append(handoff)
-                    self._dues(row, facts, accelerated)
-                    all_finished = False
-                    continue
-                event(opened, manager, "handoff.offered", "handoff", handoff["id"], step=sid,
-                      organisation=org_key)
+                    event(
+                        opened,
+                        manager,
+                        "handoff.held",
+                        "handoff",
+                        handoff["id"],
+                        reason="consent_missing",
+                        step=sid,
+                        organisation=org_key,
+                    )
+                    if not late:
+                        handoff.update(
+                            state=HandoffState.held.value,
+                            hold_reason="consent_missing",
+                            offered_at=None,
+                        )
+                        batch.rows["handoffs"].append(handoff)
+                        self._dues(row, facts, accelerated)
+                        all_finished = False
+                        continue
+                    # Consent came later: record it and release the handoff then.
+                    consent_at = max(late_at, opened)
+                    cid = self.ids.take("consents")
+                    batch.rows["consents"].append(
+                        {
+                            "id": cid,
+                            "newcomer_id": newcomer_id,
+                            "organisation_id": org_id,
+                            "purpose": "case_sharing",
+                            "method": "signed_form",
+                            "notice_language": "de" if lang == "de" else "en",
+                            "given_at": consent_at,
+                            "recorded_by_id": manager_id,
+                            "revoked_at": None,
+                            "revoked_by_id": None,
+                            "version": 1,
+                        }
+                    )
+                    consented.add(org_key)
+                    event(
+                        consent_at, manager, "consent.given", "consent", cid, organisation=org_key
+                    )
+                    event(
+                        consent_at,
+                        manager,
+                        "handoff.released",
+                        "handoff",
+                        handoff["id"],
+                        step=sid,
+                        organisation=org_key,
+                    )
+                    handoff["offered_at"] = consent_at
+                    opened = consent_at
+                else:
+                    event(
+                        opened,
+                        manager,
+                        "handoff.offered",
+                        "handoff",
+                        handoff["id"],
+                        step=sid,
+                        organisation=org_key,
+                    )
                 message(f"handoff_offered:{handoff['id']}", "handoff_offered", opened, org=org_id)
                 if rng.random() < 0.03:
                     # Declined once, then handed to the same partner again two days later.
                     declined_at = opened + timedelta(days=1)
                     reason = rng.choice(DECLINE_REASONS)
-                    handoff.update(state=HandoffState.declined.value, reason=reason,
-                                   closed_at=declined_at)
+                    handoff.update(
+                        state=HandoffState.declined.value, reason=reason, closed_at=declined_at
+                    )
                     if declined_at.date() <= self.as_of:
-                        event(declined_at, actor, "handoff.declined", "handoff", handoff["id"],
-                              reason=reason, step=sid, organisation=org_key)
+                        event(
+                            declined_at,
+                            actor,
+                            "handoff.declined",
+                            "handoff",
+                            handoff["id"],
+                            reason=reason,
+                            step=sid,
+                            organisation=org_key,
+                        )
                         batch.rows["handoffs"].append(handoff)
                         opened = declined_at + timedelta(days=1)
-                        handoff = dict(handoff, id=self.ids.take("handoffs"),
-                                       state=HandoffState.offered.value, reason=None,
-                                       closed_at=None, created_at=opened, offered_at=opened)
+                        handoff = dict(
+                            handoff,
+                            id=self.ids.take("handoffs"),
+                            state=HandoffState.offered.value,
+                            reason=None,
+                            closed_at=None,
+                            created_at=opened,
+                            offered_at=opened,
+                        )
                         started = opened + timedelta(hours=rng.randint(1, 30))
                         if opened.date() <= self.as_of:
-                            event(opened, manager, "handoff.offered", "handoff", handoff["id"],
-                                  step=sid, organisation=org_key)
+                            event(
+                                opened,
+                                manager,
+                                "handoff.offered",
+                                "handoff",
+                                handoff["id"],
+                                step=sid,
+                                organisation=org_key,
+                            )
                     else:
-                        handoff.update(state=HandoffState.offered.value, reason=None, closed_at=None)
-                started = opened + timedelta(days=rng.choice([0, 0, 1, 1, 2, 3, 5, 8]),
-                                             hours=rng.randint(1, 8))
+                        handoff.update(
+                            state=HandoffState.offered.value, reason=None, closed_at=None
+                        )
+                started = opened + timedelta(
+                    days=rng.choice([0, 0, 1, 1, 2, 3, 5, 8]), hours=rng.randint(1, 8)
+                )
             # Facts that the clocks count from.
             if sid == "registration" and move_in is None:
                 move_in = (done_at.get("housing") or opened).date()
@@ -395,15 +585,31 @@ class DemoGenerator:
             row["state"] = StepState.in_progress.value
             row["started_at"] = started
             if handoff:
-                handoff.update(state=HandoffState.accepted.value, accepted_at=started,
-                               accepted_by_id=self.users.get(actor))
-                event(started, actor, "handoff.accepted", "handoff", handoff["id"], step=sid,
-                      organisation=org_key)
+                handoff.update(
+                    state=HandoffState.accepted.value,
+                    accepted_at=started,
+                    accepted_by_id=self.users.get(actor),
+                )
+                event(
+                    started,
+                    actor,
+                    "handoff.accepted",
+                    "handoff",
+                    handoff["id"],
+                    step=sid,
+                    organisation=org_key,
+                )
             else:
                 event(started, actor, "step.started", "step", step_id, step=sid)
             # How long the step takes, and whether it is waived.
-            skip = sid in SKIP_REASONS and rng.random() < (0.35 if sid == "integration_course" else 0.1)
-            spec = STUDENT_JOB_ENTRY if (sid == "job_entry" and profile == "student") else DURATIONS[sid]
+            skip = sid in SKIP_REASONS and rng.random() < (
+                0.35 if sid == "integration_course" else 0.1
+            )
+            spec = (
+                STUDENT_JOB_ENTRY
+                if (sid == "job_entry" and profile == "student")
+                else DURATIONS[sid]
+            )
             duration = _tri(rng, spec)
             if sid == "registration" and move_in is not None:
                 base = max(started, _at(move_in, rng))
@@ -411,8 +617,9 @@ class DemoGenerator:
             else:
                 finish = started + timedelta(days=duration, hours=rng.randint(0, 6))
             if fit_cohort and sid == "fit_enrollment":
-                finish = max(started, datetime(2024, 1, 15, 10, tzinfo=UTC)) + timedelta(days=rng.randint(0, 20))
-                finish = min(finish, datetime(2024, 12, 20, 10, tzinfo=UTC))
+                # The 2024 cohort: enrolled during 2024 (108 participants in the real programme).
+                finish = max(started, datetime(2024, 1, 15, 10, tzinfo=UTC))
+                finish += timedelta(days=rng.randint(0, 20))
             self._dues(row, {**facts, "started": started}, accelerated)
             if finish.date() > self.as_of:
                 if rng.random() < 0.08:
@@ -420,7 +627,9 @@ class DemoGenerator:
                     row["state"] = StepState.blocked.value
                     row["blocked_reason"] = reason
                     blocked_at = min(started + timedelta(days=3), _at(self.as_of, rng))
-                    event(blocked_at, actor, "step.blocked", "step", step_id, reason=reason, step=sid)
+                    event(
+                        blocked_at, actor, "step.blocked", "step", step_id, reason=reason, step=sid
+                    )
                 if handoff:
                     batch.rows["handoffs"].append(handoff)
                 all_finished = False
@@ -434,13 +643,22 @@ class DemoGenerator:
                 row["skip_reason"] = reason
                 event(finish, manager, "step.skipped", "step", step_id, reason=reason, step=sid)
                 if handoff:
-                    handoff.update(state=HandoffState.withdrawn.value, reason="step_skipped",
-                                   closed_at=finish)
+                    handoff.update(
+                        state=HandoffState.withdrawn.value, reason="step_skipped", closed_at=finish
+                    )
             else:
                 row["state"] = StepState.done.value
                 row["outcome"] = self._outcome(sid)
-                event(finish, actor, "step.completed", "step", step_id, step=sid,
-                      outcome=row["outcome"], done_on=finish.date().isoformat())
+                event(
+                    finish,
+                    actor,
+                    "step.completed",
+                    "step",
+                    step_id,
+                    step=sid,
+                    outcome=row["outcome"],
+                    done_on=finish.date().isoformat(),
+                )
                 if handoff:
                     handoff.update(state=HandoffState.completed.value, closed_at=finish)
             if handoff:
@@ -467,23 +685,45 @@ class DemoGenerator:
         if closed_at:
             event(closed_at, manager, "case.closed", "case", case_id)
             message(f"case_closed:{case_id}", "case_closed", closed_at, user=manager_id)
-        batch.rows["cases"].append({
-            "id": case_id, "reference": reference, "newcomer_id": newcomer_id,
-            "pathway_key": pathway.key, "pathway_version": pathway.version,
-            "case_manager_id": manager_id,
-            "status": (CaseStatus.closed if closed_at else CaseStatus.open).value,
-            "opened_at": opened_at, "closed_at": closed_at, "version": 1,
-        })
-        email_name = "".join(ch for ch in fk.user_name() if ch.isascii() and ch.isalnum()) or "person"
-        batch.rows["newcomers"].append({
-            "id": newcomer_id, "given_name": given, "family_name": family, "birth_date": birth,
-            "nationality": country, "eu_citizen": profile == "eu_citizen", "purpose": purpose.value,
-            "accelerated_procedure": accelerated,
-            "email": f"{email_name}{newcomer_id}@example.org",
-            "phone": None, "preferred_language": lang, "first_contact_date": first_contact,
-            "arrival_date": arrival, "move_in_date": move_in, "permit_expiry": permit_expiry,
-            "match_key": match_key(family, given, birth), "created_at": opened_at, "version": 1,
-        })
+        batch.rows["cases"].append(
+            {
+                "id": case_id,
+                "reference": reference,
+                "newcomer_id": newcomer_id,
+                "pathway_key": pathway.key,
+                "pathway_version": pathway.version,
+                "case_manager_id": manager_id,
+                "status": (CaseStatus.closed if closed_at else CaseStatus.open).value,
+                "opened_at": opened_at,
+                "closed_at": closed_at,
+                "version": 1,
+            }
+        )
+        email_name = (
+            "".join(ch for ch in fk.user_name() if ch.isascii() and ch.isalnum()) or "person"
+        )
+        batch.rows["newcomers"].append(
+            {
+                "id": newcomer_id,
+                "given_name": given,
+                "family_name": family,
+                "birth_date": birth,
+                "nationality": country,
+                "eu_citizen": profile == "eu_citizen",
+                "purpose": purpose.value,
+                "accelerated_procedure": accelerated,
+                "email": f"{email_name}{newcomer_id}@example.org",
+                "phone": None,
+                "preferred_language": lang,
+                "first_contact_date": first_contact,
+                "arrival_date": arrival,
+                "move_in_date": move_in,
+                "permit_expiry": permit_expiry,
+                "match_key": match_key(family, given, birth),
+                "created_at": opened_at,
+                "version": 1,
+            }
+        )
 
     def _outcome(self, sid: str) -> str | None:
         r = self.rng.random()
@@ -500,21 +740,28 @@ class DemoGenerator:
         return None
 
     def _dues(self, row: dict[str, Any], facts: dict[str, Any], accelerated: bool) -> None:
-        own = {**facts, "opened": row["opened_at"], "started": facts.get("started", row["started_at"])}
+        own = {
+            **facts,
+            "opened": row["opened_at"],
+            "started": facts.get("started", row["started_at"]),
+        }
         service = clocks.service_due(opened=row["opened_at"], days=row["service_days"])
         legal = clocks.legal_due(basis=row["legal_basis"], days=row["legal_days"], facts=own)
         row["service_due"], row["legal_due"] = service, legal
         row["due_date"] = clocks.earliest(service, legal)
 
 
-TABLES = [
-    ("newcomers", Newcomer),
-    ("cases", Case),
-    ("steps", Step),
-    ("handoffs", Handoff),
-    ("consents", Consent),
-    ("audit_events", AuditEvent),
-    ("outbox", OutboxMessage),
+TABLES: list[tuple[str, Table]] = [
+    (name, cast(Table, model.__table__))
+    for name, model in [
+        ("newcomers", Newcomer),
+        ("cases", Case),
+        ("steps", Step),
+        ("handoffs", Handoff),
+        ("consents", Consent),
+        ("audit_events", AuditEvent),
+        ("outbox", OutboxMessage),
+    ]
 ]
 
 
@@ -536,12 +783,27 @@ def load_demo(
         seed_organisations(session, registry=registry, now=now)
         ensure_demo_users(session, now=now)
     with db.read() as session:
-        orgs = {o.key: (o.id, o.receives_handoffs and o.active) for o in session.scalars(select(Organisation))}
+        orgs = {
+            o.key: (o.id, o.receives_handoffs and o.active)
+            for o in session.scalars(select(Organisation))
+        }
         users = {u.username: u.id for u in session.scalars(select(User))}
-        ids = _Ids({name: (session.scalar(select(func.max(model.id))) or 0) + 1 for name, model in TABLES})
+        ids = _Ids(
+            {
+                name: (session.scalar(select(func.max(table.c.id))) or 0) + 1
+                for name, table in TABLES
+            }
+        )
         refs = set(session.scalars(select(Case.reference)))
-    gen = DemoGenerator(registry=registry, orgs=orgs, users=users, ids=ids, seed=seed,
-                        as_of=as_of, existing_refs=refs)
+    gen = DemoGenerator(
+        registry=registry,
+        orgs=orgs,
+        users=users,
+        ids=ids,
+        seed=seed,
+        as_of=as_of,
+        existing_refs=refs,
+    )
     fit_cohort = 108 if people >= 360 else round(people * 0.3)
     counts = {name: 0 for name, _ in TABLES}
     done = 0
@@ -551,10 +813,10 @@ def load_demo(
         for i in range(size):
             gen.person(batch, fit_cohort=(done + i) < fit_cohort)
         with db.transaction() as session:
-            for name, model in TABLES:
+            for name, table in TABLES:
                 rows = batch.rows[name]
                 if rows:
-                    session.execute(insert(model.__table__), rows)
+                    session.execute(insert(table), rows)
                     counts[name] += len(rows)
         done += size
         if progress:
@@ -562,14 +824,22 @@ def load_demo(
     if not db.is_sqlite:
         with db.transaction() as session:
             for name, _ in TABLES:
-                session.execute(text(
-                    f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                    f"COALESCE((SELECT MAX(id) FROM {name}), 1))"
-                ))
+                session.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                        f"COALESCE((SELECT MAX(id) FROM {name}), 1))"
+                    )
+                )
     with db.transaction() as session:
         from tracker import audit
 
-        audit.record(session, actor=Actor(username="system:demo", role=Role.admin),
-                     action="demo.loaded", entity_type="system", entity_id=None, now=utcnow(),
-                     details={"people": people, "seed": seed, "as_of": as_of.isoformat()})
+        audit.record(
+            session,
+            actor=Actor(username="system:demo", role=Role.admin),
+            action="demo.loaded",
+            entity_type="system",
+            entity_id=None,
+            now=utcnow(),
+            details={"people": people, "seed": seed, "as_of": as_of.isoformat()},
+        )
     return counts

@@ -284,9 +284,7 @@ class OutboxMessage(Base):
     recipient_newcomer_id: Mapped[int | None] = mapped_column(ForeignKey("newcomers.id"))
     language: Mapped[str] = mapped_column(String(8), default="de")
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[OutboxStatus] = mapped_column(
-        _enum(OutboxStatus), default=OutboxStatus.pending
-    )
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.pending)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
@@ -300,4 +298,3 @@ class OutboxMessage(Base):
 @event.listens_for(AuditEvent, "before_delete")
 def _refuse_audit_change(_mapper: Mapper[Any], _connection: Any, target: AuditEvent) -> None:
     raise PermissionError(f"audit event {target.id} is append-only")
-

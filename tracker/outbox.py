@@ -25,9 +25,7 @@ def enqueue(
     context: dict[str, Any] | None = None,
 ) -> OutboxMessage | None:
     """Queue a message once per idempotency key; a second call with the same key does nothing."""
-    pending = [
-        o for o in session.new if isinstance(o, OutboxMessage) and o.idempotency_key == key
-    ]
+    pending = [o for o in session.new if isinstance(o, OutboxMessage) and o.idempotency_key == key]
     if pending or session.scalar(
         select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)
     ):

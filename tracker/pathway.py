@@ -210,8 +210,10 @@ def load_registry(*folders: Path) -> PathwayRegistry:
         except ValidationError as exc:
             raise PathwayError(f"catalogue.yaml: step {sid!r}: {_describe(exc)}") from exc
     raw_orgs = _read_yaml(base / "organisations.yaml")
+    if not isinstance(raw_orgs, list):
+        raise PathwayError("organisations.yaml: expected a list of organisations")
     try:
-        organisations = [OrganisationSeed.model_validate(o) for o in (raw_orgs or [])]
+        organisations = [OrganisationSeed.model_validate(o) for o in raw_orgs]
     except ValidationError as exc:
         raise PathwayError(f"organisations.yaml: {_describe(exc)}") from exc
     org_keys = {o.key for o in organisations}
@@ -258,4 +260,3 @@ def profile_for(*, eu_citizen: bool, purpose: Purpose) -> Profile:
     if eu_citizen:
         return Profile.eu_citizen
     return Profile.student if purpose == Purpose.study else Profile.skilled_worker
-

@@ -207,7 +207,9 @@ def _step_view(step: Step, today: date, soon: int) -> StepView:
         outcome=step.outcome,
         version=step.version,
         handoff=_handoff_view(active[0]) if active else None,
-        past_handoffs=[_handoff_view(h) for h in step.handoffs if h.state not in ACTIVE_HANDOFF_STATES],
+        past_handoffs=[
+            _handoff_view(h) for h in step.handoffs if h.state not in ACTIVE_HANDOFF_STATES
+        ],
     )
 
 
@@ -260,7 +262,9 @@ def case_view(
         newcomer_version = case.newcomer.version
         org_names = {o.id: (o.key, o.name) for o in session.scalars(select(Organisation))}
         for c in session.scalars(
-            select(Consent).where(Consent.newcomer_id == case.newcomer_id).order_by(Consent.given_at)
+            select(Consent)
+            .where(Consent.newcomer_id == case.newcomer_id)
+            .order_by(Consent.given_at)
         ):
             key, name = org_names[c.organisation_id]
             consents.append(
@@ -357,9 +361,7 @@ def list_cases(
     if stage:
         stmt = stmt.where(exists().where(Step.case_id == Case.id, Step.key == stage, active))
     if due == "overdue":
-        stmt = stmt.where(
-            exists().where(Step.case_id == Case.id, active, Step.due_date < today)
-        )
+        stmt = stmt.where(exists().where(Step.case_id == Case.id, active, Step.due_date < today))
     elif due == "due_soon":
         stmt = stmt.where(
             exists().where(
@@ -410,7 +412,9 @@ def list_cases(
     soon = get_settings().due_soon_days
     result = []
     for r in rows:
-        status_now = clocks.due_status(state="open", due=r.next_due, today=today, due_soon_days=soon)
+        status_now = clocks.due_status(
+            state="open", due=r.next_due, today=today, due_soon_days=soon
+        )
         result.append(
             CaseRow(
                 reference=r.reference,

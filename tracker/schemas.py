@@ -106,7 +106,9 @@ class NewcomerIn(BaseModel):
 def match_key(family_name: str, given_name: str, birth_date: date | None) -> str:
     """Key for spotting the same person twice: case-folded names plus birth date."""
     born = birth_date.isoformat() if birth_date else ""
-    return f"{' '.join(family_name.split()).casefold()}|{' '.join(given_name.split()).casefold()}|{born}"
+    family = " ".join(family_name.split()).casefold()
+    given = " ".join(given_name.split()).casefold()
+    return f"{family}|{given}|{born}"
 
 
 class NewcomerUpdate(BaseModel):

@@ -66,7 +66,9 @@ def add_organisation(
     now = now or utcnow()
     key = key.strip().lower()
     if not key or not all(c.isalnum() or c == "-" for c in key) or len(key) > 40:
-        raise ValidationFailed("An organisation key is up to 40 lowercase letters, digits or dashes.")
+        raise ValidationFailed(
+            "An organisation key is up to 40 lowercase letters, digits or dashes."
+        )
     if session.scalar(select(Organisation.id).where(Organisation.key == key)):
         raise ValidationFailed(f"An organisation with key {key!r} exists already.")
     org = Organisation(

@@ -370,7 +370,11 @@ def update_newcomer(
             changed.append(name)
     if not changed:
         return newcomer
-    if newcomer.arrival_date and newcomer.move_in_date and newcomer.move_in_date < newcomer.arrival_date:
+    if (
+        newcomer.arrival_date
+        and newcomer.move_in_date
+        and newcomer.move_in_date < newcomer.arrival_date
+    ):
         raise ValidationFailed("The move-in date lies before the arrival date.")
     refresh_dues(case)
     audit.record(

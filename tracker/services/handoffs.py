@@ -33,9 +33,7 @@ def _require_receiver(session: Session, actor: Actor, handoff: Handoff, verb: st
     if actor.role == Role.admin:
         return
     if actor.role != Role.partner_agent or actor.organisation_id != handoff.organisation_id:
-        raise PermissionDenied(
-            f"Only {handoff.organisation.name} may {verb} this handoff."
-        )
+        raise PermissionDenied(f"Only {handoff.organisation.name} may {verb} this handoff.")
     if not has_consent(
         session, newcomer_id=handoff.step.case.newcomer_id, organisation_id=handoff.organisation_id
     ):

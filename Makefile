@@ -1,0 +1,46 @@
+# The two commands: `make run` (set up and start the tracker) and `make test` (set up and run every check).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PEOPLE ?= 2000
+SEED   ?= 2025
+
+.PHONY: setup run demo test lint typecheck pytest postgres clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## Set up, migrate the SQLite database, load demo data the first time, and show how to use it.
+run: setup
+	$(BIN)/onboarding db upgrade
+	$(BIN)/onboarding demo --if-empty --people $(PEOPLE) --seed $(SEED)
+	$(BIN)/onboarding status
+
+## Load (more) demo data: make demo PEOPLE=10000 SEED=7
+demo: setup
+	$(BIN)/onboarding demo --people $(PEOPLE) --seed $(SEED)
+
+## Everything CI runs: lint, format check, type check, and the tests on SQLite and PostgreSQL.
+test: setup postgres lint typecheck pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy tracker
+
+pytest: setup
+	$(BIN)/pytest -n 2 --dist loadfile
+
+postgres:
+	@scripts/ensure-postgres.sh
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

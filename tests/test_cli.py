@@ -1,0 +1,251 @@
+"""The `onboarding` command end to end: real database, real output, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tracker.cli import app
+from tracker.config import get_settings
+from tracker.db import get_database
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli(db, monkeypatch):
+    """Invoke the CLI against the test database; returns (exit code, stdout, stderr)."""
+    monkeypatch.setenv("ONBOARDING_DATABASE_URL", db.url)
+    monkeypatch.setenv("COLUMNS", "200")
+    get_settings.cache_clear()
+    get_database.cache_clear()
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(app, list(args))
+        return result.exit_code, result.stdout, result.stderr
+
+    yield invoke
+    get_database.cache_clear()
+    get_settings.cache_clear()
+
+
+def _json(cli, *args):
+    code, out, err = cli(*args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_a_case_manager_registers_a_newcomer_and_sees_the_case(cli):
+    made = _json(
+        cli,
+        "newcomer",
+        "add",
+        "--as",
+        "cm.mueller",
+        "--given-name",
+        "Olena",
+        "--family-name",
+        "Kovalenko",
+        "--birth-date",
+        "1991-04-02",
+        "--nationality",
+        "UA",
+        "--language",
+        "uk",
+        "--permit-expiry",
+        "2026-12-31",
+    )
+    ref = made["reference"]
+    view = _json(cli, "case", "show", ref, "--as", "cm.mueller")
+    assert view["pathway"] == "skilled_worker"
+    assert view["newcomer"]["family_name"] == "Kovalenko"
+    assert [s["key"] for s in view["steps"] if s["state"] == "open"] == ["recognition", "job_offer"]
+    cases = _json(cli, "case", "list", "--as", "cm.mueller", "--manager", "me")
+    assert [c["reference"] for c in cases] == [ref]
+
+
+def test_steps_and_handoffs_move_through_their_life_cycle_from_the_command_line(cli):
+    ref = _json(
+        cli,
+        "newcomer",
+        "add",
+        "--as",
+        "cm.mueller",
+        "--given-name",
+        "Jan",
+        "--family-name",
+        "Nowak",
+        "--nationality",
+        "PL",
+    )["reference"]
+    code, out, err = cli(
+        "step", "complete", ref, "housing", "--on", "2024-05-01", "--as", "cm.mueller"
+    )
+    assert code == 0, err
+    assert "Now open: registration" in out
+    # Without consent the Bürgerbüro does not see the case yet.
+    assert _json(cli, "queue", "--as", "stadt.weber") == []
+    code, out, err = cli(
+        "consent", "give", ref, "stadt-bochum", "--as", "cm.mueller", "--language", "de"
+    )
+    assert code == 0, err
+    queue = _json(cli, "queue", "--as", "stadt.weber")
+    assert [(q["reference"], q["step"], q["due_status"]) for q in queue] == [
+        (ref, "registration", "overdue")
+    ]
+    assert set(queue[0]["newcomer"]) == {
+        "given_name",
+        "family_name",
+        "birth_date",
+        "nationality",
+        "move_in_date",
+    }
+    code, _, err = cli(
+        "handoff", "decline", ref, "registration", "--as", "stadt.weber", "--reason", ""
+    )
+    assert code == 1 and "reason is required" in err
+    code, _, err = cli("handoff", "accept", ref, "registration", "--as", "stadt.weber")
+    assert code == 0, err
+    code, out, err = cli("handoff", "complete", ref, "registration", "--as", "stadt.weber")
+    assert code == 0, err
+    assert "tax_id" in out
+    timeline = _json(cli, "case", "timeline", ref, "--as", "cm.mueller")
+    actions = [e["action"] for e in timeline]
+    done_at = actions.index("step.completed", actions.index("handoff.accepted"))
+    assert actions[done_at + 1 :] == ["step.opened"] * 4
+    assert {e["step"] for e in timeline[done_at + 1 :]} == {
+        "tax_id",
+        "bank_account",
+        "health_insurance",
+        "job_entry",
+    }
+    actors = {e["actor"] for e in timeline}
+    assert {"cm.mueller", "stadt.weber"} <= actors
+
+
+def test_errors_are_one_clear_line_and_a_non_zero_exit(cli):
+    code, _, err = cli("case", "show", "WO-NOPE-NOPE", "--as", "cm.mueller")
+    assert code == 1 and "No case with reference" in err
+    code, _, err = cli("case", "list", "--as", "nobody")
+    assert code == 1 and "No user called 'nobody'" in err
+    code, _, err = cli("queue", "ihk-mr", "--as", "stadt.weber")
+    assert code == 1 and "own organisation" in err
+    code, _, err = cli("case", "list", "--as", "lead.schmidt")
+    assert code == 1 and "aggregate" in err
+    code, _, err = cli(
+        "newcomer",
+        "add",
+        "--as",
+        "cm.mueller",
+        "--given-name",
+        "A",
+        "--family-name",
+        "B",
+        "--birth-date",
+        "1990-02-31",
+    )
+    assert code == 1 and "birth_date" in err
+
+
+def test_a_stale_version_is_refused_from_the_command_line(cli):
+    ref = _json(
+        cli,
+        "newcomer",
+        "add",
+        "--as",
+        "cm.mueller",
+        "--given-name",
+        "Ana",
+        "--family-name",
+        "Silva",
+        "--nationality",
+        "BR",
+    )["reference"]
+    step = next(
+        s
+        for s in _json(cli, "case", "show", ref, "--as", "cm.mueller")["steps"]
+        if s["key"] == "recognition"
+    )
+    code, _, err = cli(
+        "step",
+        "block",
+        ref,
+        "recognition",
+        "-r",
+        "Unterlagen fehlen",
+        "--as",
+        "cm.yilmaz",
+        "--expected-version",
+        str(step["version"]),
+    )
+    assert code == 0, err
+    code, _, err = cli(
+        "step",
+        "start",
+        ref,
+        "recognition",
+        "--as",
+        "cm.mueller",
+        "--expected-version",
+        str(step["version"]),
+    )
+    assert code == 1 and "changed by someone else" in err
+
+
+def test_admins_keep_the_organisations(cli):
+    code, _, err = cli(
+        "org", "add", "welcome-hattingen", "Welcome Point Hattingen", "--as", "admin"
+    )
+    assert code == 0, err
+    code, _, err = cli(
+        "org", "rename", "welcome-hattingen", "Welcome Point Hattingen (EN-Kreis)", "--as", "admin"
+    )
+    assert code == 0, err
+    code, _, err = cli("org", "deactivate", "welcome-hattingen", "--as", "admin")
+    assert code == 0, err
+    orgs = {o["key"]: o for o in _json(cli, "org", "list")}
+    assert orgs["welcome-hattingen"]["name"] == "Welcome Point Hattingen (EN-Kreis)"
+    assert orgs["welcome-hattingen"]["active"] is False
+    code, _, err = cli("org", "add", "x-org", "X", "--as", "cm.mueller")
+    assert code == 1 and "administrators" in err
+
+
+def test_pathways_are_listed_and_checked(cli):
+    rows = _json(cli, "pathways", "list")
+    assert {r["key"] for r in rows} == {"skilled_worker", "student", "eu_citizen"}
+    code, out, _ = cli("pathways", "check")
+    assert code == 0 and "valid" in out
+
+
+def test_db_upgrade_and_demo_on_a_fresh_sqlite_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONBOARDING_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("ONBOARDING_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    get_database.cache_clear()
+    try:
+        result = runner.invoke(app, ["db", "upgrade"])
+        assert result.exit_code == 0, result.stderr
+        assert (tmp_path / "data" / "onboarding.db").exists()
+        result = runner.invoke(app, ["demo", "--people", "40", "--seed", "5", "--if-empty"])
+        assert result.exit_code == 0, result.stderr
+        assert "Loaded 40 newcomers" in result.stdout
+        assert "cm.mueller" in result.stdout and "willkommen" in result.stdout
+        again = runner.invoke(app, ["demo", "--people", "40", "--if-empty"])
+        assert "already holds 40 newcomers" in again.stdout
+    finally:
+        get_database.cache_clear()
+        get_settings.cache_clear()
+
+
+def test_the_console_script_is_installed():
+    exe = shutil.which("onboarding", path=str(Path(sys.executable).parent))
+    assert exe, "the onboarding console script should be installed in the virtual environment"
+    done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0
+    assert "newcomer" in done.stdout and "queue" in done.stdout

@@ -1,0 +1,1094 @@
+"""The `onboarding` command: what an operator or case manager types."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tracker import __version__, queries
+from tracker.access import Actor, actor_for
+from tracker.config import get_settings
+from tracker.db import Database, get_database
+from tracker.enums import CaseStatus, ConsentMethod, HandoffState, OrgKind, Purpose, Role
+from tracker.errors import TrackerError
+from tracker.pathway import get_registry, load_registry
+from tracker.schemas import NewcomerIn, NewcomerUpdate
+
+app = typer.Typer(
+    help="Welcome Office onboarding tracker: newcomers' journeys across the partners.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Create and migrate the tracker database.", no_args_is_help=True)
+newcomer_app = typer.Typer(help="Register newcomers and correct their facts.", no_args_is_help=True)
+case_app = typer.Typer(
+    help="Open, show and list cases (onboarding journeys).", no_args_is_help=True
+)
+step_app = typer.Typer(help="Move a step through its life cycle.", no_args_is_help=True)
+handoff_app = typer.Typer(help="Hand steps to partners and answer handoffs.", no_args_is_help=True)
+consent_app = typer.Typer(
+    help="Record consent to share a case with a partner.", no_args_is_help=True
+)
+org_app = typer.Typer(help="Partner organisations (admin).", no_args_is_help=True)
+user_app = typer.Typer(help="Users and their roles (admin).", no_args_is_help=True)
+pathway_app = typer.Typer(
+    help="The pathways: which steps, in which order, with which clocks.", no_args_is_help=True
+)
+for sub, name in [
+    (db_app, "db"),
+    (newcomer_app, "newcomer"),
+    (case_app, "case"),
+    (step_app, "step"),
+    (handoff_app, "handoff"),
+    (consent_app, "consent"),
+    (org_app, "org"),
+    (user_app, "user"),
+    (pathway_app, "pathways"),
+]:
+    app.add_typer(sub, name=name)
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+AsUser = Annotated[
+    str,
+    typer.Option(
+        "--as", envvar="ONBOARDING_USER", help="Act as this user (or set ONBOARDING_USER)."
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripting.")]
+Version = Annotated[
+    int | None,
+    typer.Option(
+        "--expected-version", help="Refuse the change if the record changed since this version."
+    ),
+]
+Reason = Annotated[str, typer.Option("--reason", "-r", help="Why (required).")]
+
+
+def _db() -> Database:
+    return get_database()
+
+
+@contextmanager
+def _friendly() -> Iterator[None]:
+    """Turn the tracker's errors into one clear line and a non-zero exit."""
+    try:
+        yield
+    except TrackerError as exc:
+        err.print(f"[bold red]Error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except ValidationError as exc:
+        for e in exc.errors():
+            field = ".".join(str(p) for p in e["loc"]) or "input"
+            err.print(f"[bold red]Error:[/] {field}: {e['msg']}")
+        raise typer.Exit(1) from None
+
+
+def _actor(username: str) -> Actor:
+    with _db().read() as session:
+        return actor_for(session, username)
+
+
+def _change(as_user: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """Run one service function as one transaction on behalf of a user."""
+    with _friendly():
+        actor = _actor(as_user)
+        with _db().transaction() as session:
+            return fn(session, actor=actor, **kwargs)
+
+
+def _read(as_user: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
+    with _friendly():
+        actor = _actor(as_user)
+        with _db().read() as session:
+            return fn(session, actor=actor, **kwargs)
+
+
+def _print_json(value: Any) -> None:
+    def plain(v: Any) -> Any:
+        if isinstance(v, BaseModel):
+            return v.model_dump(mode="json")
+        if isinstance(v, list):
+            return [plain(i) for i in v]
+        return v
+
+    out.print_json(json.dumps(plain(value), ensure_ascii=False, default=str))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "hour") else value.isoformat()
+    return str(value)
+
+
+DUE_STYLE = {"overdue": "bold red", "due_soon": "yellow", "on_track": "green", "none": "dim"}
+
+
+# -- database ------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    seed: Annotated[
+        bool, typer.Option(help="Add the reference organisations that are missing.")
+    ] = True,
+) -> None:
+    """Create or migrate the database to the newest schema (Alembic)."""
+    from tracker.migrate import upgrade
+    from tracker.services.admin import seed_organisations
+
+    database = _db()
+    with _friendly():
+        upgrade(database.url)
+        added: list[str] = []
+        if seed:
+            with database.transaction() as session:
+                added = seed_organisations(session)
+    out.print(f"Database ready: [bold]{_safe_url(database.url)}[/]")
+    if added:
+        out.print(f"Added {len(added)} organisations: {', '.join(added)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision of the database and the newest one available."""
+    from tracker.migrate import current_revision, head_revision
+
+    database = _db()
+    out.print(f"database: {_safe_url(database.url)}")
+    out.print(f"current:  {current_revision(database.writer) or '(empty)'}")
+    out.print(f"newest:   {head_revision(database.url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# -- demo ----------------------------------------------------------------------------------
+
+
+def _progress(total: int, label: str) -> Progress:
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    )
+
+
+@app.command()
+def demo(
+    people: Annotated[int, typer.Option(min=1, help="How many newcomers to create.")] = 2000,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed and day give the same data.")
+    ] = 2025,
+    as_of: Annotated[
+        str | None, typer.Option(help="Pretend today is this day (YYYY-MM-DD).")
+    ] = None,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing if newcomers exist.")
+    ] = False,
+) -> None:
+    """Load realistic demo data: partners, users for every role, newcomers at every stage."""
+    import time
+
+    from tracker.demo import load_demo
+    from tracker.migrate import upgrade
+
+    database = _db()
+    with _friendly():
+        upgrade(database.url)
+        if if_empty:
+            with database.read() as session:
+                existing = queries.count_newcomers(session)
+            if existing:
+                out.print(f"Demo data not loaded: the database already holds {existing} newcomers.")
+                _print_logins()
+                return
+        day = date.fromisoformat(as_of) if as_of else None
+        started = time.perf_counter()
+        with _progress(people, "Demo newcomers") as bar:
+            task = bar.add_task("demo", total=people)
+            counts = load_demo(
+                database,
+                people=people,
+                seed=seed,
+                as_of=day,
+                progress=lambda n: bar.advance(task, n),
+            )
+        took = time.perf_counter() - started
+    rows = sum(counts.values())
+    out.print(
+        f"Loaded {counts['newcomers']} newcomers ({rows:,} rows with their histories) "
+        f"in {took:.1f} s."
+    )
+    _print_logins()
+
+
+def _print_logins() -> None:
+    from tracker.demo import DEMO_PASSWORD, DEMO_USERS
+
+    table = Table(title="Demo sign-ins (demo data only)")
+    for col in ("user", "role", "organisation", "password"):
+        table.add_column(col)
+    for username, _, role, org in DEMO_USERS:
+        table.add_row(username, role.value, org or "–", DEMO_PASSWORD)
+    out.print(table)
+
+
+@app.command()
+def status() -> None:
+    """Where the data lives, what it holds, and how to start."""
+    from sqlalchemy import func, select
+
+    from tracker.migrate import current_revision
+    from tracker.models import Case
+
+    database = _db()
+    out.print(f"[bold]onboarding {__version__}[/] – {get_settings().office_name}")
+    out.print(f"database: {_safe_url(database.url)}")
+    revision = current_revision(database.writer)
+    if revision is None:
+        out.print("The database is empty: run [bold]onboarding db upgrade[/].")
+        return
+    with database.read() as session:
+        newcomers = queries.count_newcomers(session)
+        by_status = dict(
+            session.execute(select(Case.status, func.count()).group_by(Case.status)).all()
+        )
+    out.print(
+        f"schema {revision}; {newcomers} newcomers; "
+        + ", ".join(f"{n} {s} cases" for s, n in sorted(by_status.items()))
+    )
+    out.print(
+        "\nTry:\n"
+        "  onboarding case list --as cm.mueller --due overdue\n"
+        "  onboarding queue --as stadt.weber\n"
+        "  onboarding case show <REFERENCE> --as cm.mueller\n"
+        "  onboarding step complete <REFERENCE> registration --as cm.mueller\n"
+        "  onboarding --help"
+    )
+
+
+# -- newcomers and cases -------------------------------------------------------------------
+
+
+@newcomer_app.command("add")
+def newcomer_add(
+    user: AsUser,
+    given_name: Annotated[str, typer.Option(help="Given name(s), any script.")],
+    family_name: Annotated[str, typer.Option(help="Family name(s), any script.")],
+    birth_date: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
+    nationality: Annotated[
+        str | None, typer.Option(help="Two-letter country code, e.g. IN.")
+    ] = None,
+    eu_citizen: Annotated[
+        bool | None, typer.Option("--eu/--non-eu", help="Default: from nationality.")
+    ] = None,
+    purpose: Annotated[Purpose, typer.Option(help="Why the person came.")] = Purpose.work,
+    accelerated: Annotated[
+        bool, typer.Option(help="Accelerated skilled-worker procedure (§81a).")
+    ] = False,
+    email: Annotated[str | None, typer.Option()] = None,
+    phone: Annotated[str | None, typer.Option()] = None,
+    language: Annotated[
+        str, typer.Option(help="Preferred language: de, en, ar, uk, tr ...")
+    ] = "de",
+    arrival: Annotated[str | None, typer.Option(help="Arrival date YYYY-MM-DD.")] = None,
+    move_in: Annotated[str | None, typer.Option(help="Move-in date YYYY-MM-DD.")] = None,
+    permit_expiry: Annotated[
+        str | None, typer.Option(help="Visa or permit expiry YYYY-MM-DD.")
+    ] = None,
+    open_case: Annotated[bool, typer.Option("--open-case/--no-open-case")] = True,
+    case_manager: Annotated[str | None, typer.Option(help="Case manager (default: you).")] = None,
+    as_json: Json = False,
+) -> None:
+    """Register a newcomer and (by default) open their case."""
+    from tracker.services import open_case as open_case_service
+    from tracker.services import register_newcomer
+
+    with _friendly():
+        data = NewcomerIn(
+            given_name=given_name,
+            family_name=family_name,
+            birth_date=birth_date,
+            nationality=nationality,
+            eu_citizen=eu_citizen,
+            purpose=purpose,
+            accelerated_procedure=accelerated,
+            email=email,
+            phone=phone,
+            preferred_language=language,
+            arrival_date=arrival,
+            move_in_date=move_in,
+            permit_expiry=permit_expiry,
+        )
+        actor = _actor(user)
+        with _db().transaction() as session:
+            person = register_newcomer(session, actor=actor, data=data)
+            reference = None
+            if open_case:
+                case = open_case_service(
+                    session, actor=actor, newcomer_id=person.id, case_manager=case_manager
+                )
+                reference = case.reference
+            newcomer_id = person.id
+    if as_json:
+        _print_json({"newcomer_id": newcomer_id, "reference": reference})
+        return
+    out.print(f"Registered newcomer {newcomer_id}.")
+    if reference:
+        out.print(f"Opened case [bold]{reference}[/]: onboarding case show {reference}")
+
+
+@newcomer_app.command("update")
+def newcomer_update(
+    user: AsUser,
+    reference: str,
+    arrival: Annotated[str | None, typer.Option(help="Arrival date YYYY-MM-DD.")] = None,
+    move_in: Annotated[str | None, typer.Option(help="Move-in date YYYY-MM-DD.")] = None,
+    permit_expiry: Annotated[
+        str | None, typer.Option(help="Visa or permit expiry YYYY-MM-DD.")
+    ] = None,
+    email: Annotated[str | None, typer.Option()] = None,
+    phone: Annotated[str | None, typer.Option()] = None,
+    language: Annotated[str | None, typer.Option()] = None,
+    expected_version: Version = None,
+) -> None:
+    """Correct or add a newcomer's facts; the clocks that count from them follow."""
+    from tracker.services import update_newcomer
+
+    given = {
+        "arrival_date": arrival,
+        "move_in_date": move_in,
+        "permit_expiry": permit_expiry,
+        "email": email,
+        "phone": phone,
+        "preferred_language": language,
+    }
+    with _friendly():
+        changes = NewcomerUpdate.model_validate({k: v for k, v in given.items() if v is not None})
+    _change(
+        user,
+        update_newcomer,
+        reference=reference,
+        changes=changes,
+        expected_version=expected_version,
+    )
+    out.print(f"Updated the newcomer of {reference.upper()}.")
+
+
+@case_app.command("open")
+def case_open(
+    user: AsUser,
+    newcomer_id: int,
+    case_manager: Annotated[str | None, typer.Option(help="Case manager (default: you).")] = None,
+    pathway: Annotated[
+        str | None, typer.Option(help="Pathway key (default: chosen by profile).")
+    ] = None,
+) -> None:
+    """Open a case for a registered newcomer."""
+    from tracker.services import open_case
+
+    case = _change(
+        user, open_case, newcomer_id=newcomer_id, case_manager=case_manager, pathway_key=pathway
+    )
+    out.print(
+        f"Opened case [bold]{case.reference}[/] on pathway "
+        f"{case.pathway_key} v{case.pathway_version}."
+    )
+
+
+@case_app.command("show")
+def case_show(user: AsUser, reference: str, as_json: Json = False) -> None:
+    """A case: the newcomer, the journey as steps with clocks, and consents."""
+    view = _read(user, queries.case_view, reference=reference)
+    if as_json:
+        _print_json(view)
+        return
+    out.print(
+        f"[bold]{view.reference}[/]  {view.pathway} v{view.pathway_version}  status {view.status}  "
+        f"case manager {view.case_manager or '–'}  (version {view.version})"
+    )
+    facts = ", ".join(f"{k}: {_fmt(v)}" for k, v in view.newcomer.items())
+    out.print(facts)
+    table = Table(show_lines=False)
+    for col in ("step", "state", "owner", "handoff", "due", "legal clock", "note", "v"):
+        table.add_column(col)
+    for st in view.steps:
+        note = st.blocked_reason or st.skip_reason or st.outcome or ""
+        handoff = "–"
+        if st.handoff:
+            handoff = st.handoff.state + (
+                f" ({st.handoff.hold_reason})" if st.handoff.hold_reason else ""
+            )
+        elif st.past_handoffs:
+            last = st.past_handoffs[-1]
+            handoff = f"{last.state}: {last.reason or ''}".strip()
+        legal = (
+            f"{_fmt(st.legal_due)} {st.legal_reference or ''}"
+            if st.legal_due
+            else (st.legal_reference or "–")
+        )
+        table.add_row(
+            st.key,
+            st.state,
+            st.owner,
+            handoff,
+            f"[{DUE_STYLE[st.due_status]}]{_fmt(st.due_date)}[/]",
+            legal,
+            note,
+            str(st.version),
+        )
+    out.print(table)
+    if view.consents:
+        given = [f"{c.organisation}{' (revoked)' if c.revoked_at else ''}" for c in view.consents]
+        out.print("Consent: " + ", ".join(given))
+
+
+@case_app.command("list")
+def case_list(
+    user: AsUser,
+    manager: Annotated[
+        str | None, typer.Option(help="Only this case manager's cases ('me' for yours).")
+    ] = None,
+    status: Annotated[str, typer.Option(help="open, closed, cancelled or all.")] = "open",
+    pathway: Annotated[
+        str | None, typer.Option(help="skilled_worker, student or eu_citizen.")
+    ] = None,
+    stage: Annotated[str | None, typer.Option(help="Only cases with this step active.")] = None,
+    due: Annotated[str | None, typer.Option(help="overdue or due_soon.")] = None,
+    attention: Annotated[bool, typer.Option(help="Only cases needing the case manager.")] = False,
+    search: Annotated[str | None, typer.Option(help="Part of a name or reference.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: Json = False,
+) -> None:
+    """List cases sorted by their earliest due date."""
+    wanted = None if status == "all" else CaseStatus(status)
+    rows = _read(
+        user,
+        queries.list_cases,
+        manager=manager,
+        status=wanted,
+        pathway=pathway,
+        stage=stage,
+        due=due,
+        attention=attention,
+        search=search,
+        limit=limit,
+        offset=offset,
+    )
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} cases")
+    for col in ("reference", "name", "pathway", "manager", "active steps", "next due", "overdue"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.reference,
+            f"{r.given_name} {r.family_name}",
+            r.pathway,
+            r.case_manager or "–",
+            ", ".join(r.active_steps),
+            f"[{DUE_STYLE[r.due_status]}]{_fmt(r.next_due)}[/]",
+            str(r.overdue_steps or ""),
+        )
+    out.print(table)
+
+
+@case_app.command("timeline")
+def case_timeline(user: AsUser, reference: str, as_json: Json = False) -> None:
+    """The case's history from the audit trail."""
+    events = _read(user, queries.timeline, reference=reference)
+    if as_json:
+        _print_json(events)
+        return
+    table = Table(title=f"Timeline of {reference.upper()}")
+    for col in ("when", "who", "what", "step", "why"):
+        table.add_column(col)
+    for e in events:
+        table.add_row(_fmt(e.occurred_at), e.actor, e.action, e.step or "", e.reason or "")
+    out.print(table)
+
+
+@case_app.command("advance")
+def case_advance(user: AsUser, reference: str) -> None:
+    """Open whatever has become possible; safe to run any number of times."""
+    from tracker.services import advance_case
+
+    result = _change(user, advance_case, reference=reference)
+    out.print(f"{result.reference}: opened {result.opened or 'nothing'}; closed: {result.closed}")
+
+
+@case_app.command("reassign")
+def case_reassign(
+    user: AsUser, reference: str, case_manager: str, expected_version: Version = None
+) -> None:
+    """Give a case to another case manager."""
+    from tracker.services import reassign_case
+
+    _change(
+        user,
+        reassign_case,
+        reference=reference,
+        case_manager=case_manager,
+        expected_version=expected_version,
+    )
+    out.print(f"{reference.upper()} is now with {case_manager}.")
+
+
+# -- steps and handoffs --------------------------------------------------------------------
+
+
+def _report_advance(reference: str, step: str, verb: str, result: Any) -> None:
+    out.print(f"{reference.upper()}: {step} {verb}.")
+    if result.opened:
+        out.print(f"Now open: {', '.join(result.opened)}")
+    if result.held:
+        out.print("[yellow]Some handoffs are held until the newcomer consents to sharing.[/]")
+    if result.closed:
+        out.print("[green]All steps finished: the case is closed.[/]")
+
+
+@step_app.command("start")
+def step_start(user: AsUser, reference: str, step: str, expected_version: Version = None) -> None:
+    """Mark work on an open step as begun."""
+    from tracker.services import start_step
+
+    _change(user, start_step, reference=reference, step_key=step, expected_version=expected_version)
+    out.print(f"{reference.upper()}: {step} in progress.")
+
+
+@step_app.command("resume")
+def step_resume(user: AsUser, reference: str, step: str, expected_version: Version = None) -> None:
+    """Resume a blocked step."""
+    step_start(user, reference, step, expected_version)
+
+
+@step_app.command("complete")
+def step_complete(
+    user: AsUser,
+    reference: str,
+    step: str,
+    outcome: Annotated[
+        str | None, typer.Option(help="e.g. full/partial/none for recognition.")
+    ] = None,
+    on: Annotated[
+        str | None, typer.Option(help="The day it happened (YYYY-MM-DD), default today.")
+    ] = None,
+    expected_version: Version = None,
+) -> None:
+    """Record a step as done; the steps it unlocks open and are handed on."""
+    from tracker.services import complete_step
+
+    with _friendly():
+        day = date.fromisoformat(on) if on else None
+    result = _change(
+        user,
+        complete_step,
+        reference=reference,
+        step_key=step,
+        outcome=outcome,
+        on=day,
+        expected_version=expected_version,
+    )
+    _report_advance(reference, step, "done", result)
+
+
+@step_app.command("block")
+def step_block(
+    user: AsUser, reference: str, step: str, reason: Reason, expected_version: Version = None
+) -> None:
+    """Block a step with a reason, e.g. documents missing."""
+    from tracker.services import block_step
+
+    _change(
+        user,
+        block_step,
+        reference=reference,
+        step_key=step,
+        reason=reason,
+        expected_version=expected_version,
+    )
+    out.print(f"{reference.upper()}: {step} blocked.")
+
+
+@step_app.command("skip")
+def step_skip(
+    user: AsUser, reference: str, step: str, reason: Reason, expected_version: Version = None
+) -> None:
+    """Skip a step that does not apply, with a reason."""
+    from tracker.services import skip_step
+
+    result = _change(
+        user,
+        skip_step,
+        reference=reference,
+        step_key=step,
+        reason=reason,
+        expected_version=expected_version,
+    )
+    _report_advance(reference, step, "skipped", result)
+
+
+@handoff_app.command("offer")
+def handoff_offer(
+    user: AsUser,
+    reference: str,
+    step: str,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Organisation key (default: the step's owner).")
+    ] = None,
+) -> None:
+    """Hand a step to a partner's queue (again, or to another partner)."""
+    from tracker.services import offer_handoff
+
+    handoff = _change(user, offer_handoff, reference=reference, step_key=step, organisation=to)
+    note = (
+        " (held: the newcomer has not consented to sharing yet)"
+        if handoff.state == HandoffState.held
+        else ""
+    )
+    out.print(f"{reference.upper()}: {step} handed to {handoff.organisation.key}{note}.")
+
+
+@handoff_app.command("accept")
+def handoff_accept(
+    user: AsUser, reference: str, step: str, expected_version: Version = None
+) -> None:
+    """Take on a step offered to your organisation."""
+    from tracker.services import accept_handoff
+
+    _change(
+        user, accept_handoff, reference=reference, step_key=step, expected_version=expected_version
+    )
+    out.print(f"{reference.upper()}: {step} accepted.")
+
+
+@handoff_app.command("decline")
+def handoff_decline(
+    user: AsUser, reference: str, step: str, reason: Reason, expected_version: Version = None
+) -> None:
+    """Decline an offered step, with a reason; it goes back to the case manager."""
+    from tracker.services import decline_handoff
+
+    _change(
+        user,
+        decline_handoff,
+        reference=reference,
+        step_key=step,
+        reason=reason,
+        expected_version=expected_version,
+    )
+    out.print(f"{reference.upper()}: {step} declined; the case manager is told.")
+
+
+@handoff_app.command("return")
+def handoff_return(
+    user: AsUser, reference: str, step: str, reason: Reason, expected_version: Version = None
+) -> None:
+    """Give an accepted step back, with a reason."""
+    from tracker.services import return_handoff
+
+    _change(
+        user,
+        return_handoff,
+        reference=reference,
+        step_key=step,
+        reason=reason,
+        expected_version=expected_version,
+    )
+    out.print(f"{reference.upper()}: {step} returned; the case manager is told.")
+
+
+@handoff_app.command("complete")
+def handoff_complete(
+    user: AsUser,
+    reference: str,
+    step: str,
+    outcome: Annotated[str | None, typer.Option()] = None,
+    expected_version: Version = None,
+) -> None:
+    """Finish a step your organisation accepted."""
+    from tracker.services import complete_handoff
+
+    result = _change(
+        user,
+        complete_handoff,
+        reference=reference,
+        step_key=step,
+        outcome=outcome,
+        expected_version=expected_version,
+    )
+    _report_advance(reference, step, "done", result)
+
+
+@app.command()
+def queue(
+    user: AsUser,
+    organisation: Annotated[
+        str | None, typer.Argument(help="Organisation key (partners: their own).")
+    ] = None,
+    state: Annotated[
+        list[HandoffState] | None, typer.Option(help="offered, accepted ... (repeatable)")
+    ] = None,
+    due: Annotated[str | None, typer.Option(help="overdue or due_soon.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: Json = False,
+) -> None:
+    """A partner organisation's handoff queue, most urgent first."""
+    states = tuple(state) if state else (HandoffState.offered, HandoffState.accepted)
+    items = _read(
+        user,
+        queries.partner_queue,
+        organisation=organisation,
+        states=states,
+        due=due,
+        limit=limit,
+        offset=offset,
+    )
+    if as_json:
+        _print_json(items)
+        return
+    table = Table(title=f"Queue: {len(items)} handoffs")
+    for col in ("reference", "step", "state", "age (days)", "due", "legal clock", "newcomer"):
+        table.add_column(col)
+    for q in items:
+        who = " ".join(str(q.newcomer.get(k, "")) for k in ("given_name", "family_name")).strip()
+        table.add_row(
+            q.reference,
+            q.step,
+            q.state,
+            str(q.age_days if q.age_days is not None else "–"),
+            f"[{DUE_STYLE[q.due_status]}]{_fmt(q.due_date)}[/]",
+            f"{_fmt(q.legal_due)} {q.legal_reference or ''}" if q.legal_due else "–",
+            who,
+        )
+    out.print(table)
+
+
+# -- consent -------------------------------------------------------------------------------
+
+
+@consent_app.command("give")
+def consent_give(
+    user: AsUser,
+    reference: str,
+    organisation: str,
+    method: Annotated[
+        ConsentMethod, typer.Option(help="How consent was given.")
+    ] = ConsentMethod.signed_form,
+    language: Annotated[str, typer.Option(help="Language of the notice shown.")] = "de",
+) -> None:
+    """Record the newcomer's consent to share the case with an organisation."""
+    from tracker.services import give_consent
+
+    _change(
+        user,
+        give_consent,
+        reference=reference,
+        organisation=organisation,
+        method=method,
+        notice_language=language,
+    )
+    out.print(f"{reference.upper()}: consent for {organisation} recorded; held handoffs released.")
+
+
+@consent_app.command("revoke")
+def consent_revoke(user: AsUser, reference: str, organisation: str) -> None:
+    """Record that the newcomer withdrew consent; sharing stops at once."""
+    from tracker.services import revoke_consent
+
+    _change(user, revoke_consent, reference=reference, organisation=organisation)
+    out.print(f"{reference.upper()}: consent for {organisation} revoked; its handoffs are held.")
+
+
+# -- import --------------------------------------------------------------------------------
+
+
+@app.command("import")
+def import_csv(
+    user: AsUser,
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    dry_run: Annotated[bool, typer.Option(help="Check every row, write nothing.")] = False,
+    skip_duplicates: Annotated[
+        bool, typer.Option(help="Import the rest, list the duplicates.")
+    ] = False,
+    encoding: Annotated[str | None, typer.Option(help="e.g. latin-1 (default: UTF-8).")] = None,
+    delimiter: Annotated[
+        str | None, typer.Option(help="Column separator (default: detected).")
+    ] = None,
+    open_cases: Annotated[bool, typer.Option("--open-cases/--no-open-cases")] = True,
+    case_manager: Annotated[
+        str | None, typer.Option(help="Case manager for rows without one.")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Import newcomers from a CSV file: all rows or none."""
+    from tracker.importer import ImportFailed, import_newcomers
+
+    with _friendly():
+        actor = _actor(user)
+        try:
+            with _progress(0, "Importing") as bar, _db().transaction() as session:
+                task = bar.add_task("import", total=None)
+                report = import_newcomers(
+                    session,
+                    actor=actor,
+                    source=path,
+                    open_cases=open_cases,
+                    skip_duplicates=skip_duplicates,
+                    encoding=encoding,
+                    delimiter=delimiter,
+                    case_manager=case_manager,
+                    dry_run=dry_run,
+                    progress=lambda n: bar.advance(task, n),
+                )
+        except ImportFailed as exc:
+            if as_json:
+                _print_json(_report_dict(exc.report))
+            else:
+                err.print(f"[bold red]{exc}[/]")
+            raise typer.Exit(1) from None
+    if as_json:
+        _print_json(_report_dict(report))
+        return
+    verb = "would be imported (dry run)" if dry_run else "imported"
+    out.print(f"{report.rows_read} rows read; {len(report.imported)} {verb}.")
+    for line, message in report.skipped_duplicates:
+        out.print(f"[yellow]skipped line {line}:[/] {message}")
+
+
+def _report_dict(report: Any) -> dict[str, Any]:
+    if isinstance(report, BaseModel):
+        return report.model_dump(mode="json")
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(report) if is_dataclass(report) else dict(report)  # type: ignore[arg-type]
+
+
+# -- organisations, users, pathways --------------------------------------------------------
+
+
+@org_app.command("list")
+def org_list(as_json: Json = False) -> None:
+    """All organisations, active or not."""
+    with _db().read() as session:
+        rows = queries.organisations(session)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="Organisations")
+    for col in ("key", "name", "kind", "own queue", "active"):
+        table.add_column(col)
+    for o in rows:
+        table.add_row(
+            o.key,
+            o.name,
+            o.kind,
+            "yes" if o.receives_handoffs else "no",
+            "yes" if o.active else "no",
+        )
+    out.print(table)
+
+
+@org_app.command("add")
+def org_add(
+    user: AsUser,
+    key: str,
+    name: str,
+    kind: Annotated[OrgKind, typer.Option()] = OrgKind.network,
+    own_queue: Annotated[bool, typer.Option("--own-queue/--no-own-queue")] = True,
+    email: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Add a partner organisation."""
+    from tracker.services import add_organisation
+
+    _change(
+        user,
+        add_organisation,
+        key=key,
+        name=name,
+        kind=kind,
+        receives_handoffs=own_queue,
+        email=email,
+    )
+    out.print(f"Added organisation {key}.")
+
+
+@org_app.command("rename")
+def org_rename(user: AsUser, key: str, name: str) -> None:
+    """Rename an organisation (its key stays)."""
+    from tracker.services import update_organisation
+
+    _change(user, update_organisation, key=key, name=name)
+    out.print(f"Renamed {key} to {name!r}.")
+
+
+@org_app.command("deactivate")
+def org_deactivate(user: AsUser, key: str) -> None:
+    """Stop handing new steps to an organisation; its history stays."""
+    from tracker.services import update_organisation
+
+    _change(user, update_organisation, key=key, active=False)
+    out.print(f"Deactivated {key}.")
+
+
+@org_app.command("activate")
+def org_activate(user: AsUser, key: str) -> None:
+    """Reactivate an organisation."""
+    from tracker.services import update_organisation
+
+    _change(user, update_organisation, key=key, active=True)
+    out.print(f"Activated {key}.")
+
+
+@user_app.command("list")
+def user_list(user: AsUser, as_json: Json = False) -> None:
+    """All users with role and organisation."""
+    rows = _read(user, queries.users)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="Users")
+    for col in ("username", "name", "role", "organisation", "active"):
+        table.add_column(col)
+    for u in rows:
+        table.add_row(
+            u.username, u.display_name, u.role, u.organisation or "–", "yes" if u.active else "no"
+        )
+    out.print(table)
+
+
+@user_app.command("add")
+def user_add(
+    user: AsUser,
+    username: str,
+    display_name: Annotated[str, typer.Option(help="Full name.")],
+    role: Annotated[Role, typer.Option()],
+    organisation: Annotated[str | None, typer.Option(help="Organisation key.")] = None,
+    email: Annotated[str | None, typer.Option()] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ONBOARDING_NEW_PASSWORD",
+            help="Initial password (or set ONBOARDING_NEW_PASSWORD).",
+        ),
+    ] = None,
+) -> None:
+    """Add a user with a role; the password is stored only as an Argon2 hash."""
+    from tracker.passwords import hash_password
+    from tracker.services import add_user
+
+    hashed = None
+    if password:
+        with _friendly():
+            try:
+                hashed = hash_password(password)
+            except ValueError as exc:
+                raise TrackerError(str(exc)) from None
+    _change(
+        user,
+        add_user,
+        username=username,
+        display_name=display_name,
+        role=role,
+        organisation=organisation,
+        email=email,
+        password_hash=hashed,
+    )
+    out.print(f"Added user {username.lower()} ({role.value}).")
+
+
+@pathway_app.command("list")
+def pathways_list(as_json: Json = False) -> None:
+    """The pathways and their versions."""
+    registry = get_registry()
+    rows: list[dict[str, Any]] = [
+        {
+            "key": p.key,
+            "version": p.version,
+            "profile": p.profile.value,
+            "title": p.title.en,
+            "steps": p.step_ids,
+        }
+        for p in sorted(registry.pathways.values(), key=lambda p: (p.key, p.version))
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="Pathways")
+    for col in ("key", "version", "profile", "title", "steps"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["key"], str(r["version"]), r["profile"], r["title"], " → ".join(r["steps"]))
+    out.print(table)
+
+
+@pathway_app.command("show")
+def pathways_show(
+    key: str, version: Annotated[int | None, typer.Option()] = None, as_json: Json = False
+) -> None:
+    """One pathway's steps, owners, prerequisites and clocks."""
+    with _friendly():
+        pathway = get_registry().get(key, version)
+    if as_json:
+        _print_json(pathway)
+        return
+    table = Table(title=f"{pathway.title.de} / {pathway.title.en} (v{pathway.version})")
+    for col in ("step", "owner", "needs", "service target", "legal clock"):
+        table.add_column(col)
+    for s in pathway.steps:
+        clock = "–"
+        if s.legal_clock:
+            c = s.legal_clock
+            fast = f" ({c.days_accelerated} accelerated)" if c.days_accelerated is not None else ""
+            clock = f"{c.days} days from {c.basis}{fast}; {c.reference}"
+        target = f"{s.service_days} days" if s.service_days is not None else "–"
+        table.add_row(s.id, s.owner, ", ".join(s.needs) or "–", target, clock)
+    out.print(table)
+
+
+@pathway_app.command("check")
+def pathways_check(
+    folder: Annotated[
+        Path | None, typer.Argument(help="Extra folder of pathway files to check.")
+    ] = None,
+) -> None:
+    """Validate the pathway files (and organisations in the database, if it exists)."""
+    from tracker.pathway import BUILTIN_DIR
+
+    with _friendly():
+        registry = load_registry(BUILTIN_DIR, folder) if folder else load_registry(BUILTIN_DIR)
+    out.print(f"{len(registry.pathways)} pathway versions are valid.")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
