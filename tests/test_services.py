@@ -554,3 +554,32 @@ def test_skipping_a_prerequisite_opens_what_depends_on_it(db, actors):
     with db.transaction() as s:
         complete_step(s, actor=cm, reference=ref, step_key="job_offer", now=NOW)
     assert step_states(db, cm, ref)["visa"] == StepState.open
+
+
+def test_finishing_both_prerequisites_at_once_still_opens_the_next_step(db, actors):
+    cm, ihk, afa = actors["cm.mueller"], actors["ihk.hoffmann"], actors["afa.becker"]
+    ref = start_case(db, cm, now=NOW)
+    for actor, step in ((ihk, "recognition"), (afa, "job_offer")):
+        with db.transaction() as s:
+            accept_handoff(s, actor=actor, reference=ref, step_key=step, now=NOW)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker(actor, step):
+        try:
+            with db.transaction() as s:
+                barrier.wait(timeout=10)
+                complete_handoff(s, actor=actor, reference=ref, step_key=step, now=NOW)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=(ihk, "recognition")),
+        threading.Thread(target=worker, args=(afa, "job_offer")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert step_states(db, cm, ref)["visa"] == "open"

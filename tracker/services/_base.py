@@ -56,12 +56,21 @@ def new_reference(session: Session) -> str:
             return ref
 
 
-def get_case(session: Session, reference: str, *, for_update: bool = False) -> Case:
+def get_case(session: Session, reference: str, *, for_update: bool = True) -> Case:
+    """Load a case with its steps for a change.
+
+    The case row is locked (``FOR UPDATE`` on PostgreSQL; SQLite's writers are serialised by
+    ``BEGIN IMMEDIATE`` already), so two changes to one case run one after the other and the
+    second sees what the first did. Without it, two partners finishing the two prerequisites of
+    a step at the same moment could each miss the other's work, and the step would never open.
+    """
     stmt = (
         select(Case)
         .where(Case.reference == reference.strip().upper())
         .options(selectinload(Case.steps).selectinload(Step.handoffs))
     )
+    if for_update:
+        stmt = stmt.with_for_update(of=Case)
     case = session.scalars(stmt).one_or_none()
     if case is None:
         raise NotFoundError(f"No case with reference {reference!r}.")
