@@ -72,6 +72,7 @@ def test_demo_histories_obey_the_life_cycle_rules(empty_db):
             )
         ).all()
         cases = dict(s.execute(select(Case.id, Case.status)).all())
+        next_due = dict(s.execute(select(Case.id, Case.next_due)).all())
         handoffs = s.execute(select(Handoff.step_id, Handoff.state)).all()
         step_state = dict(s.execute(select(Step.id, Step.state)).all())
         opened_events = Counter(
@@ -100,6 +101,11 @@ def test_demo_histories_obey_the_life_cycle_rules(empty_db):
         if state in ("open", "in_progress", "blocked"):
             present = [d for d in (service_due, legal_due) if d is not None]
             assert due_date == (min(present) if present else None)
+    earliest: dict[int, date] = {}
+    for case_id, _key, state, *_rest, due_date in steps:
+        if state in ("open", "in_progress", "blocked") and due_date is not None:
+            earliest[case_id] = min(due_date, earliest.get(case_id, due_date))
+    assert next_due == {case_id: earliest.get(case_id) for case_id in cases}
     for case_id, status in cases.items():
         all_done = all(st in FINISHED_STEP_STATES for st in by_case[case_id].values())
         assert (status == CaseStatus.closed) == all_done

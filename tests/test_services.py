@@ -192,6 +192,8 @@ def test_registration_clock_counts_14_days_from_moving_in(db, actors):
     assert registration.due_status == "due_soon"
     assert view.newcomer["move_in_date"] == move_in
     with db.read() as s:
+        (row,) = queries.list_cases(s, actor=cm, today=date(2026, 3, 6))
+        assert row.next_due == date(2026, 3, 6)
         later = queries.case_view(s, actor=cm, reference=ref, today=date(2026, 3, 7))
         overdue = queries.list_cases(s, actor=cm, due="overdue", today=date(2026, 3, 7))
     assert next(st for st in later.steps if st.key == "registration").due_status == "overdue"
@@ -570,7 +572,7 @@ def test_finishing_both_prerequisites_at_once_still_opens_the_next_step(db, acto
             with db.transaction() as s:
                 barrier.wait(timeout=10)
                 complete_handoff(s, actor=actor, reference=ref, step_key=step, now=NOW)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [

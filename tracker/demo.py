@@ -696,6 +696,13 @@ class DemoGenerator:
                 "status": (CaseStatus.closed if closed_at else CaseStatus.open).value,
                 "opened_at": opened_at,
                 "closed_at": closed_at,
+                "next_due": clocks.earliest(
+                    *(
+                        r["due_date"]
+                        for r in step_rows
+                        if r["state"] in ("open", "in_progress", "blocked")
+                    )
+                ),
                 "version": 1,
             }
         )

@@ -148,6 +148,9 @@ class Case(Base):
     status: Mapped[CaseStatus] = mapped_column(_enum(CaseStatus), default=CaseStatus.open)
     opened_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+    # The earliest due date of an active step, kept by the services whenever a clock moves,
+    # so lists sort by urgency from an index instead of aggregating every step.
+    next_due: Mapped[date | None] = mapped_column(Date)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     newcomer: Mapped[Newcomer] = relationship(back_populates="cases")
@@ -157,7 +160,8 @@ class Case(Base):
     )
 
     __table_args__ = (
-        Index("ix_cases_manager_status", "case_manager_id", "status"),
+        Index("ix_cases_manager_status_due", "case_manager_id", "status", "next_due"),
+        Index("ix_cases_status_due", "status", "next_due"),
         Index("ix_cases_status_opened", "status", "opened_at"),
     )
     __mapper_args__ = {"version_id_col": version}
@@ -198,6 +202,7 @@ class Step(Base):
     __table_args__ = (
         UniqueConstraint("case_id", "key", name="uq_steps_case_key"),
         Index("ix_steps_state_due", "state", "due_date"),
+        Index("ix_steps_case_state", "case_id", "state"),
         Index("ix_steps_key_state", "key", "state"),
     )
     __mapper_args__ = {"version_id_col": version}

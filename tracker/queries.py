@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from tracker import clocks
@@ -18,7 +18,14 @@ from tracker.access import (
     require_person_access,
 )
 from tracker.config import get_settings
-from tracker.enums import ACTIVE_HANDOFF_STATES, ACTIVE_STEP_STATES, CaseStatus, HandoffState, Role
+from tracker.enums import (
+    ACTIVE_HANDOFF_STATES,
+    ACTIVE_STEP_STATES,
+    CaseStatus,
+    HandoffState,
+    Role,
+    StepState,
+)
 from tracker.errors import NotFoundError, PermissionDenied, ValidationFailed
 from tracker.models import AuditEvent, Case, Consent, Handoff, Newcomer, Organisation, Step, User
 from tracker.pathway import get_registry, profile_for
@@ -322,18 +329,6 @@ def list_cases(
     today = _today(today)
     soon_limit = today + timedelta(days=get_settings().due_soon_days)
     active = Step.state.in_(list(ACTIVE_STEP_STATES))
-    next_due = (
-        select(func.min(Step.due_date))
-        .where(Step.case_id == Case.id, active)
-        .correlate(Case)
-        .scalar_subquery()
-    )
-    overdue_count = (
-        select(func.count())
-        .where(Step.case_id == Case.id, active, Step.due_date < today)
-        .correlate(Case)
-        .scalar_subquery()
-    )
     manager_user = aliased(User)
     stmt = (
         select(
@@ -345,51 +340,45 @@ def list_cases(
             Case.status,
             manager_user.username,
             Case.opened_at,
-            next_due.label("next_due"),
-            overdue_count.label("overdue"),
+            Case.next_due,
         )
         .join(Newcomer, Case.newcomer_id == Newcomer.id)
         .outerjoin(manager_user, Case.case_manager_id == manager_user.id)
     )
     if manager:
         username = actor.username if manager == "me" else manager
-        stmt = stmt.where(manager_user.username == username)
+        manager_id = session.scalar(select(User.id).where(User.username == username))
+        if manager_id is None:
+            raise NotFoundError(f"No user called {username!r}.")
+        stmt = stmt.where(Case.case_manager_id == manager_id)
     if status:
         stmt = stmt.where(Case.status == status)
     if pathway:
         stmt = stmt.where(Case.pathway_key == pathway)
     if stage:
-        stmt = stmt.where(exists().where(Step.case_id == Case.id, Step.key == stage, active))
+        stmt = stmt.where(Case.id.in_(select(Step.case_id).where(Step.key == stage, active)))
+    # Case.next_due is the earliest due date of any active step, so "some step is overdue"
+    # is "the earliest due date has passed".
     if due == "overdue":
-        stmt = stmt.where(exists().where(Step.case_id == Case.id, active, Step.due_date < today))
+        stmt = stmt.where(Case.next_due < today)
     elif due == "due_soon":
-        stmt = stmt.where(
-            exists().where(
-                Step.case_id == Case.id, active, Step.due_date >= today, Step.due_date <= soon_limit
-            )
-        )
+        stmt = stmt.where(Case.next_due >= today, Case.next_due <= soon_limit)
     elif due is not None:
         raise ValidationFailed("due must be 'overdue' or 'due_soon'.")
     if attention:
         newer = aliased(Handoff)
-        stale_handoff = exists().where(
-            Handoff.case_id == Case.id,
-            Handoff.step_id == Step.id,
-            or_(
-                Handoff.state == HandoffState.held,
-                and_(
-                    Handoff.state.in_((HandoffState.declined, HandoffState.returned)),
-                    ~exists().where(newer.step_id == Handoff.step_id, newer.id > Handoff.id),
-                ),
-            ),
-        )
-        stmt = stmt.where(
-            exists().where(
-                Step.case_id == Case.id,
+        blocked = select(Step.case_id).where(Step.state == StepState.blocked)
+        held = select(Handoff.case_id).where(Handoff.state == HandoffState.held)
+        bounced = (
+            select(Handoff.case_id)
+            .join(Step, Handoff.step_id == Step.id)
+            .where(
+                Handoff.state.in_((HandoffState.declined, HandoffState.returned)),
                 active,
-                or_(Step.state == "blocked", stale_handoff),
+                ~exists().where(newer.step_id == Handoff.step_id, newer.id > Handoff.id),
             )
         )
+        stmt = stmt.where(Case.id.in_(blocked.union(held, bounced)))
     if search:
         pattern = f"%{search.strip().casefold()}%"
         stmt = stmt.where(
@@ -398,17 +387,24 @@ def list_cases(
                 Newcomer.match_key.like(pattern),
             )
         )
-    stmt = stmt.order_by(next_due.is_(None), next_due, Case.opened_at).limit(limit).offset(offset)
+    stmt = (
+        stmt.order_by(Case.next_due.asc().nulls_last(), Case.opened_at, Case.id)
+        .limit(limit)
+        .offset(offset)
+    )
     rows = session.execute(stmt).all()
     ids = [r.id for r in rows]
     active_by_case: dict[int, list[str]] = {i: [] for i in ids}
+    overdue_by_case: dict[int, int] = dict.fromkeys(ids, 0)
     if ids:
-        for case_id, key in session.execute(
-            select(Step.case_id, Step.key)
+        for case_id, key, due_date in session.execute(
+            select(Step.case_id, Step.key, Step.due_date)
             .where(Step.case_id.in_(ids), active)
             .order_by(Step.case_id, Step.position)
         ):
             active_by_case[case_id].append(key)
+            if due_date is not None and due_date < today:
+                overdue_by_case[case_id] += 1
     soon = get_settings().due_soon_days
     result = []
     for r in rows:
@@ -427,7 +423,7 @@ def list_cases(
                 active_steps=active_by_case[r.id],
                 next_due=r.next_due,
                 due_status=status_now if r.status == CaseStatus.open else "none",
-                overdue_steps=r.overdue or 0,
+                overdue_steps=overdue_by_case[r.id],
             )
         )
     return result

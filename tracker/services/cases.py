@@ -12,6 +12,7 @@ from tracker import audit, clocks
 from tracker.access import Actor, has_consent, require_case_manager
 from tracker.enums import (
     ACTIVE_HANDOFF_STATES,
+    ACTIVE_STEP_STATES,
     FINISHED_STEP_STATES,
     CaseStatus,
     HandoffState,
@@ -211,10 +212,11 @@ def facts_for(case: Case) -> dict[str, date | datetime | None]:
 
 
 def refresh_dues(case: Case) -> None:
-    """Recompute each active step's due dates from the stored facts."""
+    """Recompute each active step's due dates, and the case's next due date, from stored facts."""
     facts = facts_for(case)
+    active_dues = []
     for step in case.steps:
-        if step.state not in (StepState.open, StepState.in_progress, StepState.blocked):
+        if step.state not in ACTIVE_STEP_STATES:
             continue
         own = {**facts, "opened": step.opened_at, "started": step.started_at}
         service = clocks.service_due(opened=step.opened_at, days=step.service_days)
@@ -223,6 +225,10 @@ def refresh_dues(case: Case) -> None:
         # Assign only on change so an unchanged step keeps its version.
         if (step.service_due, step.legal_due, step.due_date) != (service, legal, earliest):
             step.service_due, step.legal_due, step.due_date = service, legal, earliest
+        active_dues.append(earliest)
+    next_due = clocks.earliest(*active_dues)
+    if case.next_due != next_due:
+        case.next_due = next_due
 
 
 def advance(session: Session, *, actor: Actor, case: Case, now: datetime) -> AdvanceResult:

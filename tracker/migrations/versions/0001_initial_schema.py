@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import tracker.models
+import tracker.models  # custom column types
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -91,6 +91,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=17), nullable=False),
         sa.Column("opened_at", tracker.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("closed_at", tracker.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_due", sa.Date(), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["case_manager_id"], ["users.id"], name=op.f("fk_cases_case_manager_id_users")
@@ -103,9 +104,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_cases_manager_status", ["case_manager_id", "status"], unique=False
+            "ix_cases_manager_status_due", ["case_manager_id", "status", "next_due"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_cases_newcomer_id"), ["newcomer_id"], unique=False)
+        batch_op.create_index("ix_cases_status_due", ["status", "next_due"], unique=False)
         batch_op.create_index("ix_cases_status_opened", ["status", "opened_at"], unique=False)
 
     op.create_table(
@@ -234,6 +236,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("case_id", "key", name="uq_steps_case_key"),
     )
     with op.batch_alter_table("steps", schema=None) as batch_op:
+        batch_op.create_index("ix_steps_case_state", ["case_id", "state"], unique=False)
         batch_op.create_index("ix_steps_key_state", ["key", "state"], unique=False)
         batch_op.create_index("ix_steps_state_due", ["state", "due_date"], unique=False)
 
@@ -289,6 +292,7 @@ def downgrade() -> None:
     with op.batch_alter_table("steps", schema=None) as batch_op:
         batch_op.drop_index("ix_steps_state_due")
         batch_op.drop_index("ix_steps_key_state")
+        batch_op.drop_index("ix_steps_case_state")
 
     op.drop_table("steps")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
@@ -306,8 +310,9 @@ def downgrade() -> None:
     op.drop_table("consents")
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.drop_index("ix_cases_status_opened")
+        batch_op.drop_index("ix_cases_status_due")
         batch_op.drop_index(batch_op.f("ix_cases_newcomer_id"))
-        batch_op.drop_index("ix_cases_manager_status")
+        batch_op.drop_index("ix_cases_manager_status_due")
 
     op.drop_table("cases")
     op.drop_table("users")
