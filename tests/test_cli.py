@@ -132,6 +132,8 @@ def test_steps_and_handoffs_move_through_their_life_cycle_from_the_command_line(
 def test_errors_are_one_clear_line_and_a_non_zero_exit(cli):
     code, _, err = cli("case", "show", "WO-NOPE-NOPE", "--as", "cm.mueller")
     assert code == 1 and "No case with reference" in err
+    code, _, err = cli("case", "show", "[red]WO-1", "--as", "cm.mueller")
+    assert code == 1 and "[red]WO-1" in err  # user input is never read as markup
     code, _, err = cli("case", "list", "--as", "nobody")
     assert code == 1 and "No user called 'nobody'" in err
     code, _, err = cli("queue", "ihk-mr", "--as", "stadt.weber")
@@ -249,3 +251,33 @@ def test_the_console_script_is_installed():
     done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0
     assert "newcomer" in done.stdout and "queue" in done.stdout
+
+
+def test_import_reports_every_bad_row_and_imports_nothing(cli, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "given_name;family_name;birth_date;nationality\n"
+        "Amina;Yusuf;03.07.1995;NG\n"
+        "[red]Mallory;Tables;31.02.1990;XX1\n",
+        encoding="utf-8",
+    )
+    code, _, err = cli("import", str(bad), "--as", "cm.mueller")
+    assert code == 1
+    assert "nothing was imported" in err
+    assert "line 3, birth_date" in err and "line 3, nationality" in err
+    assert _json(cli, "case", "list", "--as", "cm.mueller") == []
+
+    good = tmp_path / "good.csv"
+    good.write_text(
+        "given_name,family_name,birth_date,nationality,purpose\n"
+        "Amina,Yusuf,1995-07-03,NG,work\n"
+        "Олег,Шевченко,2001-01-20,UA,study\n",
+        encoding="utf-8",
+    )
+    code, out, err = cli("import", str(good), "--as", "cm.mueller")
+    assert code == 0, err
+    assert "2 imported" in out
+    rows = _json(cli, "case", "list", "--as", "cm.mueller")
+    assert sorted(r["family_name"] for r in rows) == ["Yusuf", "Шевченко"]
+    code, _, err = cli("import", str(good), "--as", "cm.mueller")
+    assert code == 1 and err.count("already in the tracker as case") == 2

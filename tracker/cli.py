@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -88,12 +89,12 @@ def _friendly() -> Iterator[None]:
     try:
         yield
     except TrackerError as exc:
-        err.print(f"[bold red]Error:[/] {exc}")
+        err.print(f"[bold red]Error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     except ValidationError as exc:
         for e in exc.errors():
             field = ".".join(str(p) for p in e["loc"]) or "input"
-            err.print(f"[bold red]Error:[/] {field}: {e['msg']}")
+            err.print(f"[bold red]Error:[/] {escape(field)}: {escape(e['msg'])}")
         raise typer.Exit(1) from None
 
 
@@ -871,7 +872,7 @@ def import_csv(
             if as_json:
                 _print_json(_report_dict(exc.report))
             else:
-                err.print(f"[bold red]{exc}[/]")
+                err.print(escape(str(exc)), style="bold red")
             raise typer.Exit(1) from None
     if as_json:
         _print_json(_report_dict(report))
@@ -879,7 +880,7 @@ def import_csv(
     verb = "would be imported (dry run)" if dry_run else "imported"
     out.print(f"{report.rows_read} rows read; {len(report.imported)} {verb}.")
     for line, message in report.skipped_duplicates:
-        out.print(f"[yellow]skipped line {line}:[/] {message}")
+        out.print(f"[yellow]skipped line {line}:[/] {escape(message)}")
 
 
 def _report_dict(report: Any) -> dict[str, Any]:

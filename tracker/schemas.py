@@ -19,11 +19,12 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def _clean_name(value: str) -> str:
+    # Check before collapsing whitespace, which would turn a stray newline into a space.
+    if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value):
+        raise ValueError("contains control characters (such as a line break)")
     value = " ".join(value.split())
     if not value:
         raise ValueError("must not be empty")
-    if any(ord(ch) < 32 for ch in value):
-        raise ValueError("contains control characters")
     return value
 
 
