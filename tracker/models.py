@@ -227,6 +227,7 @@ class Handoff(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     step: Mapped[Step] = relationship(back_populates="handoffs")
+    case: Mapped[Case] = relationship()
     organisation: Mapped[Organisation] = relationship()
 
     __table_args__ = (Index("ix_handoffs_org_state", "organisation_id", "state"),)

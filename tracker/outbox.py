@@ -26,10 +26,13 @@ def enqueue(
 ) -> OutboxMessage | None:
     """Queue a message once per idempotency key; a second call with the same key does nothing."""
     pending = [o for o in session.new if isinstance(o, OutboxMessage) and o.idempotency_key == key]
-    if pending or session.scalar(
-        select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)
-    ):
+    if pending:
         return None
+    # Unflushed messages were checked above; flushing the rest of the change here would
+    # write it row by row instead of in one batch.
+    with session.no_autoflush:
+        if session.scalar(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)):
+            return None
     message = OutboxMessage(
         idempotency_key=key,
         kind=kind,

@@ -50,10 +50,11 @@ def random_reference(rng: secrets.SystemRandom | None = None) -> str:
 
 
 def new_reference(session: Session) -> str:
-    while True:
-        ref = random_reference()
-        if session.scalar(select(Case.id).where(Case.reference == ref)) is None:
-            return ref
+    with session.no_autoflush:
+        while True:
+            ref = random_reference()
+            if session.scalar(select(Case.id).where(Case.reference == ref)) is None:
+                return ref
 
 
 def get_case(session: Session, reference: str, *, for_update: bool = True) -> Case:

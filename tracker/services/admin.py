@@ -38,6 +38,7 @@ def seed_organisations(
         )
         session.add(org)
         session.flush()
+        session.info.pop("organisations", None)
         audit.record(
             session,
             actor=SETUP,
@@ -81,6 +82,7 @@ def add_organisation(
     )
     session.add(org)
     session.flush()
+    session.info.pop("organisations", None)
     audit.record(
         session,
         actor=actor,

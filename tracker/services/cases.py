@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tracker import audit, clocks
-from tracker.access import Actor, has_consent, require_case_manager
+from tracker.access import Actor, require_case_manager
 from tracker.enums import (
     ACTIVE_HANDOFF_STATES,
     ACTIVE_STEP_STATES,
@@ -20,7 +20,7 @@ from tracker.enums import (
     StepState,
 )
 from tracker.errors import InvalidTransition, NotFoundError, PathwayError, ValidationFailed
-from tracker.models import Case, Handoff, Newcomer, Organisation, Step
+from tracker.models import Case, Consent, Handoff, Newcomer, Organisation, Step
 from tracker.outbox import enqueue
 from tracker.pathway import PathwayRegistry, get_registry, profile_for
 from tracker.schemas import NewcomerIn, NewcomerUpdate
@@ -104,11 +104,12 @@ def open_case(
     newcomer = session.get(Newcomer, newcomer_id)
     if newcomer is None:
         raise NotFoundError(f"No newcomer with id {newcomer_id}.")
-    already = session.scalar(
-        select(Case.reference).where(
-            Case.newcomer_id == newcomer_id, Case.status == CaseStatus.open
+    with session.no_autoflush:
+        already = session.scalar(
+            select(Case.reference).where(
+                Case.newcomer_id == newcomer_id, Case.status == CaseStatus.open
+            )
         )
-    )
     if already:
         raise InvalidTransition(f"This newcomer already has an open case, {already}.")
     if pathway_key:
@@ -125,7 +126,7 @@ def open_case(
             raise ValidationFailed(f"{case_manager!r} is not an active case manager.")
         manager_id = manager.id
 
-    orgs = {o.key: o for o in session.scalars(select(Organisation))}
+    orgs = _organisations(session)
     case = Case(
         reference=new_reference(session),
         newcomer=newcomer,
@@ -159,9 +160,12 @@ def open_case(
                 legal_basis=clock.basis if clock else None,
                 legal_days=legal_days,
                 legal_reference=clock.reference if clock else None,
+                handoffs=[],
             )
         )
     session.add(case)
+    # The first steps open in memory so each row is written once, already in its state.
+    plan = _plan_advance(session, actor=actor, case=case, now=now)
     session.flush()
     audit.record(
         session,
@@ -183,8 +187,17 @@ def open_case(
         language=newcomer.preferred_language,
         context={"reference": case.reference},
     )
-    advance(session, actor=actor, case=case, now=now)
+    _record_advance(session, actor=actor, case=case, plan=plan, now=now)
     return case
+
+
+def _organisations(session: Session) -> dict[str, Organisation]:
+    """All organisations by key, read once per transaction (a bulk import opens many cases)."""
+    cached = session.info.get("organisations")
+    if cached is None:
+        cached = {o.key: o for o in session.scalars(select(Organisation))}
+        session.info["organisations"] = cached
+    return cached
 
 
 def advance_case(
@@ -231,36 +244,81 @@ def refresh_dues(case: Case) -> None:
         case.next_due = next_due
 
 
-def advance(session: Session, *, actor: Actor, case: Case, now: datetime) -> AdvanceResult:
-    result = AdvanceResult(reference=case.reference)
+@dataclass
+class _Plan:
+    """What an advance changed in memory, to be recorded once the rows have ids."""
+
+    opened: list[Step] = field(default_factory=list)
+    handoffs: list[Handoff] = field(default_factory=list)
+    closed: bool = False
+
+
+def consented_org_ids(session: Session, newcomer_id: int | None) -> set[int]:
+    """The organisations the newcomer currently lets the Welcome Office share the case with."""
+    if newcomer_id is None:
+        return set()
+    # Consents are flushed when given; pending steps and audit rows need not be flushed first.
+    with session.no_autoflush:
+        return set(
+            session.scalars(
+                select(Consent.organisation_id).where(
+                    Consent.newcomer_id == newcomer_id,
+                    Consent.purpose == "case_sharing",
+                    Consent.revoked_at.is_(None),
+                )
+            )
+        )
+
+
+def _plan_advance(session: Session, *, actor: Actor, case: Case, now: datetime) -> _Plan:
+    plan = _Plan()
     if case.status != CaseStatus.open:
-        return result
+        return plan
     finished = {s.key for s in case.steps if s.state in FINISHED_STEP_STATES}
     for step in case.steps:
         if step.state == StepState.pending and all(n in finished for n in step.needs):
             step.state = StepState.open
             step.opened_at = now
-            result.opened.append(step.key)
-            audit.record(
-                session,
-                actor=actor,
-                action="step.opened",
-                entity_type="step",
-                entity_id=step.id,
-                case_id=case.id,
-                now=now,
-                details={"step": step.key, "owner": step.owner.key},
+            plan.opened.append(step)
+    receiving = [s for s in plan.opened if s.owner.receives_handoffs and s.owner.active]
+    if receiving:
+        consented = consented_org_ids(session, case.newcomer_id or case.newcomer.id)
+        for step in receiving:
+            plan.handoffs.append(
+                _new_handoff(step=step, org=step.owner, consented=consented, actor=actor, now=now)
             )
-            if step.owner.receives_handoffs and step.owner.active:
-                handoff = create_handoff(session, actor=actor, step=step, org=step.owner, now=now)
-                if handoff.state == HandoffState.offered:
-                    result.offered.append(handoff.id)
-                else:
-                    result.held.append(handoff.id)
     refresh_dues(case)
     if case.steps and all(s.state in FINISHED_STEP_STATES for s in case.steps):
         case.status = CaseStatus.closed
         case.closed_at = now
+        plan.closed = True
+    return plan
+
+
+def _record_advance(
+    session: Session, *, actor: Actor, case: Case, plan: _Plan, now: datetime
+) -> AdvanceResult:
+    result = AdvanceResult(reference=case.reference)
+    by_step = {h.step.id: h for h in plan.handoffs}
+    for step in plan.opened:
+        result.opened.append(step.key)
+        audit.record(
+            session,
+            actor=actor,
+            action="step.opened",
+            entity_type="step",
+            entity_id=step.id,
+            case_id=case.id,
+            now=now,
+            details={"step": step.key, "owner": step.owner.key},
+        )
+        handoff = by_step.get(step.id)
+        if handoff is not None:
+            _announce_handoff(session, actor=actor, step=step, handoff=handoff, now=now)
+            (result.offered if handoff.state == HandoffState.offered else result.held).append(
+                handoff.id
+            )
+    if plan.closed:
         result.closed = True
         audit.record(
             session,
@@ -281,31 +339,46 @@ def advance(session: Session, *, actor: Actor, case: Case, now: datetime) -> Adv
                 recipient_user_id=case.case_manager_id,
                 context={"reference": case.reference},
             )
-    session.flush()
     return result
 
 
-def create_handoff(
-    session: Session, *, actor: Actor, step: Step, org: Organisation, now: datetime
+def advance(session: Session, *, actor: Actor, case: Case, now: datetime) -> AdvanceResult:
+    """Open the pending steps whose prerequisites are finished, hand them on, close a finished case.
+
+    Idempotent: a step opens only on its pending -> open transition, so a second run finds
+    nothing to do and records and sends nothing.
+    """
+    plan = _plan_advance(session, actor=actor, case=case, now=now)
+    session.flush()  # ids for the audit trail and the outbox keys
+    return _record_advance(session, actor=actor, case=case, plan=plan, now=now)
+
+
+def _new_handoff(
+    *, step: Step, org: Organisation, consented: set[int], actor: Actor, now: datetime
 ) -> Handoff:
-    """Hand a step to an organisation's queue, or hold it while consent is missing."""
-    case = step.case
     if any(h.state in ACTIVE_HANDOFF_STATES for h in step.handoffs):
-        raise InvalidTransition(f"Step {step.key} of {case.reference} is already handed off.")
-    consented = has_consent(session, newcomer_id=case.newcomer_id, organisation_id=org.id)
+        raise InvalidTransition(f"Step {step.key} of {step.case.reference} is already handed off.")
+    ok = org.id in consented
     handoff = Handoff(
-        case_id=case.id,
+        case=step.case,
         organisation=org,
-        state=HandoffState.offered if consented else HandoffState.held,
-        hold_reason=None if consented else HOLD_CONSENT_MISSING,
+        state=HandoffState.offered if ok else HandoffState.held,
+        hold_reason=None if ok else HOLD_CONSENT_MISSING,
         created_at=now,
-        offered_at=now if consented else None,
+        offered_at=now if ok else None,
         created_by_id=actor.user_id,
     )
     step.handoffs.append(handoff)
-    session.flush()
+    return handoff
+
+
+def _announce_handoff(
+    session: Session, *, actor: Actor, step: Step, handoff: Handoff, now: datetime
+) -> None:
+    case = step.case
+    org = handoff.organisation
     details = {"step": step.key, "organisation": org.key}
-    if consented:
+    if handoff.state == HandoffState.offered:
         audit.record(
             session,
             actor=actor,
@@ -317,28 +390,38 @@ def create_handoff(
             details=details,
         )
         notify_offer(session, handoff=handoff, step=step, now=now)
-    else:
-        audit.record(
+        return
+    audit.record(
+        session,
+        actor=actor,
+        action="handoff.held",
+        entity_type="handoff",
+        entity_id=handoff.id,
+        case_id=case.id,
+        now=now,
+        reason=HOLD_CONSENT_MISSING,
+        details=details,
+    )
+    if case.case_manager_id:
+        enqueue(
             session,
-            actor=actor,
-            action="handoff.held",
-            entity_type="handoff",
-            entity_id=handoff.id,
-            case_id=case.id,
+            key=f"handoff_held:{handoff.id}",
+            kind="handoff_held",
             now=now,
-            reason=HOLD_CONSENT_MISSING,
-            details=details,
+            case_id=case.id,
+            recipient_user_id=case.case_manager_id,
+            context={"reference": case.reference, "step": step.key, "organisation": org.key},
         )
-        if case.case_manager_id:
-            enqueue(
-                session,
-                key=f"handoff_held:{handoff.id}",
-                kind="handoff_held",
-                now=now,
-                case_id=case.id,
-                recipient_user_id=case.case_manager_id,
-                context={"reference": case.reference, "step": step.key, "organisation": org.key},
-            )
+
+
+def create_handoff(
+    session: Session, *, actor: Actor, step: Step, org: Organisation, now: datetime
+) -> Handoff:
+    """Hand a step to an organisation's queue, or hold it while consent is missing."""
+    consented = consented_org_ids(session, step.case.newcomer_id)
+    handoff = _new_handoff(step=step, org=org, consented=consented, actor=actor, now=now)
+    session.flush()
+    _announce_handoff(session, actor=actor, step=step, handoff=handoff, now=now)
     return handoff
 
 
