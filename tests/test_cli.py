@@ -240,6 +240,10 @@ def test_db_upgrade_and_demo_on_a_fresh_sqlite_file(tmp_path, monkeypatch):
         assert "cm.mueller" in result.stdout and "willkommen" in result.stdout
         again = runner.invoke(app, ["demo", "--people", "40", "--if-empty"])
         assert "already holds 40 newcomers" in again.stdout
+        status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
+        assert status["newcomers"] == 40
+        assert sum(status["cases"].values()) == 40
+        assert status["schema"] == status["schema_newest"]
     finally:
         get_database.cache_clear()
         get_settings.cache_clear()

@@ -258,29 +258,34 @@ def _print_logins() -> None:
 
 
 @app.command()
-def status() -> None:
+def status(as_json: Json = False) -> None:
     """Where the data lives, what it holds, and how to start."""
-    from sqlalchemy import func, select
-
-    from tracker.migrate import current_revision
-    from tracker.models import Case
+    from tracker.migrate import current_revision, head_revision
 
     database = _db()
+    revision = current_revision(database.writer)
+    counts = {}
+    if revision is not None:
+        with database.read() as session:
+            counts = queries.database_counts(session)
+    if as_json:
+        _print_json(
+            {
+                "version": __version__,
+                "database": _safe_url(database.url),
+                "schema": revision,
+                "schema_newest": head_revision(database.url),
+                **counts,
+            }
+        )
+        return
     out.print(f"[bold]onboarding {__version__}[/] – {get_settings().office_name}")
     out.print(f"database: {_safe_url(database.url)}")
-    revision = current_revision(database.writer)
     if revision is None:
         out.print("The database is empty: run [bold]onboarding db upgrade[/].")
         return
-    with database.read() as session:
-        newcomers = queries.count_newcomers(session)
-        by_status = dict(
-            session.execute(select(Case.status, func.count()).group_by(Case.status)).all()
-        )
-    out.print(
-        f"schema {revision}; {newcomers} newcomers; "
-        + ", ".join(f"{n} {s} cases" for s, n in sorted(by_status.items()))
-    )
+    cases = ", ".join(f"{n} {s} cases" for s, n in sorted(counts["cases"].items()))
+    out.print(f"schema {revision}; {counts['newcomers']} newcomers; {cases}")
     out.print(
         "\nTry:\n"
         "  onboarding case list --as cm.mueller --due overdue\n"

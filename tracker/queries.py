@@ -574,3 +574,12 @@ def users(session: Session, *, actor: Actor) -> list[UserRow]:
 
 def count_newcomers(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Newcomer)) or 0
+
+
+def database_counts(session: Session) -> dict[str, Any]:
+    """How much the tracker holds: newcomers, and cases by status (no personal data)."""
+    by_status = {
+        str(status): n
+        for status, n in session.execute(select(Case.status, func.count()).group_by(Case.status))
+    }
+    return {"newcomers": count_newcomers(session), "cases": by_status}
