@@ -8,7 +8,7 @@ from tracker.access import Actor
 from tracker.db import Database
 from tracker.enums import ConsentMethod, Purpose
 from tracker.schemas import NewcomerIn
-from tracker.services import give_consent, open_case, register_newcomer
+from tracker.services import advance_case, give_consent, open_case, register_newcomer
 
 PARTNERS = ["stadt-bochum", "ihk-mr", "afa-bochum", "vbw", "akafoe", "thga", "hwk-do"]
 
@@ -35,7 +35,7 @@ def start_case(
     consent_to: list[str] | None = None,
     **overrides: object,
 ) -> str:
-    """Register a newcomer, record consent for the given partners first, open the case."""
+    """Register a newcomer, open the case, record consent for the given partners, advance it."""
     consent_to = PARTNERS if consent_to is None else consent_to
     with db.transaction() as s:
         person = register_newcomer(s, actor=manager, data=newcomer(**overrides), now=now)
@@ -52,4 +52,11 @@ def start_case(
                 notice_language="en",
                 now=now,
             )
+    advance(db, manager, reference, now=now)
     return reference
+
+
+def advance(db: Database, actor: Actor, reference: str, *, now: datetime) -> None:
+    """What the Prefect run (or the inline mode) does after a change: advance the case."""
+    with db.transaction() as s:
+        advance_case(s, actor=actor, reference=reference, now=now)

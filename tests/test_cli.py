@@ -23,6 +23,7 @@ def cli(db, monkeypatch):
     """Invoke the CLI against the test database; returns (exit code, stdout, stderr)."""
     monkeypatch.setenv("ONBOARDING_DATABASE_URL", db.url)
     monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("ONBOARDING_ORCHESTRATION", "inline")
     get_settings.cache_clear()
     get_database.cache_clear()
 
@@ -88,7 +89,7 @@ def test_steps_and_handoffs_move_through_their_life_cycle_from_the_command_line(
         "step", "complete", ref, "housing", "--on", "2024-05-01", "--as", "cm.mueller"
     )
     assert code == 0, err
-    assert "Now open: registration" in out
+    assert "Open now: registration" in out
     # Without consent the Bürgerbüro does not see the case yet.
     assert _json(cli, "queue", "--as", "stadt.weber") == []
     code, out, err = cli(

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from tests.conftest import NOW
-from tests.helpers import newcomer, start_case
+from tests.helpers import advance, newcomer, start_case
 from tracker import queries
 from tracker.enums import CaseStatus, ConsentMethod, HandoffState, StepState
 from tracker.errors import (
@@ -135,12 +135,14 @@ def test_a_full_skilled_worker_journey_closes_the_case(db, actors):
             accept_handoff(s, actor=actor, reference=ref, step_key=step, now=t)
         with db.transaction() as s:
             complete_handoff(s, actor=actor, reference=ref, step_key=step, outcome=outcome, now=t)
+        advance(db, cm, ref, now=t)
 
     def manager_done(step, outcome=None):
         nonlocal t
         t += timedelta(days=1)
         with db.transaction() as s:
             complete_step(s, actor=cm, reference=ref, step_key=step, outcome=outcome, now=t)
+        advance(db, cm, ref, now=t)
 
     partner_done(ihk, "recognition", "full")
     partner_done(afa, "job_offer", "approved")
@@ -162,6 +164,7 @@ def test_a_full_skilled_worker_journey_closes_the_case(db, actors):
             reason="Kein Anspruch: Hochschulabschluss",
             now=t,
         )
+    advance(db, cm, ref, now=t)
     manager_done("job_entry", "started")
     with db.read() as s:
         view = queries.case_view(s, actor=cm, reference=ref)
@@ -183,6 +186,7 @@ def test_registration_clock_counts_14_days_from_moving_in(db, actors):
     move_in = date(2026, 2, 20)
     with db.transaction() as s:
         complete_step(s, actor=cm, reference=ref, step_key="housing", on=move_in, now=NOW)
+    advance(db, cm, ref, now=NOW)
     with db.read() as s:
         view = queries.case_view(s, actor=cm, reference=ref, today=date(2026, 3, 6))
     registration = next(st for st in view.steps if st.key == "registration")
@@ -205,6 +209,7 @@ def test_changing_a_fact_moves_the_clocks_that_count_from_it(db, actors):
     ref = start_case(db, cm, now=NOW, nationality="PL")
     with db.transaction() as s:
         complete_step(s, actor=cm, reference=ref, step_key="housing", now=NOW)
+    advance(db, cm, ref, now=NOW)
     from tracker.schemas import NewcomerUpdate
 
     with db.transaction() as s:
@@ -412,6 +417,8 @@ def test_two_people_completing_the_same_step_at_once_never_both_win(db, actors):
     for t in threads:
         t.join(30)
     assert sorted(outcomes) == ["ok", "refused"]
+    advance(db, cm, ref, now=NOW)
+    advance(db, cm2, ref, now=NOW)
     with db.read() as s:
         completed = s.scalar(
             select(func.count())
@@ -473,6 +480,7 @@ def test_partner_queue_is_sorted_by_urgency(db, actors):
         ref = start_case(db, cm, now=NOW, nationality="PL", given_name=f"P{i}")
         with db.transaction() as s:
             complete_step(s, actor=cm, reference=ref, step_key="housing", on=move_in, now=NOW)
+        advance(db, cm, ref, now=NOW)
         refs.append(ref)
     with db.read() as s:
         queue = queries.partner_queue(s, actor=stadt, today=NOW.date())
@@ -548,6 +556,7 @@ def test_skipping_a_prerequisite_opens_what_depends_on_it(db, actors):
             reason="Abschluss in anabin als vergleichbar gelistet",
             now=NOW,
         )
+    advance(db, cm, ref, now=NOW)
     with db.read() as s:
         h = s.scalars(select(Handoff).join(Step).where(Step.key == "recognition")).one()
         assert h.state == HandoffState.withdrawn
@@ -555,33 +564,92 @@ def test_skipping_a_prerequisite_opens_what_depends_on_it(db, actors):
     assert step_states(db, cm, ref)["visa"] == "pending"  # still needs job_offer
     with db.transaction() as s:
         complete_step(s, actor=cm, reference=ref, step_key="job_offer", now=NOW)
+    assert step_states(db, cm, ref)["visa"] == "pending"  # until the advance runs
+    advance(db, cm, ref, now=NOW)
     assert step_states(db, cm, ref)["visa"] == StepState.open
 
 
-def test_finishing_both_prerequisites_at_once_still_opens_the_next_step(db, actors):
+def test_finishing_both_prerequisites_at_once_then_advancing_twice_opens_the_next_step_once(
+    db, actors
+):
     cm, ihk, afa = actors["cm.mueller"], actors["ihk.hoffmann"], actors["afa.becker"]
     ref = start_case(db, cm, now=NOW)
     for actor, step in ((ihk, "recognition"), (afa, "job_offer")):
         with db.transaction() as s:
             accept_handoff(s, actor=actor, reference=ref, step_key=step, now=NOW)
-    barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
-    def worker(actor, step):
-        try:
-            with db.transaction() as s:
-                barrier.wait(timeout=10)
-                complete_handoff(s, actor=actor, reference=ref, step_key=step, now=NOW)
-        except BaseException as exc:
-            errors.append(exc)
+    def together(*calls):
+        barrier = threading.Barrier(len(calls))
 
-    threads = [
-        threading.Thread(target=worker, args=(ihk, "recognition")),
-        threading.Thread(target=worker, args=(afa, "job_offer")),
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+        def run(call):
+            try:
+                with db.transaction() as s:
+                    barrier.wait(timeout=10)
+                    call(s)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(c,)) for c in calls]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+
+    together(
+        lambda s: complete_handoff(s, actor=ihk, reference=ref, step_key="recognition", now=NOW),
+        lambda s: complete_handoff(s, actor=afa, reference=ref, step_key="job_offer", now=NOW),
+    )
+    # Two advance runs racing (an event-triggered run and the sweep's catch-up, say).
+    together(
+        lambda s: advance_case(s, actor=cm, reference=ref, now=NOW),
+        lambda s: advance_case(s, actor=cm, reference=ref, now=NOW),
+    )
     assert errors == []
     assert step_states(db, cm, ref)["visa"] == "open"
+    with db.read() as s:
+        visa_opened = s.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.action == "step.opened",
+                AuditEvent.details["step"].as_string() == "visa",
+            )
+        )
+    assert visa_opened == 1
+
+
+def test_a_change_asks_for_an_advance_and_the_advance_settles_the_request(db, actors):
+    from tracker.services import cases_awaiting_advance, open_ready_step, ready_steps, settle_case
+
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW, nationality="PL")
+    later = NOW + timedelta(minutes=5)
+    with db.read() as s:
+        assert cases_awaiting_advance(s, older_than=later) == []
+    with db.transaction() as s:
+        complete_step(s, actor=cm, reference=ref, step_key="housing", now=NOW)
+    with db.read() as s:
+        assert ready_steps(s, reference=ref) == ["registration"]
+        assert cases_awaiting_advance(s, older_than=later) == [ref]
+        assert cases_awaiting_advance(s, older_than=NOW) == []  # still inside the grace period
+    # The flow's way: one step at a time, then settle. Repeating any part changes nothing.
+    for _ in range(2):
+        with db.transaction() as s:
+            result = open_ready_step(s, actor=cm, reference=ref, step_key="registration", now=NOW)
+    assert result.opened == []
+    with db.transaction() as s:
+        settle_case(s, actor=cm, reference=ref, now=NOW)
+    with db.read() as s:
+        assert ready_steps(s, reference=ref) == []
+        assert cases_awaiting_advance(s, older_than=later) == []
+        opened = s.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.action == "step.opened",
+                AuditEvent.details["step"].as_string() == "registration",
+            )
+        )
+    assert opened == 1
+    assert step_states(db, cm, ref)["registration"] == "open"

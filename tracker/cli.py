@@ -23,6 +23,7 @@ from tracker.config import get_settings
 from tracker.db import Database, get_database
 from tracker.enums import CaseStatus, ConsentMethod, HandoffState, OrgKind, Purpose, Role
 from tracker.errors import TrackerError
+from tracker.orchestration import AdvanceRequest
 from tracker.pathway import get_registry, load_registry
 from tracker.schemas import NewcomerIn, NewcomerUpdate
 
@@ -359,12 +360,21 @@ def newcomer_add(
                 )
                 reference = case.reference
             newcomer_id = person.id
+    request = _follow_up(reference, quiet=True) if reference else None
     if as_json:
-        _print_json({"newcomer_id": newcomer_id, "reference": reference})
+        _print_json(
+            {
+                "newcomer_id": newcomer_id,
+                "reference": reference,
+                "advance": request.state if request else None,
+            }
+        )
         return
     out.print(f"Registered newcomer {newcomer_id}.")
-    if reference:
+    if reference and request:
         out.print(f"Opened case [bold]{reference}[/]: onboarding case show {reference}")
+        if request.state in ("unreachable", "failed", "crashed"):
+            err.print(f"[yellow]{escape(request.message)}[/]")
 
 
 @newcomer_app.command("update")
@@ -423,6 +433,7 @@ def case_open(
         f"Opened case [bold]{case.reference}[/] on pathway "
         f"{case.pathway_key} v{case.pathway_version}."
     )
+    _follow_up(case.reference)
 
 
 @case_app.command("show")
@@ -568,14 +579,27 @@ def case_reassign(
 # -- steps and handoffs --------------------------------------------------------------------
 
 
-def _report_advance(reference: str, step: str, verb: str, result: Any) -> None:
+def _follow_up(reference: str, *, quiet: bool = False) -> AdvanceRequest:
+    """After a change has committed: ask for the case's advance and say what happened."""
+    from tracker.orchestration import request_advance
+
+    request = request_advance([reference])
+    if quiet:
+        return request
+    if request.state == "completed":
+        with _db().read() as session:
+            active = queries.active_steps(session, reference=reference)
+        out.print(f"Open now: {', '.join(active) if active else 'nothing – the case is closed'}")
+    elif request.state in ("unreachable", "failed", "crashed"):
+        err.print(f"[yellow]{escape(request.message)}[/]")
+    else:
+        out.print(escape(request.message))
+    return request
+
+
+def _report_step(reference: str, step: str, verb: str) -> None:
     out.print(f"{reference.upper()}: {step} {verb}.")
-    if result.opened:
-        out.print(f"Now open: {', '.join(result.opened)}")
-    if result.held:
-        out.print("[yellow]Some handoffs are held until the newcomer consents to sharing.[/]")
-    if result.closed:
-        out.print("[green]All steps finished: the case is closed.[/]")
+    _follow_up(reference)
 
 
 @step_app.command("start")
@@ -611,7 +635,7 @@ def step_complete(
 
     with _friendly():
         day = date.fromisoformat(on) if on else None
-    result = _change(
+    _change(
         user,
         complete_step,
         reference=reference,
@@ -620,7 +644,7 @@ def step_complete(
         on=day,
         expected_version=expected_version,
     )
-    _report_advance(reference, step, "done", result)
+    _report_step(reference, step, "done")
 
 
 @step_app.command("block")
@@ -648,7 +672,7 @@ def step_skip(
     """Skip a step that does not apply, with a reason."""
     from tracker.services import skip_step
 
-    result = _change(
+    _change(
         user,
         skip_step,
         reference=reference,
@@ -656,7 +680,7 @@ def step_skip(
         reason=reason,
         expected_version=expected_version,
     )
-    _report_advance(reference, step, "skipped", result)
+    _report_step(reference, step, "skipped")
 
 
 @handoff_app.command("offer")
@@ -691,6 +715,7 @@ def handoff_accept(
         user, accept_handoff, reference=reference, step_key=step, expected_version=expected_version
     )
     out.print(f"{reference.upper()}: {step} accepted.")
+    _follow_up(reference, quiet=True)
 
 
 @handoff_app.command("decline")
@@ -709,6 +734,7 @@ def handoff_decline(
         expected_version=expected_version,
     )
     out.print(f"{reference.upper()}: {step} declined; the case manager is told.")
+    _follow_up(reference, quiet=True)
 
 
 @handoff_app.command("return")
@@ -727,6 +753,7 @@ def handoff_return(
         expected_version=expected_version,
     )
     out.print(f"{reference.upper()}: {step} returned; the case manager is told.")
+    _follow_up(reference, quiet=True)
 
 
 @handoff_app.command("complete")
@@ -740,7 +767,7 @@ def handoff_complete(
     """Finish a step your organisation accepted."""
     from tracker.services import complete_handoff
 
-    result = _change(
+    _change(
         user,
         complete_handoff,
         reference=reference,
@@ -748,7 +775,7 @@ def handoff_complete(
         outcome=outcome,
         expected_version=expected_version,
     )
-    _report_advance(reference, step, "done", result)
+    _report_step(reference, step, "done")
 
 
 @app.command()
@@ -821,6 +848,7 @@ def consent_give(
         notice_language=language,
     )
     out.print(f"{reference.upper()}: consent for {organisation} recorded; held handoffs released.")
+    _follow_up(reference, quiet=True)
 
 
 @consent_app.command("revoke")
@@ -830,6 +858,7 @@ def consent_revoke(user: AsUser, reference: str, organisation: str) -> None:
 
     _change(user, revoke_consent, reference=reference, organisation=organisation)
     out.print(f"{reference.upper()}: consent for {organisation} revoked; its handoffs are held.")
+    _follow_up(reference, quiet=True)
 
 
 # -- import --------------------------------------------------------------------------------
@@ -879,13 +908,23 @@ def import_csv(
             else:
                 err.print(escape(str(exc)), style="bold red")
             raise typer.Exit(1) from None
+    references = [ref for _, ref in report.imported if isinstance(ref, str)]
+    request = None
+    if references and not dry_run:
+        from tracker.orchestration import request_advance
+
+        # One batch run for the whole file, never one run per case.
+        request = request_advance(references, wait=0)
     if as_json:
-        _print_json(_report_dict(report))
+        _print_json({**_report_dict(report), "advance": request.state if request else None})
         return
     verb = "would be imported (dry run)" if dry_run else "imported"
     out.print(f"{report.rows_read} rows read; {len(report.imported)} {verb}.")
     for line, message in report.skipped_duplicates:
         out.print(f"[yellow]skipped line {line}:[/] {escape(message)}")
+    if request is not None:
+        style = "yellow" if request.state in ("unreachable", "failed") else "default"
+        out.print(f"[{style}]{escape(request.message)}[/]")
 
 
 def _report_dict(report: Any) -> dict[str, Any]:

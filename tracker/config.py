@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,31 @@ class Settings(BaseSettings):
         default=None, description="Extra folder of pathway YAML files (added to the built-in ones)."
     )
     office_name: str = "Welcome Office Bochum"
+    handoff_accept_days: int = Field(
+        default=5, ge=1, description="Days a partner has to answer a handoff before escalation."
+    )
+    orchestration: Literal["prefect", "inline"] = Field(
+        default="prefect",
+        description="How the advance after a change runs: as a Prefect flow run, or inline.",
+    )
+    prefect_api_url: str = Field(
+        default="http://127.0.0.1:4200/api", description="The Prefect server the tracker talks to."
+    )
+    advance_wait_seconds: float = Field(
+        default=15, ge=0, description="How long the CLI waits for an advance run to finish."
+    )
+    catch_up_grace_seconds: int = Field(
+        default=60, ge=0, description="How old an advance request must be for the sweep to take it."
+    )
+    sweep_interval_minutes: int = Field(default=10, ge=1)
+    delivery_interval_seconds: int = Field(default=60, ge=5)
+    delivery_max_attempts: int = Field(default=6, ge=1)
+    digest_cron: str = Field(default="0 7 * * 1-5", description="Partner digest (Europe/Berlin).")
+    mail_dir: Path | None = Field(
+        default=None,
+        description="Where the file mail drop writes messages (default data_dir/mail).",
+    )
+    timezone: str = "Europe/Berlin"
 
     @property
     def resolved_database_url(self) -> str:
@@ -40,3 +66,17 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def prefect_environment(settings: Settings | None = None) -> dict[str, str]:
+    """Environment for every Prefect process and client: local, quiet, nothing phones home."""
+    settings = settings or get_settings()
+    return {
+        "PREFECT_HOME": str(settings.data_dir / "prefect"),
+        "PREFECT_API_URL": settings.prefect_api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_UI_ENABLED": "true",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }

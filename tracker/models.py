@@ -151,6 +151,9 @@ class Case(Base):
     # The earliest due date of an active step, kept by the services whenever a clock moves,
     # so lists sort by urgency from an index instead of aggregating every step.
     next_due: Mapped[date | None] = mapped_column(Date)
+    # Set by a change that may unlock steps, cleared once the case has been advanced; the
+    # clock sweep advances cases whose request is older than a grace period (Prefect was down).
+    advance_requested_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     newcomer: Mapped[Newcomer] = relationship(back_populates="cases")
@@ -163,6 +166,7 @@ class Case(Base):
         Index("ix_cases_manager_status_due", "case_manager_id", "status", "next_due"),
         Index("ix_cases_status_due", "status", "next_due"),
         Index("ix_cases_status_opened", "status", "opened_at"),
+        Index("ix_cases_advance_requested", "advance_requested_at"),
     )
     __mapper_args__ = {"version_id_col": version}
 

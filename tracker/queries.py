@@ -583,3 +583,35 @@ def database_counts(session: Session) -> dict[str, Any]:
         for status, n in session.execute(select(Case.status, func.count()).group_by(Case.status))
     }
     return {"newcomers": count_newcomers(session), "cases": by_status}
+
+
+def case_tags(session: Session, *, reference: str) -> list[str]:
+    """Tags for a case's Prefect runs: its pathway and the partners involved, never a name."""
+    row = session.execute(
+        select(Case.id, Case.pathway_key).where(Case.reference == reference.strip().upper())
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"No case with reference {reference!r}.")
+    partners = session.scalars(
+        select(Organisation.key)
+        .join(Step, Step.owner_org_id == Organisation.id)
+        .where(Step.case_id == row.id, Organisation.receives_handoffs.is_(True))
+        .distinct()
+        .order_by(Organisation.key)
+    )
+    return [f"pathway:{row.pathway_key}", *(f"partner:{key}" for key in partners)]
+
+
+def active_steps(session: Session, *, reference: str) -> list[str]:
+    """The keys of a case's open, in-progress and blocked steps (no personal data)."""
+    return list(
+        session.scalars(
+            select(Step.key)
+            .join(Case, Step.case_id == Case.id)
+            .where(
+                Case.reference == reference.strip().upper(),
+                Step.state.in_(list(ACTIVE_STEP_STATES)),
+            )
+            .order_by(Step.position)
+        )
+    )

@@ -135,6 +135,8 @@ def open_case(
         case_manager_id=manager_id,
         status=CaseStatus.open,
         opened_at=now,
+        # The first steps open in the advance that follows (a Prefect run, or inline).
+        advance_requested_at=now,
     )
     for position, ps in enumerate(pathway.steps):
         org = orgs.get(ps.owner)
@@ -164,8 +166,6 @@ def open_case(
             )
         )
     session.add(case)
-    # The first steps open in memory so each row is written once, already in its state.
-    plan = _plan_advance(session, actor=actor, case=case, now=now)
     session.flush()
     audit.record(
         session,
@@ -187,7 +187,6 @@ def open_case(
         language=newcomer.preferred_language,
         context={"reference": case.reference},
     )
-    _record_advance(session, actor=actor, case=case, plan=plan, now=now)
     return case
 
 
@@ -200,13 +199,69 @@ def _organisations(session: Session) -> dict[str, Organisation]:
     return cached
 
 
+def request_advance(case: Case, now: datetime) -> None:
+    """Note that a change may have unlocked steps; the advance (or the sweep) takes it from here."""
+    if case.advance_requested_at is None:
+        case.advance_requested_at = now
+
+
+def ready_steps(session: Session, *, reference: str) -> list[str]:
+    """The pending steps whose prerequisites are all finished (a read; opens nothing)."""
+    case = get_case(session, reference, for_update=False)
+    if case.status != CaseStatus.open:
+        return []
+    return [s.key for s in _ready(case)]
+
+
 def advance_case(
     session: Session, *, actor: Actor, reference: str, now: datetime | None = None
 ) -> AdvanceResult:
-    """Open what has become possible and close what is finished; safe to run any number of times."""
+    """Open what has become possible and close what is finished; safe to run any number of times.
+
+    This is the one rule of what happens next. A Prefect run carries it out step by step
+    (`open_ready_step` per step, then `settle_case`); without Prefect it runs here in one go.
+    """
     require_case_manager(actor, "advance cases")
     case = get_case(session, reference)
     return advance(session, actor=actor, case=case, now=now or utcnow())
+
+
+def open_ready_step(
+    session: Session, *, actor: Actor, reference: str, step_key: str, now: datetime | None = None
+) -> AdvanceResult:
+    """Open one step if it is still pending and ready, and hand it on; otherwise do nothing."""
+    require_case_manager(actor, "advance cases")
+    case = get_case(session, reference)
+    plan = _plan_advance(
+        session, actor=actor, case=case, now=now or utcnow(), only={step_key}, settle=False
+    )
+    session.flush()
+    return _record_advance(session, actor=actor, case=case, plan=plan, now=now or utcnow())
+
+
+def settle_case(
+    session: Session, *, actor: Actor, reference: str, now: datetime | None = None
+) -> AdvanceResult:
+    """Close a case whose steps are all finished, and clear its advance request when done."""
+    require_case_manager(actor, "advance cases")
+    case = get_case(session, reference)
+    plan = _plan_advance(session, actor=actor, case=case, now=now or utcnow(), only=set())
+    session.flush()
+    return _record_advance(session, actor=actor, case=case, plan=plan, now=now or utcnow())
+
+
+def cases_awaiting_advance(
+    session: Session, *, older_than: datetime, limit: int = 500
+) -> list[str]:
+    """References of open cases whose advance was requested before ``older_than`` and not done."""
+    return list(
+        session.scalars(
+            select(Case.reference)
+            .where(Case.advance_requested_at < older_than, Case.status == CaseStatus.open)
+            .order_by(Case.advance_requested_at)
+            .limit(limit)
+        )
+    )
 
 
 def facts_for(case: Case) -> dict[str, date | datetime | None]:
@@ -270,13 +325,32 @@ def consented_org_ids(session: Session, newcomer_id: int | None) -> set[int]:
         )
 
 
-def _plan_advance(session: Session, *, actor: Actor, case: Case, now: datetime) -> _Plan:
+def _ready(case: Case) -> list[Step]:
+    finished = {s.key for s in case.steps if s.state in FINISHED_STEP_STATES}
+    return [
+        s
+        for s in case.steps
+        if s.state == StepState.pending and all(n in finished for n in s.needs)
+    ]
+
+
+def _plan_advance(
+    session: Session,
+    *,
+    actor: Actor,
+    case: Case,
+    now: datetime,
+    only: set[str] | None = None,
+    settle: bool = True,
+) -> _Plan:
+    """Open ready steps (all, or those named in ``only``) and, when settling, close or clear."""
     plan = _Plan()
     if case.status != CaseStatus.open:
+        if case.advance_requested_at is not None:
+            case.advance_requested_at = None
         return plan
-    finished = {s.key for s in case.steps if s.state in FINISHED_STEP_STATES}
-    for step in case.steps:
-        if step.state == StepState.pending and all(n in finished for n in step.needs):
+    for step in _ready(case):
+        if only is None or step.key in only:
             step.state = StepState.open
             step.opened_at = now
             plan.opened.append(step)
@@ -288,10 +362,14 @@ def _plan_advance(session: Session, *, actor: Actor, case: Case, now: datetime) 
                 _new_handoff(step=step, org=step.owner, consented=consented, actor=actor, now=now)
             )
     refresh_dues(case)
+    if not settle:
+        return plan
     if case.steps and all(s.state in FINISHED_STEP_STATES for s in case.steps):
         case.status = CaseStatus.closed
         case.closed_at = now
         plan.closed = True
+    if not _ready(case) and case.advance_requested_at is not None:
+        case.advance_requested_at = None
     return plan
 
 

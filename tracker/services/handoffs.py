@@ -13,7 +13,7 @@ from tracker.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from tracker.models import Handoff, Step
 from tracker.outbox import enqueue
 from tracker.services._base import check_version, get_org, get_step, utcnow
-from tracker.services.cases import AdvanceResult, create_handoff, refresh_dues
+from tracker.services.cases import create_handoff, refresh_dues
 from tracker.services.steps import _reason, active_handoff, complete_step
 
 
@@ -204,8 +204,8 @@ def complete_handoff(
     outcome: str | None = None,
     expected_version: int | None = None,
     now: datetime | None = None,
-) -> AdvanceResult:
-    """The partner finished the step: it is done and what it unlocks opens."""
+) -> Step:
+    """The partner finished the step: it is done, and the advance opens what it unlocks."""
     step = get_step(session, reference, step_key)
     handoff = _current(step, HandoffState.accepted)
     check_version(handoff, expected_version, f"The handoff of {step.key} for {step.case.reference}")

@@ -13,7 +13,7 @@ from tracker.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from tracker.models import Handoff, Step
 from tracker.pathway import get_registry
 from tracker.services._base import check_version, get_step, moment, utcnow
-from tracker.services.cases import AdvanceResult, advance, refresh_dues
+from tracker.services.cases import refresh_dues, request_advance
 
 WORKABLE = (StepState.open, StepState.in_progress)
 
@@ -109,8 +109,8 @@ def complete_step(
     on: date | None = None,
     expected_version: int | None = None,
     now: datetime | None = None,
-) -> AdvanceResult:
-    """Record a step as done (optionally on an earlier day) and open what it unlocks."""
+) -> Step:
+    """Record a step as done (optionally on an earlier day); the advance opens what it unlocks."""
     now = now or utcnow()
     step = _load(session, reference, step_key, expected_version)
     require_step_actor(session, actor, step, "complete")
@@ -158,7 +158,10 @@ def complete_step(
             "handoff_id": handoff.id if handoff else None,
         },
     )
-    return advance(session, actor=actor, case=step.case, now=now)
+    request_advance(step.case, now)
+    refresh_dues(step.case)
+    session.flush()
+    return step
 
 
 def block_step(
@@ -206,7 +209,7 @@ def skip_step(
     reason: str,
     expected_version: int | None = None,
     now: datetime | None = None,
-) -> AdvanceResult:
+) -> Step:
     """Waive a step that does not apply (e.g. no entitlement to an integration course)."""
     now = now or utcnow()
     text = _reason(reason, "skipped")
@@ -235,4 +238,7 @@ def skip_step(
         reason=text,
         details={"step": step.key, "handoff_id": handoff.id if handoff else None},
     )
-    return advance(session, actor=actor, case=step.case, now=now)
+    request_advance(step.case, now)
+    refresh_dues(step.case)
+    session.flush()
+    return step

@@ -92,6 +92,7 @@ def upgrade() -> None:
         sa.Column("opened_at", tracker.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("closed_at", tracker.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("next_due", sa.Date(), nullable=True),
+        sa.Column("advance_requested_at", tracker.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["case_manager_id"], ["users.id"], name=op.f("fk_cases_case_manager_id_users")
@@ -108,6 +109,7 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_cases_newcomer_id"), ["newcomer_id"], unique=False)
         batch_op.create_index("ix_cases_status_due", ["status", "next_due"], unique=False)
+        batch_op.create_index("ix_cases_advance_requested", ["advance_requested_at"], unique=False)
         batch_op.create_index("ix_cases_status_opened", ["status", "opened_at"], unique=False)
 
     op.create_table(
