@@ -653,3 +653,207 @@ def test_a_change_asks_for_an_advance_and_the_advance_settles_the_request(db, ac
         )
     assert opened == 1
     assert step_states(db, cm, ref)["registration"] == "open"
+
+
+def test_a_partner_never_sees_another_organisations_handoffs_or_reasons(db, actors):
+    cm, ihk, hwk = actors["cm.mueller"], actors["ihk.hoffmann"], actors["hwk.wagner"]
+    ref = start_case(db, cm, now=NOW)
+    with db.transaction() as s:
+        decline_handoff(
+            s,
+            actor=ihk,
+            reference=ref,
+            step_key="recognition",
+            reason="IHK-intern: Sachbearbeiter krank",
+            now=NOW,
+        )
+    with db.transaction() as s:
+        offer_handoff(
+            s, actor=cm, reference=ref, step_key="recognition", organisation="hwk-do", now=NOW
+        )
+    with db.read() as s:
+        seen = queries.case_view(s, actor=hwk, reference=ref)
+        full = queries.case_view(s, actor=cm, reference=ref)
+    (step,) = seen.steps
+    assert step.handoff is not None and step.handoff.organisation == "hwk-do"
+    assert step.past_handoffs == []
+    assert "IHK-intern" not in seen.model_dump_json()
+    rec = next(st for st in full.steps if st.key == "recognition")
+    assert [h.reason for h in rec.past_handoffs] == ["IHK-intern: Sachbearbeiter krank"]
+
+
+def test_an_unanswered_or_held_offer_can_be_rerouted_or_withdrawn_but_accepted_work_cannot(
+    db, actors
+):
+    from tracker.services import withdraw_handoff
+
+    cm, ihk = actors["cm.mueller"], actors["ihk.hoffmann"]
+    ref = start_case(db, cm, now=NOW, consent_to=["hwk-do", "afa-bochum"])  # IHK: held
+    with db.transaction() as s:
+        offer_handoff(
+            s, actor=cm, reference=ref, step_key="recognition", organisation="hwk-do", now=NOW
+        )
+    with db.read() as s:
+        rec = next(
+            st
+            for st in queries.case_view(s, actor=cm, reference=ref).steps
+            if st.key == "recognition"
+        )
+        actions = [e.action for e in queries.timeline(s, actor=cm, reference=ref)]
+    assert (rec.owner, rec.handoff.state) == ("hwk-do", "offered")
+    assert [(h.organisation, h.state, h.reason) for h in rec.past_handoffs] == [
+        ("ihk-mr", "withdrawn", "rerouted_to:hwk-do")
+    ]
+    assert {"handoff.withdrawn", "step.owner_changed"} <= set(actions)
+    with db.transaction() as s:
+        withdraw_handoff(
+            s,
+            actor=cm,
+            reference=ref,
+            step_key="recognition",
+            reason="Wir klären das selbst",
+            now=NOW,
+        )
+    with db.read() as s:
+        assert ref in [r.reference for r in queries.list_cases(s, actor=cm, attention=True)]
+        assert queries.partner_queue(s, actor=actors["hwk.wagner"]) == []
+    with db.transaction() as s:
+        accept_handoff(s, actor=actors["afa.becker"], reference=ref, step_key="job_offer", now=NOW)
+    with db.transaction() as s, pytest.raises(InvalidTransition, match="must return the step"):
+        offer_handoff(
+            s, actor=cm, reference=ref, step_key="job_offer", organisation="ihk-mr", now=NOW
+        )
+    del ihk
+
+
+def test_consent_given_again_offers_the_step_afresh_and_tells_the_partner(db, actors):
+    cm, ihk = actors["cm.mueller"], actors["ihk.hoffmann"]
+    ref = start_case(db, cm, now=NOW)
+    with db.transaction() as s:
+        accept_handoff(s, actor=ihk, reference=ref, step_key="recognition", now=NOW)
+    with db.transaction() as s:
+        revoke_consent(s, actor=cm, reference=ref, organisation="ihk-mr", now=NOW)
+    assert step_states(db, cm, ref)["recognition"] == "open"
+    later = NOW + timedelta(days=2)
+    with db.transaction() as s:
+        give_consent(
+            s,
+            actor=cm,
+            reference=ref,
+            organisation="ihk-mr",
+            method=ConsentMethod.email,
+            notice_language="en",
+            now=later,
+        )
+    with db.read() as s:
+        (item,) = queries.partner_queue(s, actor=ihk)
+        offers = s.scalars(
+            select(OutboxMessage.idempotency_key).where(
+                OutboxMessage.kind == "handoff_offered",
+                OutboxMessage.recipient_org_id
+                == s.scalar(select(Handoff.organisation_id).where(Handoff.id == item.handoff_id)),
+            )
+        ).all()
+    assert (item.state, item.step_state) == ("offered", "open")
+    assert len(offers) == 2 and len(set(offers)) == 2
+
+
+def test_switching_to_the_accelerated_procedure_shortens_the_running_clocks(db, actors):
+    from tracker.schemas import NewcomerUpdate
+
+    cm, afa = actors["cm.mueller"], actors["afa.becker"]
+    ref = start_case(db, cm, now=NOW)
+    with db.transaction() as s:
+        accept_handoff(s, actor=afa, reference=ref, step_key="job_offer", now=NOW)
+    with db.transaction() as s:
+        update_newcomer(
+            s, actor=cm, reference=ref, changes=NewcomerUpdate(accelerated_procedure=True), now=NOW
+        )
+    with db.read() as s:
+        view = queries.case_view(s, actor=cm, reference=ref)
+    job_offer = next(st for st in view.steps if st.key == "job_offer")
+    assert job_offer.legal_due == NOW.date() + timedelta(days=7)
+
+
+def test_recognition_counts_three_calendar_months_from_the_complete_file(db, actors):
+    cm, ihk = actors["cm.mueller"], actors["ihk.hoffmann"]
+    ref = start_case(db, cm, now=NOW)
+    accepted = NOW.replace(month=1, day=31)
+    with db.transaction() as s:
+        accept_handoff(s, actor=ihk, reference=ref, step_key="recognition", now=accepted)
+
+    def legal_due():
+        with db.read() as s:
+            view = queries.case_view(s, actor=cm, reference=ref)
+        return next(st for st in view.steps if st.key == "recognition").legal_due
+
+    assert legal_due() == date(2026, 4, 30)  # Jan 31 + 3 months: the month's last day
+    with db.transaction() as s:
+        block_step(
+            s,
+            actor=ihk,
+            reference=ref,
+            step_key="recognition",
+            reason="Zeugnisübersetzung fehlt",
+            now=accepted + timedelta(days=3),
+        )
+    resumed = accepted + timedelta(days=40)
+    with db.transaction() as s:
+        start_step(s, actor=ihk, reference=ref, step_key="recognition", now=resumed)
+    assert legal_due() == date(2026, 6, 12)  # the clock starts again with the complete file
+
+
+def test_a_date_that_is_today_in_bochum_is_not_the_future(db, actors):
+    from datetime import UTC, datetime
+
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW, nationality="PL")
+    just_after_midnight_in_bochum = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)  # 00:30 on Mar 3
+    with db.transaction() as s:
+        complete_step(
+            s,
+            actor=cm,
+            reference=ref,
+            step_key="housing",
+            on=date(2026, 3, 3),
+            now=just_after_midnight_in_bochum,
+        )
+    from tracker.services._base import moment
+
+    with pytest.raises(ValidationFailed, match="future"):
+        moment(date(2026, 3, 4), just_after_midnight_in_bochum)
+
+
+def test_a_cancelled_case_leaves_the_queues_and_the_person_can_start_again(db, actors):
+    from tracker.services import cancel_case
+
+    cm, ihk = actors["cm.mueller"], actors["ihk.hoffmann"]
+    ref = start_case(db, cm, now=NOW)
+    with db.transaction() as s, pytest.raises(ValidationFailed):
+        cancel_case(s, actor=cm, reference=ref, reason=" ", now=NOW)
+    with db.transaction() as s:
+        case = cancel_case(s, actor=cm, reference=ref, reason="Zurück ins Heimatland", now=NOW)
+        newcomer_id = case.newcomer_id
+    with db.read() as s:
+        assert queries.partner_queue(s, actor=ihk) == []
+        assert queries.list_cases(s, actor=cm) == []
+        assert [r.reference for r in queries.list_cases(s, actor=cm, status=None)] == [ref]
+    with db.transaction() as s:
+        again = open_case(s, actor=cm, newcomer_id=newcomer_id, now=NOW)
+    assert again.reference != ref
+
+
+def test_deactivating_an_organisation_returns_its_unanswered_offers(db, actors):
+    from tracker.services import update_organisation
+
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW)
+    with db.transaction() as s:
+        update_organisation(s, actor=actors["admin"], key="ihk-mr", active=False, now=NOW)
+    with db.read() as s:
+        view = queries.case_view(s, actor=cm, reference=ref)
+        attention = queries.list_cases(s, actor=cm, attention=True)
+    rec = next(st for st in view.steps if st.key == "recognition")
+    assert rec.handoff is None
+    assert rec.past_handoffs[-1].reason == "organisation_deactivated"
+    assert [r.reference for r in attention] == [ref]

@@ -167,14 +167,22 @@ def db_upgrade(
 
 
 @db_app.command("current")
-def db_current() -> None:
+def db_current(as_json: Json = False) -> None:
     """Show the schema revision of the database and the newest one available."""
     from tracker.migrate import current_revision, head_revision
 
     database = _db()
-    out.print(f"database: {_safe_url(database.url)}")
-    out.print(f"current:  {current_revision(database.writer) or '(empty)'}")
-    out.print(f"newest:   {head_revision(database.url)}")
+    info = {
+        "database": _safe_url(database.url),
+        "current": current_revision(database.writer),
+        "newest": head_revision(database.url),
+    }
+    if as_json:
+        _print_json(info)
+        return
+    out.print(f"database: {info['database']}")
+    out.print(f"current:  {info['current'] or '(empty)'}")
+    out.print(f"newest:   {info['newest']}")
 
 
 def _safe_url(url: str) -> str:
@@ -559,6 +567,19 @@ def case_advance(user: AsUser, reference: str) -> None:
     out.print(f"{result.reference}: opened {result.opened or 'nothing'}; closed: {result.closed}")
 
 
+@case_app.command("cancel")
+def case_cancel(
+    user: AsUser, reference: str, reason: Reason, expected_version: Version = None
+) -> None:
+    """End a journey early, with a reason; open offers to partners are withdrawn."""
+    from tracker.services import cancel_case
+
+    _change(
+        user, cancel_case, reference=reference, reason=reason, expected_version=expected_version
+    )
+    out.print(f"{reference.upper()} is cancelled.")
+
+
 @case_app.command("reassign")
 def case_reassign(
     user: AsUser, reference: str, case_manager: str, expected_version: Version = None
@@ -702,6 +723,25 @@ def handoff_offer(
         else ""
     )
     out.print(f"{reference.upper()}: {step} handed to {handoff.organisation.key}{note}.")
+
+
+@handoff_app.command("withdraw")
+def handoff_withdraw(
+    user: AsUser, reference: str, step: str, reason: Reason, expected_version: Version = None
+) -> None:
+    """Take back an unanswered or held handoff; the step stays with you."""
+    from tracker.services import withdraw_handoff
+
+    _change(
+        user,
+        withdraw_handoff,
+        reference=reference,
+        step_key=step,
+        reason=reason,
+        expected_version=expected_version,
+    )
+    out.print(f"{reference.upper()}: the handoff of {step} is withdrawn.")
+    _follow_up(reference, quiet=True)
 
 
 @handoff_app.command("accept")

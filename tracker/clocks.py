@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from tracker.enums import FINISHED_STEP_STATES, DueStatus, StepState
 
@@ -23,16 +25,34 @@ def basis_date(basis: str, facts: Mapping[str, date | datetime | None]) -> date 
     return _as_date(facts.get(basis))
 
 
+def add_months(day: date, months: int) -> date:
+    """The same day ``months`` later, or the month's last day if it has no such day (Jan 31 + 1)."""
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
 def legal_due(
     *,
     basis: str | None,
     days: int | None,
     facts: Mapping[str, date | datetime | None],
+    months: int | None = None,
 ) -> date | None:
-    if basis is None or days is None:
+    if basis is None or (days is None and months is None):
         return None
     start = basis_date(basis, facts)
-    return start + timedelta(days=days) if start else None
+    if start is None:
+        return None
+    return add_months(start, months) if months is not None else start + timedelta(days=days or 0)
+
+
+def local_today(now: datetime | None = None, tz: str | None = None) -> date:
+    """Today in the office's time zone (not UTC, not the server's zone)."""
+    from tracker.config import get_settings
+
+    zone = ZoneInfo(tz or get_settings().timezone)
+    return (now or datetime.now(zone)).astimezone(zone).date()
 
 
 def service_due(*, opened: date | datetime | None, days: int | None) -> date | None:

@@ -188,6 +188,9 @@ class Step(Base):
     service_days: Mapped[int | None] = mapped_column(Integer)
     legal_basis: Mapped[str | None] = mapped_column(String(40))
     legal_days: Mapped[int | None] = mapped_column(Integer)
+    legal_months: Mapped[int | None] = mapped_column(Integer)
+    # When a clock with basis "started" began: the last (re)start with a complete file.
+    clock_started_at: Mapped[datetime | None]
     legal_reference: Mapped[str | None] = mapped_column(String(120))
     service_due: Mapped[date | None] = mapped_column(Date)
     legal_due: Mapped[date | None] = mapped_column(Date)

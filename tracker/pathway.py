@@ -9,7 +9,14 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tracker.enums import OrgKind, Profile, Purpose
 from tracker.errors import PathwayError
@@ -64,10 +71,32 @@ class CatalogueStep(_Strict):
 
 
 class LegalClock(_Strict):
+    """A deadline set by law, counted in days or calendar months from its basis."""
+
     basis: str
-    days: int
+    days: int | None = None
+    months: int | None = Field(default=None, ge=0)
     days_accelerated: int | None = None
+    months_accelerated: int | None = Field(default=None, ge=0)
     reference: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> LegalClock:
+        if (self.days is None) == (self.months is None):
+            raise ValueError("a legal clock needs either days or months (not both)")
+        if self.days is not None and self.months_accelerated is not None:
+            raise ValueError("a clock in days takes days_accelerated, not months_accelerated")
+        if self.months is not None and self.days_accelerated is not None:
+            raise ValueError("a clock in months takes months_accelerated, not days_accelerated")
+        return self
+
+    def length(self, *, accelerated: bool) -> tuple[int | None, int | None]:
+        """(days, months) for this newcomer; the accelerated procedure may shorten it."""
+        if self.months is not None:
+            fast = self.months_accelerated if accelerated else None
+            return None, fast if fast is not None else self.months
+        fast = self.days_accelerated if accelerated else None
+        return (fast if fast is not None else self.days), None
 
     @field_validator("basis")
     @classmethod

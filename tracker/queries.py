@@ -170,7 +170,7 @@ class UserRow(BaseModel):
 
 
 def _today(today: date | None) -> date:
-    return today or datetime.now().date()
+    return today or clocks.local_today()
 
 
 def _handoff_view(h: Handoff) -> HandoffView:
@@ -188,9 +188,10 @@ def _handoff_view(h: Handoff) -> HandoffView:
     )
 
 
-def _step_view(step: Step, today: date, soon: int) -> StepView:
+def _step_view(step: Step, today: date, soon: int, only_org: int | None = None) -> StepView:
     entry = get_registry().catalogue.get(step.key)
-    active = [h for h in step.handoffs if h.state in ACTIVE_HANDOFF_STATES]
+    handoffs = [h for h in step.handoffs if only_org is None or h.organisation_id == only_org]
+    active = [h for h in handoffs if h.state in ACTIVE_HANDOFF_STATES]
     return StepView(
         key=step.key,
         title_de=entry.title.de if entry else step.key,
@@ -214,9 +215,7 @@ def _step_view(step: Step, today: date, soon: int) -> StepView:
         outcome=step.outcome,
         version=step.version,
         handoff=_handoff_view(active[0]) if active else None,
-        past_handoffs=[
-            _handoff_view(h) for h in step.handoffs if h.state not in ACTIVE_HANDOFF_STATES
-        ],
+        past_handoffs=[_handoff_view(h) for h in handoffs if h.state not in ACTIVE_HANDOFF_STATES],
     )
 
 
@@ -298,7 +297,11 @@ def case_view(
         version=case.version,
         newcomer=newcomer,
         newcomer_version=newcomer_version,
-        steps=[_step_view(s, today, soon) for s in steps],
+        # A partner sees its own organisation's handoffs only, never another's reasons.
+        steps=[
+            _step_view(s, today, soon, actor.organisation_id if actor.is_partner else None)
+            for s in steps
+        ],
         consents=consents,
     )
 
@@ -373,7 +376,9 @@ def list_cases(
             select(Handoff.case_id)
             .join(Step, Handoff.step_id == Step.id)
             .where(
-                Handoff.state.in_((HandoffState.declined, HandoffState.returned)),
+                Handoff.state.in_(
+                    (HandoffState.declined, HandoffState.returned, HandoffState.withdrawn)
+                ),
                 active,
                 ~exists().where(newer.step_id == Handoff.step_id, newer.id > Handoff.id),
             )

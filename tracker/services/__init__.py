@@ -9,6 +9,7 @@ from tracker.services.admin import (
 from tracker.services.cases import (
     AdvanceResult,
     advance_case,
+    cancel_case,
     cases_awaiting_advance,
     open_case,
     open_ready_step,
@@ -25,6 +26,7 @@ from tracker.services.handoffs import (
     decline_handoff,
     offer_handoff,
     return_handoff,
+    withdraw_handoff,
 )
 from tracker.services.steps import block_step, complete_step, skip_step, start_step
 
@@ -35,6 +37,7 @@ __all__ = [
     "add_user",
     "advance_case",
     "block_step",
+    "cancel_case",
     "cases_awaiting_advance",
     "complete_handoff",
     "complete_step",
@@ -54,4 +57,5 @@ __all__ = [
     "start_step",
     "update_newcomer",
     "update_organisation",
+    "withdraw_handoff",
 ]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, date, datetime, time
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from tracker.clocks import local_today
+from tracker.config import get_settings
 from tracker.errors import ConcurrentEditError, NotFoundError, ValidationFailed
 from tracker.models import Case, Organisation, Step, User
 
@@ -24,12 +27,13 @@ def utcnow() -> datetime:
 
 
 def moment(on: date | None, now: datetime) -> datetime:
-    """The time a fact happened: the given day (noon UTC) or now."""
+    """The time a fact happened: noon of the given day in the office's time zone, or now."""
     if on is None:
         return now
-    if on > now.date():
+    if on > local_today(now):
         raise ValidationFailed(f"The date {on.isoformat()} lies in the future.")
-    return datetime.combine(on, time(12, 0), tzinfo=UTC)
+    zone = ZoneInfo(get_settings().timezone)
+    return datetime.combine(on, time(12, 0), tzinfo=zone).astimezone(UTC)
 
 
 def check_version(obj: _Versioned, expected: int | None, label: str) -> None:

@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from tracker import audit
 from tracker.access import Actor, require_admin
-from tracker.enums import OrgKind, Role
+from tracker.enums import HandoffState, OrgKind, Role
 from tracker.errors import ValidationFailed
-from tracker.models import Organisation, User
+from tracker.models import Handoff, Organisation, User
 from tracker.pathway import PathwayRegistry, get_registry
 from tracker.services._base import check_version, get_org, utcnow
 
@@ -115,9 +115,12 @@ def update_organisation(
     if name is not None and name.strip() and name.strip() != org.name:
         org.name = name.strip()
         changed.append("name")
+    withdrawn: list[int] = []
     if active is not None and active != org.active:
         org.active = active
         changed.append("active")
+        if not active:
+            withdrawn = _withdraw_open_offers(session, actor=actor, org=org, now=now)
     if email is not None and email != org.email:
         org.email = email or None
         changed.append("email")
@@ -129,7 +132,12 @@ def update_organisation(
             entity_type="organisation",
             entity_id=org.id,
             now=now,
-            details={"key": key, "fields": changed, "active": org.active},
+            details={
+                "key": key,
+                "fields": changed,
+                "active": org.active,
+                "withdrawn_handoffs": withdrawn,
+            },
         )
         session.flush()
     return org
@@ -179,3 +187,32 @@ def add_user(
         details={"role": role, "organisation": organisation},
     )
     return user
+
+
+def _withdraw_open_offers(
+    session: Session, *, actor: Actor, org: Organisation, now: datetime
+) -> list[int]:
+    """A deactivated organisation gets no new work: its unanswered and held offers go back to
+    the case managers (accepted work stays with it until returned or completed)."""
+    offers = session.scalars(
+        select(Handoff).where(
+            Handoff.organisation_id == org.id,
+            Handoff.state.in_((HandoffState.offered, HandoffState.held)),
+        )
+    ).all()
+    for handoff in offers:
+        handoff.state = HandoffState.withdrawn
+        handoff.reason = "organisation_deactivated"
+        handoff.closed_at = now
+        audit.record(
+            session,
+            actor=actor,
+            action="handoff.withdrawn",
+            entity_type="handoff",
+            entity_id=handoff.id,
+            case_id=handoff.case_id,
+            now=now,
+            reason="organisation_deactivated",
+            details={"organisation": org.key},
+        )
+    return [h.id for h in offers]

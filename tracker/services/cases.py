@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -78,7 +78,7 @@ def _newcomer_from(data: NewcomerIn, now: datetime) -> Newcomer:
         email=data.email,
         phone=data.phone,
         preferred_language=data.preferred_language,
-        first_contact_date=data.first_contact_date or now.date(),
+        first_contact_date=data.first_contact_date or clocks.local_today(now),
         arrival_date=data.arrival_date,
         move_in_date=data.move_in_date,
         permit_expiry=data.permit_expiry,
@@ -146,11 +146,9 @@ def open_case(
                 "is not an organisation in this database"
             )
         clock = ps.legal_clock
-        legal_days = None
-        if clock:
-            legal_days = clock.days
-            if newcomer.accelerated_procedure and clock.days_accelerated is not None:
-                legal_days = clock.days_accelerated
+        legal_days, legal_months = (
+            clock.length(accelerated=newcomer.accelerated_procedure) if clock else (None, None)
+        )
         case.steps.append(
             Step(
                 key=ps.id,
@@ -161,6 +159,7 @@ def open_case(
                 service_days=ps.service_days,
                 legal_basis=clock.basis if clock else None,
                 legal_days=legal_days,
+                legal_months=legal_months,
                 legal_reference=clock.reference if clock else None,
                 handoffs=[],
             )
@@ -286,9 +285,11 @@ def refresh_dues(case: Case) -> None:
     for step in case.steps:
         if step.state not in ACTIVE_STEP_STATES:
             continue
-        own = {**facts, "opened": step.opened_at, "started": step.started_at}
+        own = {**facts, "opened": step.opened_at, "started": step.clock_started_at}
         service = clocks.service_due(opened=step.opened_at, days=step.service_days)
-        legal = clocks.legal_due(basis=step.legal_basis, days=step.legal_days, facts=own)
+        legal = clocks.legal_due(
+            basis=step.legal_basis, days=step.legal_days, months=step.legal_months, facts=own
+        )
         earliest = clocks.earliest(service, legal)
         # Assign only on change so an unchanged step keeps its version.
         if (step.service_due, step.legal_due, step.due_date) != (service, legal, earliest):
@@ -504,9 +505,15 @@ def create_handoff(
 
 
 def notify_offer(session: Session, *, handoff: Handoff, step: Step, now: datetime) -> None:
+    """Tell the organisation a step is in its queue. A handoff offered again (after consent was
+    revoked and given anew) is a new offer, so the key carries the offer time."""
+    offered = handoff.offered_at or now
+    key = f"handoff_offered:{handoff.id}"
+    if offered != handoff.created_at:
+        key += f":{offered.astimezone(UTC):%Y%m%dT%H%M%S}"
     enqueue(
         session,
-        key=f"handoff_offered:{handoff.id}",
+        key=key,
         kind="handoff_offered",
         now=now,
         case_id=handoff.case_id,
@@ -538,11 +545,14 @@ def update_newcomer(
     if not changed:
         return newcomer
     if (
-        newcomer.arrival_date
+        {"arrival_date", "move_in_date"} & set(changed)
+        and newcomer.arrival_date
         and newcomer.move_in_date
         and newcomer.move_in_date < newcomer.arrival_date
     ):
         raise ValidationFailed("The move-in date lies before the arrival date.")
+    if "accelerated_procedure" in changed:
+        _rederive_clock_lengths(case)
     refresh_dues(case)
     audit.record(
         session,
@@ -588,6 +598,101 @@ def reassign_case(
         case_id=case.id,
         now=now,
         details={"from_user_id": previous, "to_user_id": manager.id},
+    )
+    session.flush()
+    return case
+
+
+def record_flow_failure(
+    session: Session,
+    *,
+    actor: Actor,
+    flow: str,
+    run_name: str,
+    reference: str | None,
+    message: str,
+    now: datetime | None = None,
+) -> None:
+    """Leave an audit event for a failed or crashed flow run, on its case's timeline if any."""
+    case_id = None
+    if reference:
+        case_id = session.scalar(select(Case.id).where(Case.reference == reference.upper()))
+    audit.record(
+        session,
+        actor=actor,
+        action="flow.failed",
+        entity_type="flow",
+        entity_id=None,
+        case_id=case_id,
+        now=now or utcnow(),
+        reason=message or None,
+        details={"flow": flow, "run": run_name},
+    )
+
+
+def _rederive_clock_lengths(case: Case) -> None:
+    """The accelerated procedure shortens some clocks: take the lengths from the case's pathway."""
+    pathway = get_registry().get(case.pathway_key, case.pathway_version)
+    for step in case.steps:
+        if step.state in FINISHED_STEP_STATES:
+            continue
+        clock = pathway.step(step.key).legal_clock if step.key in pathway.step_ids else None
+        if clock is None:
+            continue
+        days, months = clock.length(accelerated=case.newcomer.accelerated_procedure)
+        if (step.legal_days, step.legal_months) != (days, months):
+            step.legal_days, step.legal_months = days, months
+
+
+def start_clock(step: Step, now: datetime) -> None:
+    """Work (re)starts with a complete file: a clock counting from "started" begins now."""
+    step.clock_started_at = now
+
+
+def cancel_case(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    reason: str,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Case:
+    """End a journey early (the newcomer moved away, withdrew ...); partners' offers are withdrawn.
+
+    The newcomer can get a new case later: only one case per person may be open at a time.
+    """
+    require_case_manager(actor, "cancel cases")
+    now = now or utcnow()
+    text = " ".join((reason or "").split())
+    if not text:
+        raise ValidationFailed("Say why the case is cancelled: a reason is required.")
+    case = get_case(session, reference)
+    check_version(case, expected_version, f"Case {case.reference}")
+    if case.status != CaseStatus.open:
+        raise InvalidTransition(f"Case {case.reference} is already {case.status}.")
+    case.status = CaseStatus.cancelled
+    case.closed_at = now
+    case.advance_requested_at = None
+    case.next_due = None
+    withdrawn = []
+    for step in case.steps:
+        for handoff in step.handoffs:
+            if handoff.state in ACTIVE_HANDOFF_STATES:
+                handoff.state = HandoffState.withdrawn
+                handoff.reason = "case_cancelled"
+                handoff.closed_at = now
+                withdrawn.append(handoff.id)
+    audit.record(
+        session,
+        actor=actor,
+        action="case.cancelled",
+        entity_type="case",
+        entity_id=case.id,
+        case_id=case.id,
+        now=now,
+        reason=text,
+        details={"withdrawn_handoffs": withdrawn},
     )
     session.flush()
     return case

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from tracker import audit
 from tracker.access import Actor, require_case_manager
-from tracker.enums import CaseStatus, ConsentMethod, HandoffState
+from tracker.enums import CaseStatus, ConsentMethod, HandoffState, StepState
 from tracker.errors import InvalidTransition, ValidationFailed
 from tracker.models import Case, Consent, Handoff, Step
 from tracker.schemas import LANGUAGES
@@ -143,6 +143,13 @@ def revoke_consent(
         )
     ).all()
     for handoff in active:
+        if handoff.state == HandoffState.accepted:
+            # Nobody at the organisation may work on it now; when consent returns, the
+            # step is offered afresh and must be accepted again.
+            handoff.accepted_at = None
+            handoff.accepted_by_id = None
+            if handoff.step.state == StepState.in_progress:
+                handoff.step.state = StepState.open
         handoff.state = HandoffState.held
         handoff.hold_reason = HOLD_CONSENT_REVOKED
         audit.record(

@@ -13,7 +13,7 @@ from tracker.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from tracker.models import Handoff, Step
 from tracker.outbox import enqueue
 from tracker.services._base import check_version, get_org, get_step, utcnow
-from tracker.services.cases import create_handoff, refresh_dues
+from tracker.services.cases import create_handoff, refresh_dues, start_clock
 from tracker.services.steps import _reason, active_handoff, complete_step
 
 
@@ -105,11 +105,62 @@ def offer_handoff(
         raise ValidationFailed(
             f"{org.name} does not work a queue in the tracker; follow this step up yourself."
         )
+    current = active_handoff(step)
+    if current is not None:
+        if current.state == HandoffState.accepted:
+            raise InvalidTransition(
+                f"{current.organisation.name} has accepted step {step.key}; it must return the "
+                "step before it can be handed to someone else."
+            )
+        # An unanswered or held offer is re-routed: the old one is withdrawn, visibly.
+        _withdraw(session, actor, current, f"rerouted_to:{org.key}", now)
+    previous_owner = step.owner.key
     if step.owner_org_id != org.id:
         step.owner = org
     if step.state == StepState.in_progress:
         step.state = StepState.open
-    return create_handoff(session, actor=actor, step=step, org=org, now=now)
+    handoff = create_handoff(session, actor=actor, step=step, org=org, now=now)
+    if previous_owner != org.key:
+        audit.record(
+            session,
+            actor=actor,
+            action="step.owner_changed",
+            entity_type="step",
+            entity_id=step.id,
+            case_id=step.case_id,
+            now=now,
+            details={"step": step.key, "from": previous_owner, "to": org.key},
+        )
+    return handoff
+
+
+def _withdraw(session: Session, actor: Actor, handoff: Handoff, reason: str, now: datetime) -> None:
+    handoff.state = HandoffState.withdrawn
+    handoff.reason = reason
+    handoff.closed_at = now
+    _audit(session, actor, handoff, "handoff.withdrawn", now, reason=reason)
+
+
+def withdraw_handoff(
+    session: Session,
+    *,
+    actor: Actor,
+    reference: str,
+    step_key: str,
+    reason: str,
+    expected_version: int | None = None,
+    now: datetime | None = None,
+) -> Handoff:
+    """Take back an offered or held handoff (the step returns to the case manager's own list)."""
+    require_case_manager(actor, "withdraw handoffs")
+    now = now or utcnow()
+    text = _reason(reason, "withdrawn")
+    step = get_step(session, reference, step_key)
+    handoff = _current(step, HandoffState.offered, HandoffState.held)
+    check_version(handoff, expected_version, f"The handoff of {step.key} for {step.case.reference}")
+    _withdraw(session, actor, handoff, text, now)
+    session.flush()
+    return handoff
 
 
 def accept_handoff(
@@ -134,6 +185,7 @@ def accept_handoff(
         step.state = StepState.in_progress
     if step.started_at is None:
         step.started_at = now
+    start_clock(step, now)
     refresh_dues(step.case)
     _audit(session, actor, handoff, "handoff.accepted", now)
     session.flush()

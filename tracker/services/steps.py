@@ -13,7 +13,7 @@ from tracker.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from tracker.models import Handoff, Step
 from tracker.pathway import get_registry
 from tracker.services._base import check_version, get_step, moment, utcnow
-from tracker.services.cases import refresh_dues, request_advance
+from tracker.services.cases import refresh_dues, request_advance, start_clock
 
 WORKABLE = (StepState.open, StepState.in_progress)
 
@@ -84,6 +84,9 @@ def start_step(
     step.blocked_reason = None
     if step.started_at is None:
         step.started_at = now
+    # Starting, or resuming after a block such as "documents missing", means the file is
+    # complete now: a legal clock that counts from the start counts from here (§6 BQFG).
+    start_clock(step, now)
     refresh_dues(step.case)
     audit.record(
         session,
@@ -174,7 +177,11 @@ def block_step(
     expected_version: int | None = None,
     now: datetime | None = None,
 ) -> Step:
-    """Stop the clock-watchers' nagging with a stated reason, e.g. documents missing."""
+    """Mark a step as waiting, with a stated reason (e.g. documents missing).
+
+    Legal clocks keep running while a step is blocked, so reminders and escalations go on; a
+    clock that counts from the start of work restarts when the step is resumed.
+    """
     now = now or utcnow()
     text = _reason(reason, "blocked")
     step = _load(session, reference, step_key, expected_version)

@@ -222,6 +222,8 @@ def upgrade() -> None:
         sa.Column("service_days", sa.Integer(), nullable=True),
         sa.Column("legal_basis", sa.String(length=40), nullable=True),
         sa.Column("legal_days", sa.Integer(), nullable=True),
+        sa.Column("legal_months", sa.Integer(), nullable=True),
+        sa.Column("clock_started_at", tracker.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("legal_reference", sa.String(length=120), nullable=True),
         sa.Column("service_due", sa.Date(), nullable=True),
         sa.Column("legal_due", sa.Date(), nullable=True),

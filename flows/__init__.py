@@ -1,0 +1,1 @@
+"""Prefect flows: what happens over time and across partners. Flows orchestrate; tracker decides."""

@@ -1,0 +1,107 @@
+"""Clocks that never sleep: the scheduled sweep, the catch-up of missed advances, the digest."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+
+from flows._common import database, note_failure
+from tracker.access import system_actor
+from tracker.config import get_settings
+from tracker.services import advance_case, cases_awaiting_advance
+from tracker.services._base import utcnow
+from tracker.services.digest import build_digests
+from tracker.services.sweep import sweep_clocks, sweep_handoffs
+
+SWEEP = system_actor("sweep")
+
+
+def _today(day: str | None) -> date:
+    return date.fromisoformat(day) if day else datetime.now().date()
+
+
+@task(task_run_name="catch up missed advances")
+def catch_up(limit: int = 500) -> dict[str, int]:
+    """Advance cases whose advance was requested but never ran (e.g. while Prefect was down)."""
+    grace = timedelta(seconds=get_settings().catch_up_grace_seconds)
+    done = opened = failed = 0
+    while True:
+        with database().read() as session:
+            references = cases_awaiting_advance(session, older_than=utcnow() - grace, limit=limit)
+        progressed = 0
+        for reference in references:
+            try:
+                with database().transaction() as session:
+                    result = advance_case(session, actor=SWEEP, reference=reference)
+            except Exception:  # one bad case must not stop the catch-up
+                get_run_logger().exception("catching up %s failed", reference)
+                failed += 1
+                continue
+            done += 1
+            progressed += 1
+            opened += len(result.opened)
+        if len(references) < limit or progressed == 0:
+            break
+    return {"cases": done, "opened": opened, "failed": failed}
+
+
+@task(task_run_name="clock batch after step {after_step_id}")
+def clock_batch(today: date, after_step_id: int, limit: int) -> dict[str, Any]:
+    """Remind and escalate for one batch of steps that are due soon or overdue."""
+    with database().transaction() as session:
+        batch = sweep_clocks(
+            session, today=today, now=utcnow(), after_step_id=after_step_id, limit=limit
+        )
+    return {
+        "reminders": batch.reminders,
+        "escalations": batch.escalations,
+        "next_cursor": batch.next_cursor,
+    }
+
+
+@task(task_run_name="unanswered handoffs")
+def unanswered_handoffs(limit: int = 2000) -> int:
+    """Escalate handoffs a partner has left unanswered too long, in batches."""
+    total = 0
+    while True:
+        with database().transaction() as session:
+            escalated = sweep_handoffs(session, now=utcnow(), limit=limit)
+        total += escalated
+        if escalated < limit:
+            return total
+
+
+@flow(name="clock-sweep", flow_run_name="clock sweep {day}", on_failure=[note_failure])
+async def clock_sweep(day: str | None = None, batch_size: int = 2000) -> dict[str, Any]:
+    """Catch up missed advances, then flag due-soon and overdue steps, each message once.
+
+    ``day`` (YYYY-MM-DD) fixes "today" for tests and re-runs; by default it is the local date.
+    """
+    today = _today(day)
+    caught_up = catch_up()
+    totals = {"reminders": 0, "escalations": 0}
+    cursor: int | None = 0
+    while cursor is not None:
+        batch = clock_batch(today, cursor, batch_size)
+        totals["reminders"] += batch["reminders"]
+        totals["escalations"] += batch["escalations"]
+        cursor = batch["next_cursor"]
+    unanswered = unanswered_handoffs()
+    return {"day": today.isoformat(), "caught_up": caught_up, **totals, "unanswered": unanswered}
+
+
+@task(task_run_name="queue partner digests for {today}")
+def queue_digests(today: date) -> list[str]:
+    """Queue one digest per partner whose queue is not empty."""
+    with database().transaction() as session:
+        return build_digests(session, day=today, now=utcnow())
+
+
+@flow(name="partner-digest", flow_run_name="partner digest {day}", on_failure=[note_failure])
+async def partner_digest(day: str | None = None) -> dict[str, Any]:
+    """The daily digest of each partner's queue, queued for delivery through the outbox."""
+    today = _today(day)
+    queued = queue_digests(today)
+    return {"day": today.isoformat(), "digests": len(queued)}

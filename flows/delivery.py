@@ -1,0 +1,70 @@
+"""Delivering the outbox: claim, send with retries on I/O only, record the outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.tasks import exponential_backoff
+
+from flows._common import database, note_failure
+from tracker.senders import DeliveryError, Outgoing, default_sender
+from tracker.services._base import utcnow
+from tracker.services.delivery import claim_messages, mark_failed, mark_sent
+
+
+@task(task_run_name="claim up to {limit} messages")
+def claim(limit: int) -> list[Outgoing]:
+    """Lease due messages to this run; other workers skip them."""
+    with database().transaction() as session:
+        return claim_messages(session, now=utcnow(), limit=limit)
+
+
+@task(
+    task_run_name="send {message.kind} #{message.id}",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_condition_fn=lambda task, run, state: _is_delivery_error(state),
+)
+def send(message: Outgoing) -> None:
+    """Hand one message to the sender (the only I/O here, and the only part retried)."""
+    default_sender().send(message)
+
+
+def _is_delivery_error(state: Any) -> bool:
+    try:
+        state.result()
+    except DeliveryError:
+        return True
+    except Exception:  # anything else is a bug, not worth retrying
+        return False
+    return False
+
+
+@task(task_run_name="record #{message_id} {outcome}")
+def record(message_id: int, outcome: str, error: str | None = None) -> str:
+    """Mark a message sent, or schedule its retry (parked after too many attempts)."""
+    with database().transaction() as session:
+        if outcome == "sent":
+            status = mark_sent(session, message_id=message_id, now=utcnow())
+        else:
+            status = mark_failed(
+                session, message_id=message_id, error=error or "unknown error", now=utcnow()
+            )
+    return str(status)
+
+
+@flow(name="deliver-outbox", flow_run_name="deliver outbox", on_failure=[note_failure])
+async def deliver_outbox(limit: int = 100) -> dict[str, int]:
+    """Send what the outbox holds. A crash between send and record resends the same message
+    with the same idempotency key, which the sender recognises, so nothing arrives twice."""
+    sent = failed = 0
+    for message in claim(limit):
+        state = send(message, return_state=True)
+        if state.is_completed():
+            record(message.id, "sent")
+            sent += 1
+        else:
+            record(message.id, "failed", str(state.message or "send failed")[:500])
+            failed += 1
+    return {"sent": sent, "failed": failed}

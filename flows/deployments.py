@@ -1,0 +1,52 @@
+"""The deployments and their schedules, kept apart from the flow code."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron, Interval
+
+from flows.clocks import clock_sweep, partner_digest
+from flows.delivery import deliver_outbox
+from flows.journey import advance_cases, advance_journey
+from tracker.config import get_settings
+
+
+def deployments() -> list[RunnerDeployment]:
+    settings = get_settings()
+    return [
+        advance_journey.to_deployment(
+            name="advance-journey",
+            description="Reconcile one case after a change (started by the CLI and dashboard).",
+            tags=["journey"],
+        ),
+        advance_cases.to_deployment(
+            name="advance-cases",
+            description="Advance many cases in batches (imports, catch-up, migrations).",
+            tags=["bulk"],
+        ),
+        clock_sweep.to_deployment(
+            name="clock-sweep",
+            description="Reminders, escalations and catch-up of missed advances.",
+            schedules=[
+                Interval(
+                    timedelta(minutes=settings.sweep_interval_minutes), timezone=settings.timezone
+                )
+            ],
+            tags=["clocks"],
+        ),
+        deliver_outbox.to_deployment(
+            name="deliver-outbox",
+            description="Send the messages waiting in the outbox.",
+            schedules=[Interval(timedelta(seconds=settings.delivery_interval_seconds))],
+            concurrency_limit=1,
+            tags=["delivery"],
+        ),
+        partner_digest.to_deployment(
+            name="partner-digest",
+            description="Each partner's daily queue digest.",
+            schedules=[Cron(settings.digest_cron, timezone=settings.timezone)],
+            tags=["digest"],
+        ),
+    ]

@@ -1,0 +1,48 @@
+"""`onboarding-flows`: serve every deployment with its schedule, or run one flow once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+
+from tracker.orchestration import use_prefect_environment
+
+app = typer.Typer(help="The tracker's Prefect flows.", no_args_is_help=True)
+
+
+@app.command()
+def serve(
+    limit: Annotated[int, typer.Option(help="How many flow runs this process runs at once.")] = 4,
+) -> None:
+    """Serve all deployments (advance, sweep, delivery, digest) until stopped."""
+    use_prefect_environment()
+    from prefect import serve as prefect_serve
+
+    from flows.deployments import deployments
+
+    prefect_serve(*deployments(), limit=limit, print_starting_message=True)
+
+
+@app.command("sweep")
+def run_sweep(day: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None) -> None:
+    """Run the clock sweep once, now, in this process."""
+    use_prefect_environment()
+    from flows.clocks import clock_sweep
+
+    typer.echo(json.dumps(asyncio.run(clock_sweep(day=day)), default=str))
+
+
+@app.command("deliver")
+def run_delivery(limit: int = 100) -> None:
+    """Deliver the outbox once, now, in this process."""
+    use_prefect_environment()
+    from flows.delivery import deliver_outbox
+
+    typer.echo(json.dumps(asyncio.run(deliver_outbox(limit=limit))))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

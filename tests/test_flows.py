@@ -1,0 +1,244 @@
+"""The flows under Prefect's test harness: real runs, real database, nothing repeated on re-run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import NOW
+from tests.helpers import PARTNERS
+from tracker import queries
+from tracker.config import get_settings
+from tracker.db import get_database
+from tracker.enums import ConsentMethod
+from tracker.models import AuditEvent, Case, Handoff, OutboxMessage
+from tracker.orchestration import ADVANCE_DEPLOYMENT, BATCH_DEPLOYMENT
+from tracker.schemas import NewcomerIn
+from tracker.services import complete_step, give_consent, open_case, register_newcomer
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture
+def flow_db(db, monkeypatch, tmp_path):
+    """Point the flows (which find the database through the settings) at the test database."""
+    monkeypatch.setenv("ONBOARDING_DATABASE_URL", db.url)
+    monkeypatch.setenv("ONBOARDING_MAIL_DIR", str(tmp_path / "mail"))
+    monkeypatch.setenv("ONBOARDING_CATCH_UP_GRACE_SECONDS", "0")
+    get_settings.cache_clear()
+    get_database.cache_clear()
+    yield db
+    get_database.cache_clear()
+    get_settings.cache_clear()
+
+
+def _open(db, manager, *, consent_to=PARTNERS, **facts) -> str:
+    """Open a case without advancing it: that is the flow's job."""
+    data = {"given_name": "Amara", "family_name": "Okafor", "nationality": "NG", **facts}
+    with db.transaction() as s:
+        person = register_newcomer(s, actor=manager, data=NewcomerIn.model_validate(data), now=NOW)
+        ref = open_case(s, actor=manager, newcomer_id=person.id, now=NOW).reference
+    for org in consent_to:
+        with db.transaction() as s:
+            give_consent(
+                s,
+                actor=manager,
+                reference=ref,
+                organisation=org,
+                method=ConsentMethod.signed_form,
+                notice_language="en",
+                now=NOW,
+            )
+    return ref
+
+
+def _counts(db):
+    with db.read() as s:
+        return {
+            "audit": s.scalar(select(func.count()).select_from(AuditEvent)),
+            "handoffs": s.scalar(select(func.count()).select_from(Handoff)),
+            "outbox": s.scalar(select(func.count()).select_from(OutboxMessage)),
+        }
+
+
+def _states(db, actor, ref):
+    with db.read() as s:
+        return {st.key: st.state for st in queries.case_view(s, actor=actor, reference=ref).steps}
+
+
+def test_the_journey_flow_opens_the_first_steps_and_a_second_run_changes_nothing(flow_db, actors):
+    from flows.journey import advance_journey
+
+    cm = actors["cm.mueller"]
+    ref = _open(flow_db, cm)
+    assert _states(flow_db, cm, ref)["recognition"] == "pending"
+    result = asyncio.run(advance_journey(reference=ref))
+    assert result == {"reference": ref, "opened": ["recognition", "job_offer"], "closed": False}
+    with flow_db.read() as s:
+        queue = queries.partner_queue(s, actor=actors["ihk.hoffmann"])
+    assert [(q.reference, q.step) for q in queue] == [(ref, "recognition")]
+    before = _counts(flow_db)
+    again = asyncio.run(advance_journey(reference=ref))
+    assert again["opened"] == []
+    assert _counts(flow_db) == before
+
+
+def test_task_logic_runs_alone(flow_db, actors):
+    from flows.journey import find_ready_steps, open_step, settle
+
+    cm = actors["cm.mueller"]
+    ref = _open(flow_db, cm, nationality="PL")
+    assert find_ready_steps.fn(ref) == ["housing"]
+    assert open_step.fn(ref, "housing")["opened"] == ["housing"]
+    assert open_step.fn(ref, "housing")["opened"] == []
+    assert find_ready_steps.fn(ref) == []
+    assert settle.fn(ref) == {"closed": False}
+
+
+def test_a_crash_halfway_and_a_rerun_repeat_nothing(flow_db, actors, monkeypatch):
+    import flows.journey as journey
+
+    cm = actors["cm.mueller"]
+    ref = _open(flow_db, cm)
+    real = journey.open_ready_step
+    calls = Counter()
+
+    def crash_on_job_offer(session, **kwargs):
+        calls[kwargs["step_key"]] += 1
+        if kwargs["step_key"] == "job_offer" and calls["job_offer"] == 1:
+            raise RuntimeError("worker lost mid-run")
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(journey, "open_ready_step", crash_on_job_offer)
+    state = asyncio.run(journey.advance_journey(reference=ref, return_state=True))
+    assert state.is_failed()
+    half = _states(flow_db, cm, ref)
+    assert (half["recognition"], half["job_offer"]) == ("open", "pending")
+    with flow_db.read() as s:
+        failures = s.scalars(
+            select(AuditEvent.action).where(AuditEvent.action == "flow.failed")
+        ).all()
+    assert failures == ["flow.failed"]
+
+    asyncio.run(journey.advance_journey(reference=ref))
+    asyncio.run(journey.advance_journey(reference=ref))
+    done = _states(flow_db, cm, ref)
+    assert (done["recognition"], done["job_offer"]) == ("open", "open")
+    with flow_db.read() as s:
+        opened = Counter(
+            e.details["step"]
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "step.opened"))
+        )
+        keys = s.scalars(select(OutboxMessage.idempotency_key)).all()
+        handoffs = s.scalar(select(func.count()).select_from(Handoff))
+    assert opened == {"recognition": 1, "job_offer": 1}
+    assert len(keys) == len(set(keys))
+    assert sum(k.startswith("handoff_offered:") for k in keys) == 2
+    assert handoffs == 2
+
+
+def test_the_batch_flow_advances_many_cases_in_few_task_runs(flow_db, actors):
+    from flows.journey import advance_cases
+
+    cm = actors["cm.mueller"]
+    refs = [_open(flow_db, cm, consent_to=[], given_name=f"P{i}") for i in range(5)]
+    totals = asyncio.run(advance_cases(references=refs))
+    assert totals == {"cases": 5, "opened": 10, "closed": 0, "failed": 0}
+
+
+def test_the_sweep_escalates_an_overdue_registration_exactly_once(flow_db, actors):
+    from flows.clocks import clock_sweep
+    from flows.journey import advance_journey
+
+    cm = actors["cm.mueller"]
+    ref = _open(flow_db, cm, nationality="PL")
+    asyncio.run(advance_journey(reference=ref))
+    move_in = date(2026, 2, 1)
+    with flow_db.transaction() as s:
+        complete_step(s, actor=cm, reference=ref, step_key="housing", on=move_in, now=NOW)
+    # The advance after "housing done" never ran (Prefect was down): the sweep catches up.
+    day = (move_in + timedelta(days=15)).isoformat()  # more than 14 days after moving in
+    first = asyncio.run(clock_sweep(day=day))
+    assert first["caught_up"]["cases"] == 1
+    assert _states(flow_db, cm, ref)["registration"] == "open"
+    second = asyncio.run(clock_sweep(day=day))
+    assert second["caught_up"]["cases"] == 0
+    with flow_db.read() as s:
+        escalations = s.scalars(
+            select(OutboxMessage.context).where(OutboxMessage.kind == "escalation")
+        ).all()
+    assert [(e["reference"], e["step"]) for e in escalations] == [(ref, "registration")]
+
+
+def test_delivery_sends_each_message_once(flow_db, actors, tmp_path):
+    from flows.delivery import deliver_outbox
+
+    cm = actors["cm.mueller"]
+    ref = _open(flow_db, cm, email="amara@example.org")
+    with flow_db.read() as s:
+        pending = s.scalar(select(func.count()).select_from(OutboxMessage))
+    first = asyncio.run(deliver_outbox(limit=50))
+    second = asyncio.run(deliver_outbox(limit=50))
+    assert first["sent"] == pending >= 1
+    assert second == {"sent": 0, "failed": 0}
+    files = list((tmp_path / "mail").glob("*.json"))
+    assert len(files) == first["sent"]
+    assert any(ref in f.read_text(encoding="utf-8") for f in files)
+
+
+def test_the_digest_is_queued_once_a_day(flow_db, actors):
+    from flows.clocks import partner_digest
+    from flows.journey import advance_journey
+
+    cm = actors["cm.mueller"]
+    ref = _open(flow_db, cm)
+    asyncio.run(advance_journey(reference=ref))
+    first = asyncio.run(partner_digest(day="2026-03-03"))
+    second = asyncio.run(partner_digest(day="2026-03-03"))
+    assert first["digests"] >= 2  # IHK and the employment agency have the first two steps
+    assert second["digests"] == 0
+
+
+def test_every_deployment_the_tracker_starts_exists_with_its_schedule():
+    from flows.deployments import deployments
+
+    built = {f"{d.flow_name}/{d.name}": d for d in deployments()}
+    assert ADVANCE_DEPLOYMENT in built and BATCH_DEPLOYMENT in built
+    assert set(built) == {
+        ADVANCE_DEPLOYMENT,
+        BATCH_DEPLOYMENT,
+        "clock-sweep/clock-sweep",
+        "deliver-outbox/deliver-outbox",
+        "partner-digest/partner-digest",
+    }
+    assert built["clock-sweep/clock-sweep"].schedules
+    assert built["partner-digest/partner-digest"].schedules
+    assert not built[ADVANCE_DEPLOYMENT].schedules
+
+
+def test_runs_are_named_by_case_reference_never_by_name(flow_db, actors):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    from flows.journey import advance_journey
+
+    cm = actors["cm.mueller"]
+    ref = _open(flow_db, cm, given_name="Zanele", family_name="Dlamini")
+    asyncio.run(advance_journey(reference=ref))
+
+    async def runs():
+        async with get_client() as client:
+            return await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=ref))
+            )
+
+    found = asyncio.run(runs())
+    assert [r.name for r in found] == [f"advance {ref}"]
+    assert "Dlamini" not in found[0].name and "Zanele" not in str(found[0].parameters)
+    with flow_db.read() as s:
+        case = s.scalars(select(Case).where(Case.reference == ref)).one()
+        assert case.advance_requested_at is None
