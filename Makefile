@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## Set up, migrate the SQLite database, load demo data the first time, and show how to use it.
+## Set up, migrate the SQLite database, load demo data the first time, and start the tracker:
+## a local Prefect server (127.0.0.1:4200), the flows, and the dashboard. Ctrl-C stops it all.
 run: setup
 	$(BIN)/onboarding db upgrade
 	$(BIN)/onboarding demo --if-empty --people $(PEOPLE) --seed $(SEED)
 	$(BIN)/onboarding status
+	$(BIN)/onboarding run
 
 ## Load (more) demo data: make demo PEOPLE=10000 SEED=7
 demo: setup

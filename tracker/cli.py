@@ -266,6 +266,18 @@ def _print_logins() -> None:
     out.print(table)
 
 
+@app.command("run")
+def run_all(
+    dashboard: Annotated[bool, typer.Option(help="Also start the Streamlit dashboard.")] = True,
+) -> None:
+    """Start the local Prefect server, the flows and the dashboard; stop them with Ctrl-C."""
+    from tracker.launcher import run
+
+    _print_logins()
+    code = run(say=out.print, with_dashboard=dashboard)
+    raise typer.Exit(code)
+
+
 @app.command()
 def status(as_json: Json = False) -> None:
     """Where the data lives, what it holds, and how to start."""

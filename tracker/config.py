@@ -1,5 +1,6 @@
 """Configuration from the environment, with embedded defaults that need nothing installed."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -38,7 +39,8 @@ class Settings(BaseSettings):
         description="How the advance after a change runs: as a Prefect flow run, or inline.",
     )
     prefect_api_url: str = Field(
-        default="http://127.0.0.1:4200/api", description="The Prefect server the tracker talks to."
+        default_factory=lambda: os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api"),
+        description="The Prefect server the tracker talks to (default: PREFECT_API_URL or local).",
     )
     advance_wait_seconds: float = Field(
         default=15, ge=0, description="How long the CLI waits for an advance run to finish."
@@ -55,6 +57,7 @@ class Settings(BaseSettings):
         description="Where the file mail drop writes messages (default data_dir/mail).",
     )
     timezone: str = "Europe/Berlin"
+    dashboard_port: int = Field(default=8501, ge=1, le=65535)
 
     @property
     def resolved_database_url(self) -> str:
@@ -79,4 +82,7 @@ def prefect_environment(settings: Settings | None = None) -> dict[str, str]:
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_UI_ENABLED": "true",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # The serving process looks for new runs every 2 s (default 10 s): a case manager
+        # waits for the next steps to open after each click.
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
     }
