@@ -286,3 +286,85 @@ def test_import_reports_every_bad_row_and_imports_nothing(cli, tmp_path):
     assert sorted(r["family_name"] for r in rows) == ["Yusuf", "Шевченко"]
     code, _, err = cli("import", str(good), "--as", "cm.mueller")
     assert code == 1 and err.count("already in the tracker as case") == 2
+
+
+def test_every_read_command_speaks_json(cli):
+    ref = _json(
+        cli,
+        "newcomer",
+        "add",
+        "--as",
+        "cm.mueller",
+        "--given-name",
+        "Mei",
+        "--family-name",
+        "Lin",
+        "--nationality",
+        "CN",
+        "--purpose",
+        "study",
+    )["reference"]
+    reads = [
+        ("case", "show", ref, "--as", "cm.mueller"),
+        ("case", "list", "--as", "cm.mueller"),
+        ("case", "timeline", ref, "--as", "cm.mueller"),
+        ("queue", "akafoe", "--as", "cm.mueller"),
+        ("org", "list"),
+        ("user", "list", "--as", "admin"),
+        ("pathways", "list"),
+        ("pathways", "show", "student"),
+        ("status",),
+        ("db", "current"),
+    ]
+    for args in reads:
+        value = _json(cli, *args)
+        assert value not in (None, "", {}), args
+
+
+def test_the_other_life_cycle_moves_from_the_command_line(cli):
+    ref = _json(
+        cli,
+        "newcomer",
+        "add",
+        "--as",
+        "cm.mueller",
+        "--given-name",
+        "Ravi",
+        "--family-name",
+        "Menon",
+        "--nationality",
+        "IN",
+    )["reference"]
+    for org in ("ihk-mr", "hwk-do", "afa-bochum"):
+        assert cli("consent", "give", ref, org, "--as", "cm.mueller")[0] == 0
+    code, _, err = cli(
+        "handoff", "offer", ref, "recognition", "--to", "hwk-do", "--as", "cm.mueller"
+    )
+    assert code == 0, err
+    code, _, err = cli("handoff", "accept", ref, "recognition", "--as", "hwk.wagner")
+    assert code == 0, err
+    code, _, err = cli(
+        "handoff", "return", ref, "recognition", "-r", "Zeugnis fehlt", "--as", "hwk.wagner"
+    )
+    assert code == 0, err
+    code, _, err = cli(
+        "handoff", "withdraw", ref, "job_offer", "-r", "Wir klären das", "--as", "cm.mueller"
+    )
+    assert code == 0, err
+    code, out, err = cli(
+        "step", "skip", ref, "recognition", "-r", "anabin: vergleichbar", "--as", "cm.mueller"
+    )
+    assert code == 0, err
+    view = _json(cli, "case", "show", ref, "--as", "cm.mueller")
+    steps = {s["key"]: s for s in view["steps"]}
+    assert steps["recognition"]["state"] == "skipped"
+    assert [(h["organisation"], h["state"]) for h in steps["recognition"]["past_handoffs"]] == [
+        ("ihk-mr", "withdrawn"),
+        ("hwk-do", "returned"),
+    ]
+    assert steps["job_offer"]["handoff"] is None
+    code, _, err = cli("case", "cancel", ref, "-r", "Zurück nach Indien", "--as", "cm.mueller")
+    assert code == 0, err
+    assert _json(cli, "case", "show", ref, "--as", "cm.mueller")["status"] == "cancelled"
+    code, _, err = cli("revoke-nothing")
+    assert code != 0
