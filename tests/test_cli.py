@@ -351,7 +351,7 @@ def test_the_other_life_cycle_moves_from_the_command_line(cli):
         "handoff", "withdraw", ref, "job_offer", "-r", "Wir klären das", "--as", "cm.mueller"
     )
     assert code == 0, err
-    code, out, err = cli(
+    code, _, err = cli(
         "step", "skip", ref, "recognition", "-r", "anabin: vergleichbar", "--as", "cm.mueller"
     )
     assert code == 0, err
