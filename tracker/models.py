@@ -101,6 +101,10 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+    # Repeated failed sign-ins lock the account for a while (see tracker.auth).
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     organisation: Mapped[Organisation | None] = relationship()

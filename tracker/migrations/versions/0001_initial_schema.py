@@ -71,6 +71,9 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=255), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_at", tracker.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("failed_logins", sa.Integer(), nullable=False),
+        sa.Column("locked_until", tracker.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_login_at", tracker.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["organisation_id"],
