@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
 
+import pytest
 from sqlalchemy import extract, func, select
 
 from tracker import queries
+from tracker.clocks import add_months
 from tracker.db import Database
-from tracker.demo import load_demo
+from tracker.demo import CRAFTS_DECLINE, load_demo
 from tracker.enums import ACTIVE_HANDOFF_STATES, FINISHED_STEP_STATES, CaseStatus, StepState
+from tracker.errors import ValidationFailed
 from tracker.migrate import upgrade
-from tracker.models import AuditEvent, Case, Handoff, Newcomer, Step
+from tracker.models import (
+    AuditEvent,
+    Case,
+    Consent,
+    Handoff,
+    Newcomer,
+    Organisation,
+    OutboxMessage,
+    Step,
+)
+from tracker.schemas import NewcomerIn
 from tracker.services import accept_handoff, complete_handoff
 
 AS_OF = date(2026, 11, 20)
+
+
+def _sqlite(tmp_path: Path, name: str) -> Database:
+    url = f"sqlite:///{tmp_path / name}.db"
+    upgrade(url)
+    return Database(url)
 
 
 def _fingerprint(db: Database) -> list[tuple]:
@@ -37,22 +58,112 @@ def _fingerprint(db: Database) -> list[tuple]:
         )
 
 
+def _fit_done_in_2024(db: Database) -> int:
+    with db.read() as s:
+        return s.scalar(
+            select(func.count())
+            .select_from(Step)
+            .where(
+                Step.key == "fit_enrollment",
+                Step.state == StepState.done,
+                extract("year", Step.done_at) == 2024,
+            )
+        )
+
+
 def test_the_same_seed_and_day_give_the_same_data(tmp_path):
     prints = []
     for name in ("a", "b"):
-        url = f"sqlite:///{tmp_path / name}.db"
-        upgrade(url)
-        db = Database(url)
+        db = _sqlite(tmp_path, name)
         load_demo(db, people=150, seed=7, as_of=AS_OF)
         prints.append(_fingerprint(db))
         db.dispose()
     assert prints[0] == prints[1]
     assert len(prints[0]) > 1000
-    url = f"sqlite:///{tmp_path / 'c'}.db"
-    upgrade(url)
-    other = Database(url)
+    other = _sqlite(tmp_path, "c")
     load_demo(other, people=150, seed=8, as_of=AS_OF)
     assert _fingerprint(other) != prints[0]
+
+
+def _people(db: Database) -> list[tuple]:
+    with db.read() as s:
+        return list(
+            s.execute(
+                select(
+                    Case.reference,
+                    Newcomer.given_name,
+                    Newcomer.family_name,
+                    Newcomer.birth_date,
+                    Newcomer.first_contact_date,
+                )
+                .join(Newcomer, Case.newcomer_id == Newcomer.id)
+                .order_by(Case.id)
+            ).all()
+        )
+
+
+def _without_ids(details: dict) -> list[tuple]:
+    return sorted((k, v) for k, v in details.items() if k != "handoff_id")
+
+
+def _history(db: Database, until: datetime, skip: set[str]) -> tuple[list[tuple], list[tuple]]:
+    """Audit trail and step dates before ``until``, without row ids (they follow the cut)."""
+
+    def before(moment: datetime | None) -> datetime | None:
+        return moment if moment is not None and moment < until else None
+
+    with db.read() as s:
+        events = [
+            (ref, at, actor, action, etype, reason, _without_ids(details))
+            for ref, at, actor, action, etype, reason, details in s.execute(
+                select(
+                    Case.reference,
+                    AuditEvent.occurred_at,
+                    AuditEvent.actor,
+                    AuditEvent.action,
+                    AuditEvent.entity_type,
+                    AuditEvent.reason,
+                    AuditEvent.details,
+                )
+                .join(Case, AuditEvent.case_id == Case.id)
+                .where(AuditEvent.occurred_at < until)
+            )
+            if ref not in skip
+        ]
+        steps = [
+            (ref, key, before(opened), before(started), before(done))
+            for ref, key, opened, started, done in s.execute(
+                select(Case.reference, Step.key, Step.opened_at, Step.started_at, Step.done_at)
+                .join(Case, Step.case_id == Case.id)
+                .order_by(Case.id, Step.position)
+            )
+            if ref not in skip
+        ]
+    return sorted(events, key=repr), steps
+
+
+def test_a_later_day_shows_the_same_people_further_along(tmp_path):
+    day, next_day = AS_OF, AS_OF + timedelta(days=1)
+    earlier, later = _sqlite(tmp_path, "day"), _sqlite(tmp_path, "next")
+    load_demo(earlier, people=300, seed=21, as_of=day)
+    load_demo(later, people=300, seed=21, as_of=next_day)
+    people, later_people = _people(earlier), _people(later)
+    # The same newcomers: names, birth dates and references.
+    assert [p[:4] for p in people] == [p[:4] for p in later_people]
+    # The only first contact a later cut-off may move is one drawn for that very day.
+    moved = {p[0] for p, q in zip(people, later_people, strict=True) if p[4] != q[4]}
+    assert all(q[4] == next_day for q in later_people if q[0] in moved)
+    assert len(moved) <= 3
+    end_of_day = datetime(next_day.year, next_day.month, next_day.day, tzinfo=UTC)
+    events, steps = _history(earlier, end_of_day, moved)
+    later_events, later_steps = _history(later, end_of_day, moved)
+    assert len(events) > 5000
+    assert events == later_events
+    assert steps == later_steps
+    # ... and the later day did go on.
+    assert _history(later, end_of_day + timedelta(days=1), moved)[0] != events
+    with pytest.raises(ValidationFailed):
+        load_demo(_sqlite(tmp_path, "early"), people=5, seed=21, as_of=date(2023, 12, 31))
 
 
 def test_demo_histories_obey_the_life_cycle_rules(empty_db):
@@ -78,16 +189,10 @@ def test_demo_histories_obey_the_life_cycle_rules(empty_db):
         opened_events = Counter(
             s.scalars(select(AuditEvent.case_id).where(AuditEvent.action == "case.opened"))
         )
-        fit_2024 = s.scalar(
-            select(func.count())
-            .select_from(Step)
-            .where(
-                Step.key == "fit_enrollment",
-                Step.state == StepState.done,
-                extract("year", Step.done_at) == 2024,
-            )
-        )
         profiles = Counter(s.scalars(select(Case.pathway_key)))
+        advance_requested = s.scalar(
+            select(func.count()).select_from(Case).where(Case.advance_requested_at.is_not(None))
+        )
     by_case: dict[int, dict[str, str]] = {}
     for case_id, key, state, *_ in steps:
         by_case.setdefault(case_id, {})[key] = state
@@ -114,9 +219,138 @@ def test_demo_histories_obey_the_life_cycle_rules(empty_db):
     assert max(active.values()) == 1
     for step_id in active:
         assert step_state[step_id] in ("open", "in_progress", "blocked")
-    assert fit_2024 == 108
+    assert _fit_done_in_2024(empty_db) == 108
     assert set(profiles) == {"skilled_worker", "student", "eu_citizen"}
     assert set(cases.values()) == {CaseStatus.open, CaseStatus.closed}
+    assert advance_requested == 0
+
+
+def test_demo_facts_are_consistent_and_clocks_plausible(empty_db):
+    load_demo(empty_db, people=400, seed=11, as_of=AS_OF)
+    with empty_db.read() as s:
+        newcomers = s.scalars(select(Newcomer)).all()
+        rows = s.execute(
+            select(Step, Case.pathway_key, Newcomer)
+            .join(Case, Step.case_id == Case.id)
+            .join(Newcomer, Case.newcomer_id == Newcomer.id)
+        ).all()
+        for n in newcomers:
+            # The facts pass the same validation as a newcomer registered by hand.
+            data = NewcomerIn(
+                given_name=n.given_name,
+                family_name=n.family_name,
+                birth_date=n.birth_date,
+                nationality=n.nationality,
+                purpose=n.purpose,
+                accelerated_procedure=n.accelerated_procedure,
+                email=n.email,
+                phone=n.phone,
+                preferred_language=n.preferred_language,
+                first_contact_date=n.first_contact_date,
+                arrival_date=n.arrival_date,
+                move_in_date=n.move_in_date,
+                permit_expiry=n.permit_expiry,
+            )
+            assert data.eu_citizen == n.eu_citizen
+            assert data.match_key == n.match_key
+            assert date(2024, 1, 1) <= n.first_contact_date <= AS_OF
+            if n.move_in_date is not None:
+                assert n.arrival_date is not None and n.move_in_date >= n.arrival_date
+        s.expunge_all()  # keep the loaded rows readable after the read ends
+    assert min(n.first_contact_date for n in newcomers).year == 2024
+    assert max(n.first_contact_date for n in newcomers).year == 2026
+
+    registrations = [st for st, *_ in rows if st.key == "registration" and st.state == "done"]
+    on_time = sum(st.done_at.date() <= st.legal_due for st in registrations) / len(registrations)
+    assert 0.70 <= on_time <= 0.95, on_time
+
+    # A student's entry visa is valid long enough for most to apply for the residence title.
+    titles = [
+        (st, n)
+        for st, profile, n in rows
+        if profile == "student" and st.key == "residence_title" and st.opened_at
+    ]
+    in_time = sum(st.opened_at.date() <= n.permit_expiry for st, n in titles) / len(titles)
+    assert len(titles) > 50 and in_time >= 0.9, in_time
+
+    restarted = 0
+    for st, _profile, n in rows:
+        # Every step that started has its clock start: the start, or the resumption after a block.
+        assert (st.started_at is None) == (st.clock_started_at is None), (st.key, st.state)
+        if st.clock_started_at is not None:
+            assert st.clock_started_at >= st.started_at
+            restarted += st.clock_started_at > st.started_at
+        if st.key != "recognition" or st.state == "pending":
+            continue
+        # Recognition: 3 calendar months (2 accelerated) from a complete file (§6, §14a BQFG).
+        assert (st.legal_days, st.legal_months) == (None, 2 if n.accelerated_procedure else 3)
+        if st.clock_started_at is None:
+            assert st.legal_due is None
+        else:
+            assert st.legal_due == add_months(st.clock_started_at.date(), st.legal_months)
+    assert restarted > 0
+
+
+def test_declined_handoffs_go_to_the_right_partner_with_their_messages(empty_db):
+    load_demo(empty_db, people=400, seed=11, as_of=AS_OF)
+    with empty_db.read() as s:
+        org_key = dict(s.execute(select(Organisation.id, Organisation.key)).all())
+        handoffs = s.scalars(select(Handoff).order_by(Handoff.id)).all()
+        owner = dict(s.execute(select(Step.id, Step.owner_org_id)).all())
+        manager = dict(s.execute(select(Case.id, Case.case_manager_id)).all())
+        newcomer = dict(s.execute(select(Case.id, Case.newcomer_id)).all())
+        outbox = {
+            m.idempotency_key: (m.kind, m.recipient_org_id, m.recipient_user_id)
+            for m in s.scalars(select(OutboxMessage))
+        }
+        consents = {
+            (c.newcomer_id, c.organisation_id): c.given_at for c in s.scalars(select(Consent))
+        }
+        s.expunge_all()  # keep the loaded rows readable after the read ends
+    by_step: dict[int, list[Handoff]] = {}
+    for h in handoffs:
+        by_step.setdefault(h.step_id, []).append(h)
+        if h.offered_at is not None:
+            # Offered only with consent, and the partner was told (key as notify_offer makes it).
+            assert consents[(newcomer[h.case_id], h.organisation_id)] <= h.offered_at
+            key = f"handoff_offered:{h.id}"
+            if h.offered_at != h.created_at:
+                key += f":{h.offered_at:%Y%m%dT%H%M%S}"
+            assert outbox[key] == ("handoff_offered", h.organisation_id, None)
+        if h.hold_reason or (h.offered_at and h.offered_at != h.created_at):
+            assert outbox[f"handoff_held:{h.id}"] == ("handoff_held", None, manager[h.case_id])
+    crafts = 0
+    for step_id, chain in by_step.items():
+        for first, again in pairwise(chain):
+            assert first.state == "declined"
+            assert outbox[f"handoff_declined:{first.id}"] == (
+                "handoff_declined",
+                None,
+                manager[first.case_id],
+            )
+            if first.reason == CRAFTS_DECLINE:
+                crafts += 1
+                assert org_key[again.organisation_id] == "hwk-do"
+            else:
+                assert again.organisation_id == first.organisation_id
+        assert owner[step_id] == chain[-1].organisation_id
+    assert crafts > 0
+
+
+def test_loading_twice_adds_new_people_and_tops_up_the_fit_cohort(empty_db):
+    load_demo(empty_db, people=200, seed=5, as_of=AS_OF)
+    first = _fit_done_in_2024(empty_db)
+    assert 0 < first < 108
+    load_demo(empty_db, people=400, seed=5, as_of=AS_OF)
+    assert _fit_done_in_2024(empty_db) == 108
+    load_demo(empty_db, people=150, seed=5, as_of=AS_OF)
+    assert _fit_done_in_2024(empty_db) == 108
+    with empty_db.read() as s:
+        keys = s.scalars(select(Newcomer.match_key)).all()
+        references = s.scalars(select(Case.reference)).all()
+    assert len(keys) == 750
+    assert len(set(references)) == 750
+    assert len(set(keys)) > 740  # new people, not copies of the first load
 
 
 def test_a_demo_case_can_be_carried_on_through_the_services(db, actors):
@@ -125,7 +359,7 @@ def test_a_demo_case_can_be_carried_on_through_the_services(db, actors):
     with db.read() as s:
         queue = queries.partner_queue(s, actor=stadt, limit=500)
     assert queue, "the demo should leave work in the Bürgerbüro's queue"
-    item = queue[0]
+    item = next(i for i in queue if i.step_state != "blocked")
     if item.state == "offered":
         with db.transaction() as s:
             accept_handoff(s, actor=stadt, reference=item.reference, step_key=item.step)

@@ -210,7 +210,11 @@ def _progress(total: int, label: str) -> Progress:
 def demo(
     people: Annotated[int, typer.Option(min=1, help="How many newcomers to create.")] = 2000,
     seed: Annotated[
-        int, typer.Option(help="Random seed; the same seed and day give the same data.")
+        int,
+        typer.Option(
+            help="Random seed: the same seed gives the same people; "
+            "the day only decides how far along they are."
+        ),
     ] = 2025,
     as_of: Annotated[
         str | None, typer.Option(help="Pretend today is this day (YYYY-MM-DD).")
