@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PEOPLE ?= 2000
 SEED   ?= 2025
 
-.PHONY: setup run demo test lint typecheck pytest postgres clean
+.PHONY: setup run demo test lint typecheck pytest postgres chromium clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ demo: setup
 	$(BIN)/onboarding demo --people $(PEOPLE) --seed $(SEED)
 
 ## Everything CI runs: lint, format check, type check, and the tests on SQLite and PostgreSQL.
-test: setup postgres lint typecheck pytest
+test: setup postgres chromium lint typecheck pytest
 
 lint: setup
 	$(BIN)/ruff check .
@@ -43,6 +43,9 @@ pytest: setup
 
 postgres:
 	@scripts/ensure-postgres.sh
+
+chromium:
+	@scripts/ensure-chromium.sh
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -130,3 +130,39 @@ def request_advance(
     }
     message = messages.get(state, "Saved; the next steps are being opened.")
     return AdvanceRequest(refs, "prefect", state, message, run_ids)
+
+
+def prefect_ui_url() -> str:
+    """Where people open the Prefect UI (the API URL without its /api suffix)."""
+    api = get_settings().prefect_api_url.rstrip("/")
+    return api[: -len("/api")] if api.endswith("/api") else api
+
+
+def case_runs(reference: str, *, limit: int = 20) -> list[dict[str, str]]:
+    """A case's flow runs in Prefect (name, state, start, link); empty if Prefect is away."""
+    import httpx
+
+    api = get_settings().prefect_api_url.rstrip("/")
+    try:
+        response = httpx.post(
+            f"{api}/flow_runs/filter",
+            json={
+                "flow_runs": {"name": {"like_": reference.strip().upper()}},
+                "limit": limit,
+                "sort": "EXPECTED_START_TIME_DESC",
+            },
+            timeout=2,
+        )
+        response.raise_for_status()
+    except httpx.HTTPError:
+        return []
+    ui = prefect_ui_url()
+    return [
+        {
+            "name": run.get("name", ""),
+            "state": run.get("state_name") or run.get("state_type") or "",
+            "start": run.get("start_time") or run.get("expected_start_time") or "",
+            "url": f"{ui}/runs/flow-run/{run['id']}",
+        }
+        for run in response.json()
+    ]

@@ -369,21 +369,7 @@ def list_cases(
     elif due is not None:
         raise ValidationFailed("due must be 'overdue' or 'due_soon'.")
     if attention:
-        newer = aliased(Handoff)
-        blocked = select(Step.case_id).where(Step.state == StepState.blocked)
-        held = select(Handoff.case_id).where(Handoff.state == HandoffState.held)
-        bounced = (
-            select(Handoff.case_id)
-            .join(Step, Handoff.step_id == Step.id)
-            .where(
-                Handoff.state.in_(
-                    (HandoffState.declined, HandoffState.returned, HandoffState.withdrawn)
-                ),
-                active,
-                ~exists().where(newer.step_id == Handoff.step_id, newer.id > Handoff.id),
-            )
-        )
-        stmt = stmt.where(Case.id.in_(blocked.union(held, bounced)))
+        stmt = stmt.where(Case.id.in_(_attention_case_ids()))
     if search:
         pattern = f"%{search.strip().casefold()}%"
         stmt = stmt.where(
@@ -432,6 +418,27 @@ def list_cases(
             )
         )
     return result
+
+
+def _attention_case_ids():  # type: ignore[no-untyped-def]
+    """Cases needing their case manager: a blocked step, or a step whose handoff is held, or was
+    declined, returned or withdrawn and not handed on again."""
+    active = Step.state.in_(list(ACTIVE_STEP_STATES))
+    newer = aliased(Handoff)
+    blocked = select(Step.case_id).where(Step.state == StepState.blocked)
+    held = select(Handoff.case_id).where(Handoff.state == HandoffState.held)
+    bounced = (
+        select(Handoff.case_id)
+        .join(Step, Handoff.step_id == Step.id)
+        .where(
+            Handoff.state.in_(
+                (HandoffState.declined, HandoffState.returned, HandoffState.withdrawn)
+            ),
+            active,
+            ~exists().where(newer.step_id == Handoff.step_id, newer.id > Handoff.id),
+        )
+    )
+    return blocked.union(held, bounced)
 
 
 def partner_queue(
@@ -620,3 +627,32 @@ def active_steps(session: Session, *, reference: str) -> list[str]:
             .order_by(Step.position)
         )
     )
+
+
+def case_counts(
+    session: Session, *, actor: Actor, manager: str | None = None, today: date | None = None
+) -> dict[str, int]:
+    """The numbers at the top of "My cases": open, overdue, due soon, needing attention."""
+    require_person_access(actor)
+    if not actor.manages_cases:
+        raise PermissionDenied("Only case managers see case counts.")
+    today = _today(today)
+    soon_limit = today + timedelta(days=get_settings().due_soon_days)
+    stmt = select(
+        func.count(),
+        func.count().filter(Case.next_due < today),
+        func.count().filter(Case.next_due >= today, Case.next_due <= soon_limit),
+    ).where(Case.status == CaseStatus.open)
+    if manager:
+        username = actor.username if manager == "me" else manager
+        stmt = stmt.join(User, Case.case_manager_id == User.id).where(User.username == username)
+    total, overdue, due_soon = session.execute(stmt).one()
+    attention = session.execute(
+        stmt.with_only_columns(func.count()).where(Case.id.in_(_attention_case_ids()))
+    ).scalar_one()
+    return {
+        "open": int(total),
+        "overdue": int(overdue),
+        "due_soon": int(due_soon),
+        "attention": attention,
+    }

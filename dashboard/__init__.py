@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: what case managers, partners, leadership and admins see and click."""

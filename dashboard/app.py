@@ -1,0 +1,63 @@
+"""Entry point: sign-in, language, and the pages each role may use."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run dashboard/app.py` puts dashboard/ on the path, not the project root.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard.common import _, current_actor, page, sign_out  # noqa: E402
+from dashboard.i18n import LANGUAGES  # noqa: E402
+
+st.set_page_config(page_title="Welcome Office Bochum", layout="wide")
+
+with st.sidebar:
+    st.radio(
+        "Sprache / Language",
+        options=list(LANGUAGES),
+        format_func=LANGUAGES.get,
+        key="lang",
+        horizontal=True,
+    )
+
+actor = current_actor()
+
+
+if actor is None:
+    if st.session_state.pop("expired", False):
+        st.info(_("Your session has expired. Please sign in again."))
+    pages = [page("signin", _("Sign in"), default=True)]
+else:
+    # A page a role may not use is not offered; each page and the queries below refuse anyway.
+    by_role = {
+        "case_manager": [
+            ("my_cases", _("My cases")),
+            ("person", _("Case")),
+            ("queue", _("Partner queues")),
+        ],
+        "partner_agent": [("queue", _("Our queue")), ("person", _("Case"))],
+        "leadership": [("outcomes", _("Outcomes"))],
+        "admin": [
+            ("my_cases", _("Cases")),
+            ("person", _("Case")),
+            ("queue", _("Partner queues")),
+            ("outcomes", _("Outcomes")),
+            ("admin", _("Administration")),
+        ],
+    }
+    pages = [
+        page(name, title, default=i == 0) for i, (name, title) in enumerate(by_role[actor.role])
+    ]
+    with st.sidebar:
+        st.caption(f"{actor.username} · {_(actor.role)}")
+        if st.button(_("Sign out"), key="signout"):
+            sign_out()
+            st.rerun()
+
+st.navigation(pages).run()

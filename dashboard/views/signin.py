@@ -1,0 +1,46 @@
+"""Sign in with a local account, or through the city's identity provider when configured."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.common import _, database, sign_in_as
+from tracker.auth import SignInFailed, actor_for_email, sign_in
+
+st.title("Welcome Office Bochum")
+st.caption(_("Onboarding tracker for newcomers and their partners"))
+
+with st.form("signin"):
+    username = st.text_input(_("Username"), key="signin_user")
+    password = st.text_input(_("Password"), type="password", key="signin_password")
+    submitted = st.form_submit_button(_("Sign in"), key="signin_submit")
+
+if submitted:
+    with database().transaction() as session:
+        result = sign_in(session, username=username, password=password)
+    if result.actor is None:
+        st.error(result.error or _("Sign-in failed."))
+    else:
+        sign_in_as(result.actor)
+        st.rerun()
+
+
+def _oidc_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+if _oidc_configured():
+    st.divider()
+    user = getattr(st, "user", None)
+    if user is not None and getattr(user, "is_logged_in", False):
+        try:
+            with database().read() as session:
+                sign_in_as(actor_for_email(session, str(user.get("email", ""))))
+            st.rerun()
+        except SignInFailed as exc:
+            st.error(str(exc))
+    elif st.button(_("Sign in with the city account"), key="signin_oidc"):
+        st.login()

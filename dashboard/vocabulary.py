@@ -1,0 +1,77 @@
+"""Words the pages translate from data (states, roles, actions, fields ...), listed once so that
+Babel's extraction finds them and a missing translation fails the tests."""
+
+from __future__ import annotations
+
+
+def N_(text: str) -> str:
+    return text
+
+
+PATHWAYS = [N_("skilled_worker"), N_("student"), N_("eu_citizen")]
+ROLES = [N_("case_manager"), N_("partner_agent"), N_("leadership"), N_("admin")]
+CASE_STATUSES = [N_("open"), N_("closed"), N_("cancelled")]
+ORG_KINDS = [N_("core"), N_("network"), N_("external")]
+CONSENT_METHODS = [
+    N_("signed_form"),
+    N_("online_form"),
+    N_("email"),
+    N_("verbal_documented"),
+]
+OUTCOMES = [
+    N_("full"),
+    N_("partial"),
+    N_("none"),
+    N_("approved"),
+    N_("refused"),
+    N_("granted"),
+    N_("issued"),
+    N_("fiktionsbescheinigung"),
+    N_("started"),
+    N_("probation_passed"),
+    N_("ended_early"),
+]
+FIELDS = [
+    N_("given_name"),
+    N_("family_name"),
+    N_("birth_date"),
+    N_("nationality"),
+    N_("eu_citizen"),
+    N_("purpose"),
+    N_("accelerated_procedure"),
+    N_("phone"),
+    N_("preferred_language"),
+    N_("first_contact_date"),
+    N_("arrival_date"),
+    N_("move_in_date"),
+    N_("permit_expiry"),
+]
+ACTIONS = [
+    N_("case.cancelled"),
+    N_("case.closed"),
+    N_("case.opened"),
+    N_("case.reassigned"),
+    N_("clock.reminder"),
+    N_("clock.escalation"),
+    N_("clock.handoff_unanswered"),
+    N_("consent.given"),
+    N_("consent.revoked"),
+    N_("flow.failed"),
+    N_("handoff.accepted"),
+    N_("handoff.completed"),
+    N_("handoff.declined"),
+    N_("handoff.held"),
+    N_("handoff.offered"),
+    N_("handoff.released"),
+    N_("handoff.returned"),
+    N_("handoff.withdrawn"),
+    N_("newcomer.registered"),
+    N_("newcomer.updated"),
+    N_("step.blocked"),
+    N_("step.completed"),
+    N_("step.opened"),
+    N_("step.owner_changed"),
+    N_("step.resumed"),
+    N_("step.skipped"),
+    N_("step.started"),
+]

@@ -1,0 +1,211 @@
+"""The dashboard under Streamlit's AppTest: every page and role, widgets driven by key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import NOW
+from tests.helpers import start_case
+from tracker import queries
+from tracker.config import get_settings
+from tracker.db import get_database
+from tracker.demo import DEMO_PASSWORD
+from tracker.models import Step
+from tracker.services import block_step
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
+APP = str(DASHBOARD / "app.py")
+
+
+@pytest.fixture
+def dash(db, monkeypatch):
+    """The dashboard pointed at the test database, advancing cases inline (no Prefect)."""
+    monkeypatch.setenv("ONBOARDING_DATABASE_URL", db.url)
+    monkeypatch.setenv("ONBOARDING_ORCHESTRATION", "inline")
+    get_settings.cache_clear()
+    get_database.cache_clear()
+    yield db
+    get_database.cache_clear()
+    get_settings.cache_clear()
+
+
+def app(username: str | None = None, *, page: str | None = None, lang: str = "en") -> AppTest:
+    at = AppTest.from_file(
+        str(DASHBOARD / "views" / f"{page}.py") if page else APP, default_timeout=60
+    )
+    at.session_state["lang"] = lang
+    if username:
+        at.session_state["username"] = username
+        at.session_state["signed_in_at"] = datetime.now(UTC)
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = (
+        [e.value for e in at.error]
+        + [e.value for e in at.warning]
+        + [e.value for e in at.success]
+        + [e.value for e in at.info]
+        + [t.value for t in at.title]
+        + [m.value for m in at.markdown]
+    )
+    return "\n".join(str(p) for p in parts)
+
+
+def test_signing_in_with_the_right_password_opens_my_cases(dash):
+    at = app()
+    at.run()
+    assert not at.exception
+    at.text_input(key="signin_user").input("cm.mueller")
+    at.text_input(key="signin_password").input("wrong")
+    at.button(key="signin_submit").click().run()
+    assert "Wrong username or password" in texts(at)
+    at.text_input(key="signin_password").input(DEMO_PASSWORD)
+    at.button(key="signin_submit").click().run()
+    assert not at.exception
+    assert at.session_state["username"] == "cm.mueller"
+    assert [m.label for m in at.metric] == ["Open cases", "Overdue", "Due soon", "Need attention"]
+
+
+@pytest.mark.parametrize(
+    ("username", "first_title"),
+    [
+        ("cm.mueller", "My cases"),
+        ("stadt.weber", "Our queue"),
+        ("admin", "Cases"),
+    ],
+)
+def test_each_role_lands_on_its_first_page_without_errors(dash, username, first_title):
+    at = app(username)
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == first_title
+
+
+def test_my_cases_counts_and_filters(dash, actors):
+    cm = actors["cm.mueller"]
+    refs = [start_case(dash, cm, now=NOW, given_name=f"P{i}", nationality="PL") for i in range(3)]
+    at = app("cm.mueller")
+    at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Open cases"] == "3"
+    table = at.dataframe[0].value
+    assert sorted(table["Reference"]) == sorted(refs)
+    at.text_input(key="cases_search").input(refs[1]).run()
+    assert list(at.dataframe[0].value["Reference"]) == [refs[1]]
+    at.selectbox(key="cases_status").set_value("closed").run()
+    assert len(at.dataframe[0].value) == 0
+
+
+def test_a_case_manager_completes_a_step_and_the_next_one_opens(dash, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(dash, cm, now=NOW, nationality="PL")
+    at = app("cm.mueller", page="person")
+    at.session_state["case"] = ref
+    at.run()
+    assert not at.exception
+    at.selectbox(key="person_step").select_index(0)  # housing: the only open step
+    at.radio(key="person_action").set_value("complete")
+    at.button(key="person_submit").click().run()
+    assert not at.exception
+    with dash.read() as s:
+        states = {st.key: st.state for st in queries.case_view(s, actor=cm, reference=ref).steps}
+    assert states["housing"] == "done"
+    assert states["registration"] == "open"
+    steps = at.dataframe[0].value
+    assert "open" in list(steps[steps["Step"] == "Residence registration (Anmeldung)"]["State"])
+
+
+def test_a_stale_edit_is_refused_with_a_clear_message(dash, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(dash, cm, now=NOW, nationality="PL")
+    at = app("cm.mueller", page="person")
+    at.session_state["case"] = ref
+    at.run()
+    # Meanwhile a colleague blocks the same step.
+    with dash.transaction() as s:
+        block_step(
+            s,
+            actor=actors["cm.yilmaz"],
+            reference=ref,
+            step_key="housing",
+            reason="Mietvertrag fehlt",
+        )
+    at.selectbox(key="person_step").select_index(0)  # housing: the only open step
+    at.radio(key="person_action").set_value("complete")
+    at.button(key="person_submit").click().run()
+    assert "Someone else changed this record" in texts(at)
+    with dash.read() as s:
+        state = s.scalar(select(Step.state).where(Step.key == "housing"))
+    assert state == "blocked"
+
+
+def test_a_partner_accepts_a_handoff_and_it_leaves_the_new_offers(dash, actors):
+    cm = actors["cm.mueller"]
+    ref = start_case(dash, cm, now=NOW)
+    at = app("ihk.hoffmann", page="queue")
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["Reference"]) == [ref]
+    assert "email" not in table.columns  # only the fields the step needs
+    at.selectbox(key="queue_item").select_index(0)
+    at.button(key="queue_accept").click().run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["New (offered)"] == "0"
+    assert {m.label: m.value for m in at.metric}["In progress (accepted)"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("username", "page"),
+    [
+        ("stadt.weber", "my_cases"),
+        ("stadt.weber", "admin"),
+        ("cm.mueller", "admin"),
+        ("lead.schmidt", "my_cases"),
+        ("lead.schmidt", "queue"),
+        ("lead.schmidt", "person"),
+    ],
+)
+def test_a_page_a_role_may_not_use_refuses_even_when_opened_directly(dash, username, page):
+    at = app(username, page=page)
+    at.run()
+    assert not at.exception
+    assert "not available for your role" in texts(at)
+
+
+def test_nobody_signed_in_sees_nothing_but_the_sign_in(dash):
+    at = app(page="my_cases")
+    at.run()
+    assert "Please sign in" in texts(at)
+    assert not at.dataframe
+
+
+def test_leadership_sees_the_outcomes_without_names(dash, actors):
+    cm = actors["cm.mueller"]
+    for i in range(6):
+        start_case(dash, cm, now=NOW, given_name=f"Anon{i}", family_name="Secretname")
+    at = app("lead.schmidt")
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "Outcomes"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Open cases"] == "6"
+    assert "Secretname" not in texts(at)
+    assert len(at.get("download_button")) >= 8  # every figure downloadable as CSV
+
+
+def test_admin_pages_render_and_an_organisation_can_be_added(dash):
+    at = app("admin", page="admin")
+    at.run()
+    assert not at.exception
+    at.text_input(key="org_key").input("welcome-herne")
+    at.text_input(key="org_name").input("Welcome Point Herne")
+    at.button(key="org_add_submit").click().run()
+    assert not at.exception
+    assert "welcome-herne" in list(at.dataframe[0].value["Key"])

@@ -1,0 +1,1078 @@
+"""Leadership outcome figures: aggregates in SQL, small cells suppressed, no personal data."""
+
+# Conventions that hold for every figure here (the dashboard and the reports may quote them):
+#
+# * Cohort year = the year of the case's ``opened_at``. Years and days are counted on the UTC
+#   calendar, on both SQLite and PostgreSQL, because SQLite cannot convert to Europe/Berlin; the
+#   office works in daytime hours, so at most a late-night entry lands on the neighbouring day.
+# * Suppression: a count of 1 to 4 people is returned as ``None`` and its row flagged
+#   ``suppressed=True``; 0 is shown (it reveals nobody). Where the parts of a row add up to a
+#   total that is shown, a single hidden part could be recovered by subtraction, so the next
+#   smallest part is hidden too (secondary suppression). Shares, means and percentiles are
+#   withheld whenever a count they derive from is withheld.
+# * Percentiles are "inclusive" linear interpolation between order statistics: exactly
+#   ``statistics.quantiles(values, n=4 or 10, method="inclusive")``, which is also numpy's
+#   default and PostgreSQL's ``percentile_cont``.
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Date, Integer, and_, case, distinct, extract, func, or_, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from tracker import clocks
+from tracker.access import Actor
+from tracker.config import get_settings
+from tracker.enums import ACTIVE_STEP_STATES, CaseStatus, HandoffState, Role, StepState
+from tracker.errors import PermissionDenied, ValidationFailed
+from tracker.models import Case, Handoff, Newcomer, Organisation, Step
+from tracker.pathway import get_registry
+
+MIN_CELL = 5
+Milestone = Literal["registration", "residence_title", "job_entry"]
+# Histogram bin widths in days: registration runs in weeks, job entry in months.
+BIN_DAYS: dict[str, int] = {"registration": 7, "residence_title": 14, "job_entry": 30}
+RECOGNITION_OUTCOMES = ("full", "partial", "none")
+AGE_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
+    ("age_0_7", 0, 7),
+    ("age_8_14", 8, 14),
+    ("age_15_30", 15, 30),
+    ("age_over_30", 31, None),
+)
+BACKLOG_STATES = (HandoffState.offered, HandoffState.accepted)
+_ACTIVE = [s.value for s in ACTIVE_STEP_STATES]
+
+
+# --- SQL building blocks that differ between SQLite and PostgreSQL ---------------------------
+
+
+class utc_date(FunctionElement[date]):
+    """The UTC calendar date of a stored timestamp."""
+
+    type = Date()
+    inherit_cache = True
+    name = "utc_date"
+
+
+@compiles(utc_date)
+def _utc_date_default(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS DATE)"
+
+
+@compiles(utc_date, "sqlite")
+def _utc_date_sqlite(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
+    # Timestamps are stored as naive UTC text on SQLite.
+    return f"date({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(utc_date, "postgresql")
+def _utc_date_pg(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
+    # Without AT TIME ZONE the cast would follow the session's time zone setting.
+    return f"CAST(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC' AS DATE)"
+
+
+class days_between(FunctionElement[int]):
+    """Whole days from the first date to the second (negative when the second is earlier)."""
+
+    type = Integer()
+    inherit_cache = True
+    name = "days_between"
+
+
+def _two(element: days_between, compiler: SQLCompiler, **kw: Any) -> tuple[str, str]:
+    start, end = list(element.clauses)
+    return compiler.process(start, **kw), compiler.process(end, **kw)
+
+
+@compiles(days_between)
+def _days_default(element: days_between, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = _two(element, compiler, **kw)
+    return f"(({end}) - ({start}))"
+
+
+@compiles(days_between, "sqlite")
+def _days_sqlite(element: days_between, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = _two(element, compiler, **kw)
+    return f"CAST(julianday({end}) - julianday({start}) AS INTEGER)"
+
+
+# --- Suppression -----------------------------------------------------------------------------
+
+
+def _suppress(
+    values: Mapping[str, int], equations: Iterable[Sequence[str]] = ()
+) -> dict[str, int | None]:
+    """Hide counts of 1-4, then hide more so that no hidden count follows from one equation.
+
+    Each equation names counts of which one is the sum of the others (a total and its parts).
+    Names starting with "_" are complements that are not returned (e.g. "not overdue"): the
+    reader does not see them, but can work one out by subtraction once every other member of
+    its equation is shown, so a complement of 1-4 also forces a shown member to be hidden.
+    """
+    hidden = {k for k, v in values.items() if 0 < v < MIN_CELL}
+    eqs = [list(e) for e in equations]
+    changed = True
+    while changed:
+        changed = False
+        for eq in eqs:
+            unknown = [k for k in eq if k in hidden or k[0] == "_"]
+            if len(unknown) != 1 or unknown[0] not in hidden:
+                continue
+            candidates = [k for k in eq if k not in hidden and values[k] > 0 and k[0] != "_"]
+            if candidates:
+                hidden.add(min(candidates, key=lambda k: (values[k], k)))
+                changed = True
+    return {k: None if k in hidden else v for k, v in values.items() if k[0] != "_"}
+
+
+def _share(part: int | None, whole: int | None) -> float | None:
+    if part is None or not whole:
+        return None
+    return round(part / whole, 4)
+
+
+def _any_hidden(values: Mapping[str, int | None]) -> bool:
+    return any(v is None for v in values.values())
+
+
+# --- Distributions from frequency tables ------------------------------------------------------
+
+
+def _order_stat(freq: Sequence[tuple[int, int]], index: int) -> int:
+    """The value at position ``index`` (0-based) of the sorted data a frequency table describes."""
+    seen = 0
+    for value, n in freq:
+        seen += n
+        if index < seen:
+            return value
+    raise IndexError(index)
+
+
+def quantile(freq: Sequence[tuple[int, int]], i: int, n: int) -> float:
+    """The i-th of the n-quantiles, as ``statistics.quantiles(method="inclusive")`` computes it.
+
+    ``freq`` is (value, count) sorted by value. Integer arithmetic as in the standard library,
+    so the result is identical to it, not merely close.
+    """
+    total = sum(c for _, c in freq)
+    m = total - 1
+    j = i * m // n
+    delta = i * m - j * n
+    lo = _order_stat(freq, j)
+    hi = _order_stat(freq, j + 1) if delta else lo
+    return (lo * (n - delta) + hi * delta) / n
+
+
+# --- Result models ---------------------------------------------------------------------------
+
+
+class _Figure(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    def rows(self) -> list[dict[str, Any]]:  # pragma: no cover - every figure overrides it
+        raise NotImplementedError
+
+
+class FunnelRow(BaseModel):
+    step: str
+    position: int
+    cases: int | None  # cases whose path includes the step
+    reached: int | None  # the step came up: active, done or skipped (= cases - not_reached)
+    not_reached: int | None  # still pending
+    active: int | None  # open, in progress or blocked
+    done: int | None
+    skipped: int | None
+    suppressed: bool
+
+
+class Funnel(_Figure):
+    year: int | None
+    pathway: str | None
+    steps: list[FunnelRow]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {"year": self.year, "pathway": self.pathway or "all", **r.model_dump()}
+            for r in self.steps
+        ]
+
+
+class HistogramBin(BaseModel):
+    bin_start: int  # days, inclusive
+    bin_end: int  # days, exclusive (Altair: x="bin_start", x2="bin_end", bin="binned")
+    label: str
+    count: int | None
+    suppressed: bool
+
+
+class TimeTo(_Figure):
+    milestone: str
+    year: int | None
+    pathway: str | None
+    bin_days: int
+    count: int | None
+    p25: float | None
+    median: float | None
+    p75: float | None
+    p90: float | None
+    mean: float | None
+    suppressed: bool
+    histogram: list[HistogramBin]
+
+    def summary_row(self) -> dict[str, Any]:
+        data = self.model_dump(exclude={"histogram"})
+        data["pathway"] = self.pathway or "all"
+        return data
+
+    def rows(self) -> list[dict[str, Any]]:
+        head = {"milestone": self.milestone, "year": self.year, "pathway": self.pathway or "all"}
+        return [{**head, **b.model_dump()} for b in self.histogram]
+
+
+class LegalClockRow(BaseModel):
+    step: str
+    legal_reference: str | None
+    finished: int | None  # done, with a legal due date
+    within: int | None  # done on or before the legal due date
+    late: int | None
+    share_within: float | None
+    open: int | None  # open, in progress or blocked, with a legal due date
+    open_overdue: int | None  # of those, already past it
+    suppressed: bool
+
+
+class LegalClock(_Figure):
+    year: int | None
+    pathway: str | None
+    today: date
+    steps: list[LegalClockRow]
+
+    def rows(self) -> list[dict[str, Any]]:
+        head = {"year": self.year, "pathway": self.pathway or "all", "today": self.today}
+        return [{**head, **r.model_dump()} for r in self.steps]
+
+
+class PartnerBacklogRow(BaseModel):
+    organisation: str
+    organisation_name: str
+    offered: int | None
+    accepted: int | None
+    total: int | None
+    age_median_days: float | None  # days since the handoff was offered
+    age_max_days: int | None
+    age_0_7: int | None
+    age_8_14: int | None
+    age_15_30: int | None
+    age_over_30: int | None
+    overdue: int | None  # the step's due date has passed
+    suppressed: bool
+
+
+class PartnerBacklog(_Figure):
+    today: date
+    partners: list[PartnerBacklogRow]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"today": self.today, **r.model_dump()} for r in self.partners]
+
+
+class CohortRow(BaseModel):
+    year: int
+    pathway: str
+    opened: int | None
+    open: int | None
+    closed: int | None
+    cancelled: int | None
+    median_days_to_close: float | None
+    suppressed: bool
+
+
+class Cohorts(_Figure):
+    cohorts: list[CohortRow]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [r.model_dump() for r in self.cohorts]
+
+
+class RecognitionRow(BaseModel):
+    outcome: str  # full, partial, none; "not_recorded" for a decision without an outcome
+    count: int | None
+    share: float | None  # of all recognition decisions in the cohort
+    suppressed: bool
+
+
+class RecognitionOutcomes(_Figure):
+    year: int | None
+    pathway: str | None
+    decided: int | None  # recognition steps done: the base of the shares
+    outcomes: list[RecognitionRow]
+
+    def rows(self) -> list[dict[str, Any]]:
+        head = {"year": self.year, "pathway": self.pathway or "all", "decided": self.decided}
+        return [{**head, **r.model_dump()} for r in self.outcomes]
+
+
+class FitPanel(_Figure):
+    """FIT@THGA for one enrolment year. Grows by fields (and rows) as offers and attendance come.
+
+    "followed_12m" are the participants enrolled at least 12 months before ``today``: only for
+    them is "employed within 12 months" already decided, so it is the base of that share.
+    """
+
+    year: int
+    today: date
+    participants: int | None
+    followed_12m: int | None
+    employed_12m: int | None
+    share_employed_12m: float | None
+    followed_18m: int | None
+    employed_18m: int | None
+    share_employed_18m: float | None
+    employed_so_far: int | None
+    case_open: int | None
+    case_closed: int | None
+    case_cancelled: int | None
+    suppressed: bool
+
+    # indicator -> (outcome area of the FIT programme line, base indicator of its share)
+    INDICATORS: ClassVar[tuple[tuple[str, str, str | None, str | None], ...]] = (
+        ("participants", "access", None, None),
+        ("followed_12m", "employability", "participants", None),
+        ("employed_12m", "employability", "followed_12m", "share_employed_12m"),
+        ("followed_18m", "employability", "participants", None),
+        ("employed_18m", "employability", "followed_18m", "share_employed_18m"),
+        ("employed_so_far", "employability", "participants", None),
+        ("case_open", "staying", "participants", None),
+        ("case_closed", "staying", "participants", None),
+        ("case_cancelled", "staying", "participants", None),
+    )
+
+    def rows(self) -> list[dict[str, Any]]:
+        data = self.model_dump()
+        out = []
+        for name, area, base, share_field in self.INDICATORS:
+            count = data[name]
+            if share_field:
+                share = data[share_field]
+            else:
+                share = _share(count, data[base]) if base else None
+            out.append(
+                {
+                    "year": self.year,
+                    "area": area,
+                    "indicator": name,
+                    "count": count,
+                    "base": base,
+                    "share": share,
+                    "suppressed": count is None,
+                }
+            )
+        return out
+
+
+class Overview(_Figure):
+    today: date
+    open_cases: int | None
+    cases_overdue: int | None  # open cases with at least one overdue step
+    overdue_steps: int | None
+    due_soon_steps: int | None
+    closed_this_year: int | None
+    newcomers_this_year: int | None  # newcomers whose case opened this year
+    suppressed: bool
+
+    FIGURES: ClassVar[tuple[str, ...]] = (
+        "open_cases",
+        "cases_overdue",
+        "overdue_steps",
+        "due_soon_steps",
+        "closed_this_year",
+        "newcomers_this_year",
+    )
+
+    def rows(self) -> list[dict[str, Any]]:
+        data = self.model_dump()
+        return [
+            {"today": self.today, "figure": f, "value": data[f], "suppressed": data[f] is None}
+            for f in self.FIGURES
+        ]
+
+
+# --- Shared query helpers --------------------------------------------------------------------
+
+
+def _require_leadership(actor: Actor) -> None:
+    # Scope below the screen: a partner or a case manager gets no outcome figures at all.
+    if actor.role not in (Role.leadership, Role.admin):
+        raise PermissionDenied("Outcome figures are for leadership and administrators only.")
+
+
+def _year_bounds(year: int) -> tuple[datetime, datetime]:
+    return datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+
+
+def _cohort(year: int | None, pathway: str | None) -> list[ColumnElement[bool]]:
+    """Conditions on ``Case`` for the cohort filters."""
+    conds: list[ColumnElement[bool]] = []
+    if year is not None:
+        start, end = _year_bounds(year)
+        # Naming every status lets SQLite range-scan ix_cases_status_opened (status, opened_at).
+        conds += [
+            Case.status.in_([s.value for s in CaseStatus]),
+            Case.opened_at >= start,
+            Case.opened_at < end,
+        ]
+    if pathway is not None:
+        conds.append(Case.pathway_key == pathway)
+    return conds
+
+
+def _check_pathway(pathway: str | None) -> None:
+    if pathway is not None and pathway not in {k for k, _ in get_registry().pathways}:
+        raise ValidationFailed(f"No pathway called {pathway!r}.")
+
+
+def _step_order(pathway: str | None, found: Iterable[str] = ()) -> list[str]:
+    """Step keys in pathway order; without a pathway, in the catalogue's (reference) order.
+
+    Keys only an older pathway version or a retired catalogue entry knows come last."""
+    registry = get_registry()
+    order = registry.get(pathway).step_ids if pathway else []
+    order += [k for k in registry.catalogue if k not in order]
+    return order + sorted(set(found) - set(order))
+
+
+def _freq(rows: Iterable[Any]) -> list[tuple[int, int]]:
+    return sorted((int(v), int(n)) for v, n in rows if v is not None)
+
+
+# --- Shared scans ----------------------------------------------------------------------------
+#
+# Funnel, legal clocks and recognition outcomes all count the steps of one cohort, and the three
+# "time to" figures all join the cohort's cases to their newcomers. Each pair of figures shares
+# one scan, so that ``year_figures`` reads every step of the year once, not three times.
+
+
+@dataclass(frozen=True)
+class _StepCount:
+    n: int  # steps
+    with_clock: int  # ... that carry a legal due date
+    within: int  # ... done on or before it
+    past_clock: int  # ... still active and already past it
+
+
+def _step_counts(
+    session: Session,
+    *,
+    year: int | None,
+    pathway: str | None,
+    today: date,
+    keys: Sequence[str] | None = None,
+) -> dict[tuple[str, str, str | None], _StepCount]:
+    """Steps of the cohort by (key, state, outcome); only the given step keys if named."""
+    has_clock = Step.legal_due.is_not(None)
+    done = Step.state == StepState.done
+    active = Step.state.in_(_ACTIVE)
+    stmt = (
+        select(
+            Step.key,
+            Step.state,
+            Step.outcome,
+            func.count(),
+            func.sum(case((has_clock, 1), else_=0)),
+            func.sum(
+                case((and_(has_clock, done, utc_date(Step.done_at) <= Step.legal_due), 1), else_=0)
+            ),
+            # Aggregated rather than grouped: PostgreSQL does not recognise a grouped
+            # expression as the selected one when it carries a bound parameter (today).
+            func.sum(case((and_(has_clock, active, Step.legal_due < today), 1), else_=0)),
+        )
+        .join(Case, Step.case_id == Case.id)
+        .where(*_cohort(year, pathway))
+        .group_by(Step.key, Step.state, Step.outcome)
+    )
+    if keys is not None:
+        stmt = stmt.where(Step.key.in_(list(keys)))
+    return {
+        (key, str(state), outcome): _StepCount(
+            n=int(n), with_clock=int(c or 0), within=int(w or 0), past_clock=int(p or 0)
+        )
+        for key, state, outcome, n, c, w, p in session.execute(stmt)
+    }
+
+
+def _arrival_days(
+    session: Session, *, milestones: Sequence[str], year: int | None, pathway: str | None
+) -> dict[str, list[tuple[int, int]]]:
+    """Per milestone, the frequency table (days from arrival to done, cases)."""
+    days = days_between(
+        func.coalesce(Newcomer.arrival_date, utc_date(Case.opened_at)), utc_date(Step.done_at)
+    )
+    # Percentiles are not portable SQL (SQLite has none), so SQL returns how many cases took
+    # each number of days, a few hundred integers at most, and the quantiles come from that.
+    # The outer join keeps SQLite walking the cohort's cases and looking up their few steps,
+    # rather than walking every done milestone of every year and looking up its case.
+    stmt = (
+        select(Step.key, days, func.count())
+        .select_from(Case)
+        .join(Newcomer, Case.newcomer_id == Newcomer.id)
+        .outerjoin(
+            Step,
+            and_(
+                Step.case_id == Case.id,
+                Step.key.in_(list(milestones)),
+                Step.state == StepState.done,
+            ),
+        )
+        .where(*_cohort(year, pathway))
+        .group_by(Step.key, days)
+    )
+    out: dict[str, list[tuple[int, int]]] = {m: [] for m in milestones}
+    for key, d, n in session.execute(stmt):
+        if key is not None and d is not None:  # key is None: cases with no milestone done
+            out[key].append((int(d), int(n)))
+    return {m: sorted(f) for m, f in out.items()}
+
+
+def _clock_keys(pathway: str | None) -> list[str]:
+    """Step keys that carry a legal clock in any version of the pathway (or of any pathway)."""
+    return sorted(
+        {
+            s.id
+            for (key, _), p in get_registry().pathways.items()
+            if pathway is None or key == pathway
+            for s in p.steps
+            if s.legal_clock
+        }
+    )
+
+
+def _legal_references(pathway: str | None) -> dict[str, str]:
+    references: dict[str, str] = {}
+    for p in get_registry().latest():
+        if pathway is None or p.key == pathway:
+            for s in p.steps:
+                if s.legal_clock:
+                    references.setdefault(s.id, s.legal_clock.reference)
+    return references
+
+
+# --- Building the figures from the scans -----------------------------------------------------
+
+
+def _build_funnel(
+    counts: Mapping[tuple[str, str, str | None], _StepCount],
+    year: int | None,
+    pathway: str | None,
+) -> Funnel:
+    by_key: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for (key, state, _), c in counts.items():
+        by_key[key]["active" if state in _ACTIVE else state] += c.n
+    rows = []
+    for position, key in enumerate(k for k in _step_order(pathway, by_key) if k in by_key):
+        states = by_key[key]
+        values = {
+            "active": states["active"],
+            "done": states["done"],
+            "skipped": states["skipped"],
+            "not_reached": states["pending"],
+        }
+        values["cases"] = sum(values.values())
+        values["reached"] = values["cases"] - values["not_reached"]
+        shown = _suppress(
+            values,
+            [
+                ("cases", "not_reached", "active", "done", "skipped"),
+                ("cases", "reached", "not_reached"),
+            ],
+        )
+        rows.append(FunnelRow(step=key, position=position, suppressed=_any_hidden(shown), **shown))
+    return Funnel(year=year, pathway=pathway, steps=rows)
+
+
+def _build_legal(
+    counts: Mapping[tuple[str, str, str | None], _StepCount],
+    year: int | None,
+    pathway: str | None,
+    today: date,
+) -> LegalClock:
+    references = _legal_references(pathway)
+    found: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for (key, state, _), c in counts.items():
+        if state == StepState.done:
+            found[key]["finished"] += c.with_clock
+            found[key]["within"] += c.within
+        elif state in _ACTIVE:
+            found[key]["open"] += c.with_clock
+            found[key]["open_overdue"] += c.past_clock
+    rows = []
+    for key in _step_order(pathway, found):
+        f = found.get(key, {})
+        if key not in references and not (f.get("finished") or f.get("open")):
+            continue
+        finished, within = f.get("finished", 0), f.get("within", 0)
+        n_open, overdue = f.get("open", 0), f.get("open_overdue", 0)
+        shown = _suppress(
+            {
+                "finished": finished,
+                "within": within,
+                "late": finished - within,
+                "open": n_open,
+                "open_overdue": overdue,
+                "_open_in_time": n_open - overdue,
+            },
+            [("finished", "within", "late"), ("open", "open_overdue", "_open_in_time")],
+        )
+        rows.append(
+            LegalClockRow(
+                step=key,
+                legal_reference=references.get(key),
+                share_within=_share(shown["within"], shown["finished"]),
+                suppressed=_any_hidden(shown),
+                **shown,
+            )
+        )
+    return LegalClock(year=year, pathway=pathway, today=today, steps=rows)
+
+
+def _build_recognition(
+    counts: Mapping[tuple[str, str, str | None], _StepCount],
+    year: int | None,
+    pathway: str | None,
+) -> RecognitionOutcomes:
+    found: dict[str, int] = defaultdict(int)
+    for (key, state, outcome), c in counts.items():
+        if key == "recognition" and state == StepState.done:
+            found[outcome if outcome in RECOGNITION_OUTCOMES else "not_recorded"] += c.n
+    names = [*RECOGNITION_OUTCOMES, *(["not_recorded"] if found["not_recorded"] else [])]
+    shown = _suppress(
+        {"decided": sum(found.values()), **{n: found[n] for n in names}}, [("decided", *names)]
+    )
+    rows = [
+        RecognitionRow(
+            outcome=n,
+            count=shown[n],
+            share=_share(shown[n], shown["decided"]),
+            suppressed=shown[n] is None,
+        )
+        for n in names
+    ]
+    return RecognitionOutcomes(year=year, pathway=pathway, decided=shown["decided"], outcomes=rows)
+
+
+def _build_time_to(
+    freq: Sequence[tuple[int, int]], milestone: str, year: int | None, pathway: str | None
+) -> TimeTo:
+    width = BIN_DAYS[milestone]
+    total = sum(n for _, n in freq)
+    head = {"milestone": milestone, "year": year, "pathway": pathway, "bin_days": width}
+    if total < MIN_CELL:
+        # No histogram either: its bins would show where the few values lie.
+        hidden = total > 0
+        return TimeTo(
+            **head,
+            count=None if hidden else 0,
+            p25=None,
+            median=None,
+            p75=None,
+            p90=None,
+            mean=None,
+            suppressed=hidden,
+            histogram=[],
+        )
+    lo = min(0, (freq[0][0] // width) * width)
+    bins: dict[int, int] = dict.fromkeys(range(lo, freq[-1][0] + 1, width), 0)
+    for value, n in freq:
+        bins[(value // width) * width] += n
+    names = {start: f"b{start}" for start in bins}
+    shown = _suppress(
+        {"count": total, **{names[s]: n for s, n in bins.items()}},
+        [("count", *names.values())],
+    )
+    histogram = [
+        HistogramBin(
+            bin_start=start,
+            bin_end=start + width,
+            label=f"{start}–{start + width - 1}",
+            count=shown[names[start]],
+            suppressed=shown[names[start]] is None,
+        )
+        for start in bins
+    ]
+    return TimeTo(
+        **head,
+        count=total,
+        p25=quantile(freq, 1, 4),
+        median=quantile(freq, 2, 4),
+        p75=quantile(freq, 3, 4),
+        p90=quantile(freq, 9, 10),
+        mean=round(sum(v * n for v, n in freq) / total, 1),
+        suppressed=any(b.suppressed for b in histogram),
+        histogram=histogram,
+    )
+
+
+# --- The figures -----------------------------------------------------------------------------
+
+
+def funnel(
+    session: Session, *, actor: Actor, year: int | None = None, pathway: str | None = None
+) -> Funnel:
+    """Per step, in pathway order: cases that have it, reached it, are in it, finished, skipped."""
+    _require_leadership(actor)
+    _check_pathway(pathway)
+    counts = _step_counts(session, year=year, pathway=pathway, today=clocks.local_today())
+    return _build_funnel(counts, year, pathway)
+
+
+def time_to(
+    session: Session,
+    *,
+    actor: Actor,
+    milestone: Milestone,
+    year: int | None = None,
+    pathway: str | None = None,
+) -> TimeTo:
+    """Days from arrival (or the case's opening, if no arrival is known) to the milestone's done."""
+    _require_leadership(actor)
+    _check_pathway(pathway)
+    if milestone not in BIN_DAYS:
+        raise ValidationFailed(f"milestone must be one of {', '.join(BIN_DAYS)}.")
+    freq = _arrival_days(session, milestones=[milestone], year=year, pathway=pathway)
+    return _build_time_to(freq[milestone], milestone, year, pathway)
+
+
+def within_legal_clock(
+    session: Session,
+    *,
+    actor: Actor,
+    year: int | None = None,
+    pathway: str | None = None,
+    today: date | None = None,
+) -> LegalClock:
+    """Per step with a legal clock: finished steps inside it, and open steps already past it."""
+    _require_leadership(actor)
+    _check_pathway(pathway)
+    today = today or clocks.local_today()
+    counts = _step_counts(
+        session, year=year, pathway=pathway, today=today, keys=_clock_keys(pathway)
+    )
+    return _build_legal(counts, year, pathway, today)
+
+
+def recognition_outcomes(
+    session: Session, *, actor: Actor, year: int | None = None, pathway: str | None = None
+) -> RecognitionOutcomes:
+    """How recognition decisions came out: full, partial or no equivalence."""
+    _require_leadership(actor)
+    _check_pathway(pathway)
+    counts = _step_counts(
+        session, year=year, pathway=pathway, today=clocks.local_today(), keys=["recognition"]
+    )
+    return _build_recognition(counts, year, pathway)
+
+
+def cohorts(session: Session, *, actor: Actor) -> Cohorts:
+    """Per year of opening and pathway: opened, still open, closed, cancelled; days to close."""
+    _require_leadership(actor)
+    year = extract("year", utc_date(Case.opened_at))
+    days = days_between(utc_date(Case.opened_at), utc_date(Case.closed_at))
+    counts: dict[tuple[int, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    closing: dict[tuple[int, str], list[tuple[int, int]]] = defaultdict(list)
+    # One pass: the day count is NULL for cases that are not closed, so they form one group.
+    stmt = select(year, Case.pathway_key, Case.status, days, func.count()).group_by(
+        year, Case.pathway_key, Case.status, days
+    )
+    for y, pathway, status, d, n in session.execute(stmt):
+        counts[(int(y), pathway)][str(status)] += int(n)
+        if status == CaseStatus.closed and d is not None:
+            closing[(int(y), pathway)].append((int(d), int(n)))
+    order = {key: i for i, key in enumerate(sorted({k for k, _ in get_registry().pathways}))}
+    rows = []
+    for (y, pathway), c in sorted(counts.items(), key=lambda i: (i[0][0], order.get(i[0][1], 99))):
+        values = {s.value: c[s.value] for s in CaseStatus}
+        values["opened"] = sum(values.values())
+        shown = _suppress(values, [("opened", *(s.value for s in CaseStatus))])
+        freq = sorted(closing[(y, pathway)])
+        rows.append(
+            CohortRow(
+                year=y,
+                pathway=pathway,
+                opened=shown["opened"],
+                open=shown["open"],
+                closed=shown["closed"],
+                cancelled=shown["cancelled"],
+                median_days_to_close=quantile(freq, 2, 4) if shown["closed"] and freq else None,
+                suppressed=_any_hidden(shown),
+            )
+        )
+    return Cohorts(cohorts=rows)
+
+
+def partner_backlog(session: Session, *, actor: Actor, today: date) -> PartnerBacklog:
+    """Per partner with a queue: handoffs offered and accepted now, their age, and overdue ones."""
+    _require_leadership(actor)
+    orgs = session.execute(
+        select(Organisation.id, Organisation.key, Organisation.name, Organisation.active)
+        .where(Organisation.receives_handoffs.is_(True))
+        .order_by(Organisation.key)
+    ).all()
+    offered_on = utc_date(func.coalesce(Handoff.offered_at, Handoff.created_at))
+    stmt = (
+        select(
+            Handoff.organisation_id,
+            Handoff.state,
+            offered_on,
+            func.count(),
+            # Aggregated, not grouped: PostgreSQL would not match a grouped expression whose
+            # bound parameter appears twice.
+            func.sum(case((Step.due_date < today, 1), else_=0)),
+        )
+        .join(Step, Handoff.step_id == Step.id)
+        .where(
+            # Naming the organisations lets ix_handoffs_org_state seek instead of scanning.
+            Handoff.organisation_id.in_([o.id for o in orgs]),
+            Handoff.state.in_([s.value for s in BACKLOG_STATES]),
+        )
+        .group_by(Handoff.organisation_id, Handoff.state, offered_on)
+    )
+    by_org: dict[int, dict[str, Any]] = defaultdict(
+        lambda: {"offered": 0, "accepted": 0, "overdue": 0, "ages": defaultdict(int)}
+    )
+    for org_id, state, day, n, overdue in session.execute(stmt):
+        entry = by_org[org_id]
+        entry[str(state)] += int(n)
+        entry["overdue"] += int(overdue or 0)
+        entry["ages"][(today - day).days] += int(n)
+    rows = []
+    for org_id, key, name, is_active in orgs:
+        if not is_active and org_id not in by_org:
+            continue
+        entry = by_org[org_id]
+        ages = sorted(entry["ages"].items())
+        total = entry["offered"] + entry["accepted"]
+        values = {
+            "offered": entry["offered"],
+            "accepted": entry["accepted"],
+            "total": total,
+            "overdue": entry["overdue"],
+            "_not_overdue": total - entry["overdue"],
+        }
+        for field, low, high in AGE_BUCKETS:
+            values[field] = sum(n for a, n in ages if a >= low and (high is None or a <= high))
+        shown = _suppress(
+            values,
+            [
+                ("total", "offered", "accepted"),
+                ("total", "overdue", "_not_overdue"),
+                ("total", *(b[0] for b in AGE_BUCKETS)),
+            ],
+        )
+        visible = shown["total"] is not None and total > 0
+        rows.append(
+            PartnerBacklogRow(
+                organisation=key,
+                organisation_name=name,
+                age_median_days=quantile(ages, 2, 4) if visible else None,
+                age_max_days=ages[-1][0] if visible else None,
+                suppressed=_any_hidden(shown),
+                **shown,
+            )
+        )
+    return PartnerBacklog(today=today, partners=rows)
+
+
+def _month_index(day: ColumnElement[date]) -> ColumnElement[Any]:
+    return extract("year", day) * 12 + extract("month", day)
+
+
+def _within_months(start: ColumnElement[date], end: ColumnElement[date], months: int) -> Any:
+    """SQL: end <= clocks.add_months(start, months), the month's last day standing in for a
+    missing day (Aug 31 + 6 months = Feb 28/29), on both backends without date arithmetic."""
+    return or_(
+        _month_index(end) < _month_index(start) + months,
+        and_(
+            _month_index(end) == _month_index(start) + months,
+            extract("day", end) <= extract("day", start),
+        ),
+    )
+
+
+def _latest_start(today: date, months: int) -> date:
+    """The last day from which ``months`` months have fully passed by ``today``."""
+    day = clocks.add_months(today, -months)
+    while clocks.add_months(day + timedelta(days=1), months) <= today:
+        day += timedelta(days=1)
+    return day
+
+
+def fit_panel(session: Session, *, actor: Actor, year: int, today: date | None = None) -> FitPanel:
+    """FIT@THGA participants of one year (enrolment done that year) and what became of them."""
+    _require_leadership(actor)
+    today = today or clocks.local_today()
+    start, end = _year_bounds(year)
+    job = Step.__table__.alias("job")
+    fit_day = utc_date(Step.done_at)
+    job_day = utc_date(job.c.done_at)
+    employed = job.c.state == StepState.done.value
+
+    def count_if(*conds: Any) -> Any:
+        return func.coalesce(func.sum(case((and_(*conds), 1), else_=0)), 0)
+
+    followed_12 = fit_day <= _latest_start(today, 12)
+    followed_18 = fit_day <= _latest_start(today, 18)
+    stmt = (
+        select(
+            func.count(),
+            count_if(followed_12),
+            count_if(followed_12, employed, _within_months(fit_day, job_day, 12)),
+            count_if(followed_18),
+            count_if(followed_18, employed, _within_months(fit_day, job_day, 18)),
+            count_if(employed),
+            count_if(Case.status == CaseStatus.open),
+            count_if(Case.status == CaseStatus.closed),
+            count_if(Case.status == CaseStatus.cancelled),
+        )
+        .select_from(Step)
+        .join(Case, Step.case_id == Case.id)
+        .outerjoin(job, and_(job.c.case_id == Step.case_id, job.c.key == "job_entry"))
+        .where(
+            Step.key == "fit_enrollment",
+            Step.state == StepState.done,
+            Step.done_at >= start,
+            Step.done_at < end,
+        )
+    )
+    row = [int(x) for x in session.execute(stmt).one()]
+    values = dict(
+        zip(
+            (
+                "participants",
+                "followed_12m",
+                "employed_12m",
+                "followed_18m",
+                "employed_18m",
+                "employed_so_far",
+                "case_open",
+                "case_closed",
+                "case_cancelled",
+            ),
+            row,
+            strict=True,
+        )
+    )
+    values["_not_employed_12m"] = values["followed_12m"] - values["employed_12m"]
+    values["_not_employed_18m"] = values["followed_18m"] - values["employed_18m"]
+    values["_not_employed"] = values["participants"] - values["employed_so_far"]
+    values["_not_followed_12m"] = values["participants"] - values["followed_12m"]
+    values["_not_followed_18m"] = values["participants"] - values["followed_18m"]
+    shown = _suppress(
+        values,
+        [
+            ("participants", "case_open", "case_closed", "case_cancelled"),
+            ("participants", "followed_12m", "_not_followed_12m"),
+            ("participants", "followed_18m", "_not_followed_18m"),
+            ("participants", "employed_so_far", "_not_employed"),
+            ("followed_12m", "employed_12m", "_not_employed_12m"),
+            ("followed_18m", "employed_18m", "_not_employed_18m"),
+        ],
+    )
+    return FitPanel(
+        year=year,
+        today=today,
+        share_employed_12m=_share(shown["employed_12m"], shown["followed_12m"]),
+        share_employed_18m=_share(shown["employed_18m"], shown["followed_18m"]),
+        suppressed=_any_hidden(shown),
+        **shown,
+    )
+
+
+def overview(session: Session, *, actor: Actor, today: date) -> Overview:
+    """The headline numbers for the top of the leadership page."""
+    _require_leadership(actor)
+    soon = today + timedelta(days=get_settings().due_soon_days)
+    start, end = _year_bounds(today.year)
+    active = Step.state.in_(_ACTIVE)
+    open_cases = session.scalar(
+        select(func.count()).select_from(Case).where(Case.status == CaseStatus.open)
+    )
+    # Case.next_due is the earliest due date of a case's active steps (kept by the services).
+    cases_overdue = session.scalar(
+        select(func.count())
+        .select_from(Case)
+        .where(Case.status == CaseStatus.open, Case.next_due < today)
+    )
+    overdue_steps, due_soon_steps = session.execute(
+        select(
+            func.coalesce(func.sum(case((Step.due_date < today, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Step.due_date >= today, 1), else_=0)), 0),
+        ).where(active, Step.due_date <= soon)
+    ).one()
+    closed = session.scalar(
+        select(func.count())
+        .select_from(Case)
+        .where(Case.status == CaseStatus.closed, Case.closed_at >= start, Case.closed_at < end)
+    )
+    newcomers = session.scalar(
+        select(func.count(distinct(Case.newcomer_id))).where(*_cohort(today.year, None))
+    )
+    shown = _suppress(
+        {
+            "open_cases": int(open_cases or 0),
+            "cases_overdue": int(cases_overdue or 0),
+            "overdue_steps": int(overdue_steps),
+            "due_soon_steps": int(due_soon_steps),
+            "closed_this_year": int(closed or 0),
+            "newcomers_this_year": int(newcomers or 0),
+        }
+    )
+    return Overview(today=today, suppressed=_any_hidden(shown), **shown)
+
+
+class YearFigures(BaseModel):
+    """Every figure of the leadership page for one year, as the dashboard and reports use it."""
+
+    year: int
+    pathway: str | None
+    today: date
+    overview: Overview
+    funnel: Funnel
+    time_to: dict[str, TimeTo]  # by milestone
+    within_legal_clock: LegalClock
+    partner_backlog: PartnerBacklog
+    cohorts: Cohorts
+    recognition_outcomes: RecognitionOutcomes
+    fit_panel: FitPanel
+
+
+def year_figures(
+    session: Session, *, actor: Actor, year: int, today: date, pathway: str | None = None
+) -> YearFigures:
+    """All figures for one year, reading each table once where figures share a scan."""
+    _require_leadership(actor)
+    _check_pathway(pathway)
+    counts = _step_counts(session, year=year, pathway=pathway, today=today)
+    milestones = list(get_args(Milestone))
+    freqs = _arrival_days(session, milestones=milestones, year=year, pathway=pathway)
+    return YearFigures(
+        year=year,
+        pathway=pathway,
+        today=today,
+        overview=overview(session, actor=actor, today=today),
+        funnel=_build_funnel(counts, year, pathway),
+        time_to={m: _build_time_to(freqs[m], m, year, pathway) for m in milestones},
+        within_legal_clock=_build_legal(counts, year, pathway, today),
+        partner_backlog=partner_backlog(session, actor=actor, today=today),
+        cohorts=cohorts(session, actor=actor),
+        recognition_outcomes=_build_recognition(counts, year, pathway),
+        fit_panel=fit_panel(session, actor=actor, year=year, today=today),
+    )
