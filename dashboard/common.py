@@ -143,16 +143,9 @@ def show_flash() -> None:
         getattr(st, kind)(message)
 
 
-DUE_LABEL = {
-    "overdue": "🔴",
-    "due_soon": "🟠",
-    "on_track": "🟢",
-    "none": "",
-}
-
-
 def due_text(status: str, due: Any) -> str:
-    if not due:
+    """A due date with its standing, for active steps only (a finished step is not due)."""
+    if not due or status == "none":
         return ""
     names = {
         "overdue": _("overdue"),
@@ -160,7 +153,7 @@ def due_text(status: str, due: Any) -> str:
         "on_track": _("on track"),
         "none": "",
     }
-    return f"{DUE_LABEL.get(status, '')} {due} {names.get(status, '')}".strip()
+    return f"{due} · {names.get(status, '')}".strip(" ·")
 
 
 def state_text(state: str) -> str:

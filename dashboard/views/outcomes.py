@@ -68,7 +68,9 @@ def shown(value: Any) -> Any:
 o = data.overview
 m = st.columns(6)
 m[0].metric(_("Open cases"), shown(o.open_cases))
-m[1].metric(_("Cases with an overdue step"), shown(o.cases_overdue))
+m[1].metric(
+    _("Cases overdue"), shown(o.cases_overdue), help=_("Open cases with at least one overdue step")
+)
 m[2].metric(_("Overdue steps"), shown(o.overdue_steps))
 m[3].metric(_("Steps due soon"), shown(o.due_soon_steps))
 m[4].metric(_("Closed this year"), shown(o.closed_this_year))
@@ -119,17 +121,24 @@ for column, (milestone, figure) in zip(time_cols, data.time_to.items(), strict=F
             )
         )
         bars = [b.model_dump() for b in figure.histogram if b.count]
-        st.altair_chart(
-            alt.Chart(alt.Data(values=bars))
-            .mark_bar()
-            .encode(
-                x=alt.X("bin_start:Q", bin="binned", title=_("days")),
-                x2="bin_end:Q",
-                y=alt.Y("count:Q", title=_("people")),
-                tooltip=["label:N", "count:Q"],
-            ),
-            width="stretch",
-        )
+        if not bars:
+            st.info(_("Too few people to show a distribution."))
+        else:
+            # The axis spans every bin, also the hidden (small) ones, so the shape stays true.
+            domain = [figure.histogram[0].bin_start, figure.histogram[-1].bin_end]
+            st.altair_chart(
+                alt.Chart(alt.Data(values=bars))
+                .mark_bar()
+                .encode(
+                    x=alt.X(
+                        "bin_start:Q", bin="binned", title=_("days"), scale=alt.Scale(domain=domain)
+                    ),
+                    x2="bin_end:Q",
+                    y=alt.Y("count:Q", title=_("people"), axis=alt.Axis(tickMinStep=1)),
+                    tooltip=["label:N", "count:Q"],
+                ),
+                width="stretch",
+            )
         csv_button(figure.rows(), f"time-to-{milestone}")
 
 st.subheader(_("Finished inside the legal clock"))
@@ -171,8 +180,8 @@ st.altair_chart(
     alt.Chart(alt.Data(values=backlog))
     .mark_bar()
     .encode(
-        y=alt.Y("partner:N", title=None),
-        x=alt.X("handoffs:Q", title=_("open handoffs")),
+        y=alt.Y("partner:N", title=None, axis=alt.Axis(labelLimit=320)),
+        x=alt.X("handoffs:Q", title=_("open handoffs"), axis=alt.Axis(tickMinStep=1, format="d")),
         color=alt.Color("age:N", title=_("days waiting"), sort=["0–7", "8–14", "15–30", ">30"]),
         tooltip=["partner:N", "age:N", "handoffs:Q"],
     ),

@@ -1,0 +1,364 @@
+"""The dashboard in a real headless Chromium against a real `streamlit run` on the demo database."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+
+from tests.helpers import start_case
+from tracker.access import actor_for
+from tracker.db import Database
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking flags Chromium tries to reach Google on its own.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SHARED_SCREENS = Path("/tmp/dashboard-screens")
+PASSWORD = "willkommen"  # every demo account's password
+HOUSING = "Housing and landlord confirmation"
+REGISTRATION = "Residence registration (Anmeldung)"
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    url: str
+    partner_case: str  # housing offered to vbw; the partner test accepts it
+    manager_case: str  # the same situation; the case-manager test records housing as done
+    screens: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _onboarding(env: dict[str, str], *args: str) -> None:
+    done = subprocess.run(
+        [str(BIN / "onboarding"), *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, f"onboarding {' '.join(args)}\n{done.stdout}\n{done.stderr}"
+
+
+def _eu_citizen_case_offered_to_vbw(db: Database, family_name: str) -> str:
+    """A fresh EU-citizen case with consent for the city and vbw: housing is open and offered."""
+    with db.read() as session:
+        manager = actor_for(session, "cm.mueller")
+    return start_case(
+        db,
+        manager,
+        now=datetime.now(UTC),
+        nationality="PL",
+        given_name="Ola",
+        family_name=family_name,
+        consent_to=["stadt-bochum", "vbw"],
+    )
+
+
+def _wait_until_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=2).text.strip() == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"streamlit did not become healthy at {url}:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """The demo database with two fresh cases, and `streamlit run` serving the app on it."""
+    root = tmp_path_factory.mktemp("dashboard-e2e")
+    data = root / "data"
+    screens = root / "screens"
+    screens.mkdir()
+    env = {
+        **os.environ,
+        "ONBOARDING_DATA_DIR": str(data),
+        "ONBOARDING_ORCHESTRATION": "inline",
+        # No Prefect in this test: the "runs" panel asks a closed local port and gets nothing.
+        "ONBOARDING_PREFECT_API_URL": f"http://127.0.0.1:{_free_port()}/api",
+    }
+    for name in ("ONBOARDING_DATABASE_URL", "PREFECT_API_URL"):
+        env.pop(name, None)
+    _onboarding(env, "db", "upgrade")
+    _onboarding(env, "demo", "--people", "300", "--seed", "3")
+
+    db = Database(f"sqlite:///{data / 'onboarding.db'}")
+    try:
+        partner_case = _eu_citizen_case_offered_to_vbw(db, "Browsertest-Partner")
+        manager_case = _eu_citizen_case_offered_to_vbw(db, "Browsertest-Manager")
+    finally:
+        db.dispose()
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = root / "streamlit.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(BIN / "streamlit"),
+                "run",
+                "dashboard/app.py",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_healthy(proc, url, log)
+        yield Dashboard(url, partner_case, manager_case, screens)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless; missing, it fails the run under CI=true and skips elsewhere."""
+    if not os.access(CHROMIUM, os.X_OK):
+        reason = f"{CHROMIUM} is missing (apt-get install chromium, or scripts/ensure-chromium.sh)"
+        if IN_CI:
+            raise RuntimeError(f"CI=true and {reason}")
+        pytest.skip(reason)
+    expect.set_options(timeout=20_000)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, dashboard: Dashboard) -> Iterator[Page]:
+    """A fresh browser session (so a fresh Streamlit session) that may only talk to 127.0.0.1."""
+    outside: list[str] = []
+
+    def local_only(route: Route) -> None:
+        target = urlsplit(route.request.url)
+        if target.scheme in ("data", "blob") or target.hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 1600}, locale="en-GB", timezone_id="Europe/Berlin"
+    )
+    context.set_default_timeout(20_000)
+    context.route("**/*", local_only)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+    assert not outside, f"the dashboard asked for something outside this machine: {outside}"
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def settle(page: Page) -> None:
+    """Wait until Streamlit has finished running the script (call after the awaited change)."""
+    expect(page.locator('[data-testid="stApp"]')).to_have_attribute(
+        "data-test-script-state", "notRunning"
+    )
+    expect(page.locator('[data-testid="stSkeleton"]')).to_have_count(0)
+
+
+def shoot(page: Page, dashboard: Dashboard, name: str, focus: Locator | None = None) -> None:
+    """Save a screenshot under the test's screens folder and copy it to /tmp/dashboard-screens."""
+    settle(page)
+    if focus is not None:
+        focus.scroll_into_view_if_needed()
+    path = dashboard.screens / f"{name}.png"
+    page.screenshot(path=str(path))
+    SHARED_SCREENS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SHARED_SCREENS / path.name)
+
+
+def open_in_english(page: Page, url: str) -> None:
+    page.goto(url)
+    page.locator(".st-key-lang").get_by_text("English", exact=True).click()
+    expect(page.get_by_role("textbox", name="Username")).to_be_visible()
+
+
+def sign_in(page: Page, url: str, username: str, password: str = PASSWORD) -> None:
+    open_in_english(page, url)
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def nav_link(page: Page, title: str) -> Locator:
+    return page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True)
+
+
+def choose(page: Page, label: str, option: str) -> None:
+    """Pick an option of a Streamlit selectbox by the start of its shown text."""
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option).first.click()
+    expect(page.get_by_role("combobox", name=label)).to_have_value(
+        re.compile("^" + re.escape(option))
+    )
+
+
+def metric(page: Page, label: str) -> Locator:
+    return (
+        page.get_by_test_id("stMetric")
+        .filter(has=page.get_by_test_id("stMetricLabel").filter(has_text=label))
+        .get_by_test_id("stMetricValue")
+    )
+
+
+def table_with(page: Page, column: str) -> Locator:
+    """The st.dataframe that has this column (its cells are read from the grid's a11y table)."""
+    grid = page.get_by_test_id("stDataFrame").filter(has=page.locator("th", has_text=column))
+    expect(grid).to_have_count(1)
+    return grid
+
+
+def cell(grid: Locator, row_text: str, column: str) -> Locator:
+    """One cell of a dataframe: the row that contains `row_text`, in the named column."""
+    headers = grid.locator("th").all_text_contents()
+    return grid.locator("tr").filter(has_text=row_text).locator("td").nth(headers.index(column))
+
+
+def drawn_charts(page: Page) -> Locator:
+    """Altair charts that Vega has drawn (its canvas or svg renderer marks the element)."""
+    return page.locator(".vega-embed").locator("canvas.marks, svg.marks").filter(visible=True)
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+
+def test_a_partner_accepts_a_handoff_and_it_leaves_the_offered_ones(page, dashboard):
+    sign_in(page, dashboard.url, "vbw.schulz")
+    expect(page.get_by_role("heading", name="Our queue")).to_be_visible()
+    queue = table_with(page, "Waiting (days)")
+    state = cell(queue, dashboard.partner_case, "State")
+    expect(state).to_have_text("offered")
+    settle(page)
+    offered = int(metric(page, "New (offered)").inner_text())
+    accepted = int(metric(page, "In progress (accepted)").inner_text())
+    shoot(page, dashboard, "1-partner-queue-before")
+
+    choose(page, "Handoff", f"{dashboard.partner_case} – {HOUSING}")
+    page.get_by_role("button", name="Accept").click()
+
+    expect(page.get_by_test_id("stAlert").filter(has_text="Saved.")).to_be_visible()
+    expect(metric(page, "New (offered)")).to_have_text(str(offered - 1))
+    expect(metric(page, "In progress (accepted)")).to_have_text(str(accepted + 1))
+    expect(cell(table_with(page, "Waiting (days)"), dashboard.partner_case, "State")).to_have_text(
+        "accepted"
+    )
+    # The chosen handoff is now accepted: it offers to complete or return, no longer to accept.
+    expect(page.get_by_role("button", name="Complete")).to_be_visible()
+    expect(page.get_by_role("button", name="Accept")).to_have_count(0)
+    shoot(page, dashboard, "2-partner-queue-after-accept")
+
+
+def test_a_case_manager_records_a_step_as_done_and_the_next_step_opens(page, dashboard):
+    sign_in(page, dashboard.url, "cm.mueller")
+    expect(page.get_by_role("heading", name="My cases")).to_be_visible()
+    expect(metric(page, "Open cases")).to_be_visible()
+    shoot(page, dashboard, "3-case-manager-my-cases")
+
+    nav_link(page, "Case").click()
+    reference = page.get_by_role("textbox", name="Case reference")
+    reference.fill(dashboard.manager_case)
+    reference.press("Enter")
+    expect(page.get_by_role("heading", name=dashboard.manager_case)).to_be_visible()
+    steps = table_with(page, "Owner")
+    expect(cell(steps, HOUSING, "State")).to_have_text("open")
+    expect(cell(steps, REGISTRATION, "State")).to_have_text("pending")
+    expect(drawn_charts(page).first).to_be_visible()
+    shoot(page, dashboard, "4-case-manager-case-before", focus=steps)
+
+    choose(page, "Step", HOUSING)
+    page.locator(".st-key-person_action").get_by_text("record as done", exact=True).click()
+    page.get_by_role("button", name="Save").click()
+
+    expect(page.get_by_test_id("stAlert").filter(has_text="Saved.")).to_be_visible()
+    steps = table_with(page, "Owner")
+    expect(cell(steps, HOUSING, "State")).to_have_text("done")
+    expect(cell(steps, REGISTRATION, "State")).to_have_text("open")
+    expect(cell(steps, REGISTRATION, "Handoff")).to_have_text("offered")
+    shoot(page, dashboard, "5-case-manager-next-step-open", focus=page.get_by_test_id("stAlert"))
+
+
+def test_leadership_sees_the_outcomes_page_with_its_charts(page, dashboard):
+    sign_in(page, dashboard.url, "lead.schmidt")
+    drawn = drawn_charts(page)
+    crashed = page.get_by_test_id("stException")
+    expect(drawn.or_(crashed).first).to_be_visible()
+    assert crashed.count() == 0, crashed.first.inner_text()
+    # Leadership has this one page, so Streamlit shows no page list; the title says where we are.
+    expect(page.get_by_role("heading", name="Outcomes", exact=True)).to_be_visible()
+    settle(page)
+    expect(crashed).to_have_count(0)
+    charts = page.locator(".vega-embed").count()
+    assert charts >= 2, f"the outcomes page shows {charts} chart(s), expected several"
+    shoot(page, dashboard, "6-leadership-outcomes")
+    shoot(page, dashboard, "6b-leadership-outcomes-lower", focus=page.locator(".vega-embed").last)
+
+
+def test_a_wrong_password_shows_an_error_and_does_not_sign_in(page, dashboard):
+    page.goto(dashboard.url)
+    # German is the default; the form is shown before anything is chosen.
+    expect(page.locator(".st-key-lang input[type=radio]").first).to_be_checked()
+    expect(page.get_by_test_id("stForm")).to_be_visible()
+    shoot(page, dashboard, "0-sign-in-german-default")
+
+    sign_in(page, dashboard.url, "stadt.weber", "not-the-password")
+
+    expect(
+        page.get_by_test_id("stAlert").filter(has_text="Wrong username or password")
+    ).to_be_visible()
+    expect(page.get_by_role("textbox", name="Username")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
+    expect(nav_link(page, "Our queue")).to_have_count(0)
+    shoot(page, dashboard, "7-wrong-password")
