@@ -30,7 +30,25 @@ OUTCOMES = [
     N_("started"),
     N_("probation_passed"),
     N_("ended_early"),
+    N_("not_recorded"),  # a recognition decision without an outcome (leadership figures)
 ]
+# Step keys from tracker/pathways/catalogue.yaml (the outcome figures name steps by key).
+STEPS = [
+    N_("recognition"),
+    N_("job_offer"),
+    N_("visa"),
+    N_("housing"),
+    N_("registration"),
+    N_("tax_id"),
+    N_("bank_account"),
+    N_("health_insurance"),
+    N_("residence_title"),
+    N_("integration_course"),
+    N_("fit_enrollment"),
+    N_("job_entry"),
+]
+# How far a cohort got with a step (the funnel on the outcomes page).
+FUNNEL = [N_("done"), N_("active"), N_("skipped"), N_("not reached")]
 FIELDS = [
     N_("given_name"),
     N_("family_name"),
@@ -39,6 +57,7 @@ FIELDS = [
     N_("eu_citizen"),
     N_("purpose"),
     N_("accelerated_procedure"),
+    N_("email"),
     N_("phone"),
     N_("preferred_language"),
     N_("first_contact_date"),
@@ -67,6 +86,7 @@ ACTIONS = [
     N_("handoff.withdrawn"),
     N_("newcomer.registered"),
     N_("newcomer.updated"),
+    N_("outbox.retried"),
     N_("step.blocked"),
     N_("step.completed"),
     N_("step.opened"),
@@ -74,4 +94,13 @@ ACTIONS = [
     N_("step.resumed"),
     N_("step.skipped"),
     N_("step.started"),
+]
+# UI words the views translate inside f-strings. On Python 3.11 Babel cannot see a `_()` call in
+# an f-string, so they are listed here until the views move them out (admin.py, person.py).
+IN_FSTRINGS = [
+    N_("days"),
+    N_("months"),
+    N_("status"),
+    N_("case manager"),
+    N_("Open the Prefect UI"),
 ]

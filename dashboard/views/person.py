@@ -127,7 +127,7 @@ st.dataframe(
             _("Handoff"): state_text(s.handoff.state) if s.handoff else "",
             _("Due"): due_text(s.due_status, s.due_date),
             _("Legal deadline"): f"{s.legal_due or ''} {s.legal_reference or ''}".strip(),
-            _("Note"): s.blocked_reason or s.skip_reason or s.outcome or "",
+            _("Note"): s.blocked_reason or s.skip_reason or (_(s.outcome) if s.outcome else ""),
         }
         for s in view.steps
     ],
