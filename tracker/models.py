@@ -169,7 +169,9 @@ class Case(Base):
     __table_args__ = (
         Index("ix_cases_manager_status_due", "case_manager_id", "status", "next_due"),
         Index("ix_cases_status_due", "status", "next_due"),
-        Index("ix_cases_status_opened", "status", "opened_at"),
+        # Covers the leadership figures' scans of a year's cases (tracker.outcomes).
+        Index("ix_cases_status_opened", "status", "opened_at", "pathway_key", "newcomer_id"),
+        Index("ix_cases_status_closed", "status", "closed_at"),
         Index("ix_cases_advance_requested", "advance_requested_at"),
     )
     __mapper_args__ = {"version_id_col": version}
@@ -213,7 +215,10 @@ class Step(Base):
     __table_args__ = (
         UniqueConstraint("case_id", "key", name="uq_steps_case_key"),
         Index("ix_steps_state_due", "state", "due_date"),
-        Index("ix_steps_case_state", "case_id", "state"),
+        # Per-case step lookups, and covering for the funnel and legal-clock figures.
+        Index(
+            "ix_steps_case_key_cover", "case_id", "key", "state", "outcome", "done_at", "legal_due"
+        ),
         Index("ix_steps_key_state", "key", "state"),
     )
     __mapper_args__ = {"version_id_col": version}

@@ -6,10 +6,12 @@
 #   calendar, on both SQLite and PostgreSQL, because SQLite cannot convert to Europe/Berlin; the
 #   office works in daytime hours, so at most a late-night entry lands on the neighbouring day.
 # * Suppression: a count of 1 to 4 people is returned as ``None`` and its row flagged
-#   ``suppressed=True``; 0 is shown (it reveals nobody). Where the parts of a row add up to a
-#   total that is shown, a single hidden part could be recovered by subtraction, so the next
-#   smallest part is hidden too (secondary suppression). Shares, means and percentiles are
-#   withheld whenever a count they derive from is withheld.
+#   ``suppressed=True``. 0 is shown (it reveals nobody), except inside the breakdown of a group
+#   of 1 to 4. Where the parts of a row add up to a total that is shown, a single hidden part
+#   could be recovered by subtraction, so the next smallest part is hidden too (secondary
+#   suppression). Shares, means and percentiles are withheld whenever a count they derive from
+#   is withheld (a histogram too, when its total is). Suppression works within a row; totals
+#   across rows (e.g. all pathways) are not published, so nothing is subtracted across rows.
 # * Percentiles are "inclusive" linear interpolation between order statistics: exactly
 #   ``statistics.quantiles(values, n=4 or 10, method="inclusive")``, which is also numpy's
 #   default and PostgreSQL's ``percentile_cont``.
@@ -114,13 +116,18 @@ def _suppress(
 ) -> dict[str, int | None]:
     """Hide counts of 1-4, then hide more so that no hidden count follows from one equation.
 
-    Each equation names counts of which one is the sum of the others (a total and its parts).
-    Names starting with "_" are complements that are not returned (e.g. "not overdue"): the
-    reader does not see them, but can work one out by subtraction once every other member of
-    its equation is shown, so a complement of 1-4 also forces a shown member to be hidden.
+    Each equation names a total first, then the parts that add up to it. When the total is a
+    small cell its parts are hidden too, zeros included: "0 of these 3 found a job" says
+    something about each of the three. Names starting with "_" are complements that are not
+    returned (e.g. "not overdue"): the reader does not see them, but can work one out by
+    subtraction once every other member of its equation is shown, so a complement of 1-4 also
+    forces a shown member to be hidden.
     """
     hidden = {k for k, v in values.items() if 0 < v < MIN_CELL}
     eqs = [list(e) for e in equations]
+    for eq in eqs:
+        if eq[0] in hidden:
+            hidden.update(eq)
     changed = True
     while changed:
         changed = False
@@ -451,15 +458,12 @@ def _step_order(pathway: str | None, found: Iterable[str] = ()) -> list[str]:
     return order + sorted(set(found) - set(order))
 
 
-def _freq(rows: Iterable[Any]) -> list[tuple[int, int]]:
-    return sorted((int(v), int(n)) for v, n in rows if v is not None)
-
-
 # --- Shared scans ----------------------------------------------------------------------------
 #
 # Funnel, legal clocks and recognition outcomes all count the steps of one cohort, and the three
-# "time to" figures all join the cohort's cases to their newcomers. Each pair of figures shares
-# one scan, so that ``year_figures`` reads every step of the year once, not three times.
+# "time to" figures all join the cohort's cases to their newcomers. ``year_figures`` runs each
+# scan once for all the figures that need it; on 100,000 newcomers that is what keeps the whole
+# leadership page inside a second on SQLite.
 
 
 @dataclass(frozen=True)

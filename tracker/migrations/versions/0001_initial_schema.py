@@ -113,7 +113,12 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_cases_newcomer_id"), ["newcomer_id"], unique=False)
         batch_op.create_index("ix_cases_status_due", ["status", "next_due"], unique=False)
         batch_op.create_index("ix_cases_advance_requested", ["advance_requested_at"], unique=False)
-        batch_op.create_index("ix_cases_status_opened", ["status", "opened_at"], unique=False)
+        batch_op.create_index(
+            "ix_cases_status_opened",
+            ["status", "opened_at", "pathway_key", "newcomer_id"],
+            unique=False,
+        )
+        batch_op.create_index("ix_cases_status_closed", ["status", "closed_at"], unique=False)
 
     op.create_table(
         "consents",
@@ -243,7 +248,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("case_id", "key", name="uq_steps_case_key"),
     )
     with op.batch_alter_table("steps", schema=None) as batch_op:
-        batch_op.create_index("ix_steps_case_state", ["case_id", "state"], unique=False)
+        batch_op.create_index(
+            "ix_steps_case_key_cover",
+            ["case_id", "key", "state", "outcome", "done_at", "legal_due"],
+            unique=False,
+        )
         batch_op.create_index("ix_steps_key_state", ["key", "state"], unique=False)
         batch_op.create_index("ix_steps_state_due", ["state", "due_date"], unique=False)
 
@@ -299,7 +308,7 @@ def downgrade() -> None:
     with op.batch_alter_table("steps", schema=None) as batch_op:
         batch_op.drop_index("ix_steps_state_due")
         batch_op.drop_index("ix_steps_key_state")
-        batch_op.drop_index("ix_steps_case_state")
+        batch_op.drop_index("ix_steps_case_key_cover")
 
     op.drop_table("steps")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
@@ -317,6 +326,7 @@ def downgrade() -> None:
     op.drop_table("consents")
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.drop_index("ix_cases_status_opened")
+        batch_op.drop_index("ix_cases_status_closed")
         batch_op.drop_index("ix_cases_status_due")
         batch_op.drop_index(batch_op.f("ix_cases_newcomer_id"))
         batch_op.drop_index("ix_cases_manager_status_due")
