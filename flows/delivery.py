@@ -32,32 +32,49 @@ def send(message: Outgoing) -> None:
 
 
 def _is_delivery_error(state: Any) -> bool:
+    """Retry temporary I/O failures only: a refused recipient (permanent) or a bug is not."""
     try:
         state.result()
-    except DeliveryError:
-        return True
+    except DeliveryError as exc:
+        return not exc.permanent
     except Exception:  # anything else is a bug, not worth retrying
         return False
     return False
 
 
+def _permanent(state: Any) -> bool:
+    try:
+        state.result()
+    except DeliveryError as exc:
+        return exc.permanent
+    except Exception:  # a bug: retry later through the outbox, never park silently
+        return False
+    return False
+
+
 @task(task_run_name="record #{message_id} {outcome}")
-def record(message_id: int, outcome: str, error: str | None = None) -> str:
-    """Mark a message sent, or schedule its retry (parked after too many attempts)."""
+def record(message_id: int, outcome: str, error: str | None = None, permanent: bool = False) -> str:
+    """Mark a message sent, or schedule its retry (parked at once if the failure is permanent,
+    or after too many attempts)."""
     with database().transaction() as session:
         if outcome == "sent":
             status = mark_sent(session, message_id=message_id, now=utcnow())
         else:
             status = mark_failed(
-                session, message_id=message_id, error=error or "unknown error", now=utcnow()
+                session,
+                message_id=message_id,
+                error=error or "unknown error",
+                now=utcnow(),
+                permanent=permanent,
             )
     return str(status)
 
 
 @flow(name="deliver-outbox", flow_run_name="deliver outbox", on_failure=[note_failure])
 async def deliver_outbox(limit: int = 100) -> dict[str, int]:
-    """Send what the outbox holds. A crash between send and record resends the same message
-    with the same idempotency key, which the sender recognises, so nothing arrives twice."""
+    """Send what the outbox holds. A crash between send and record sends the message again
+    under the same idempotency key: the file drop writes no second copy, and by SMTP the copy
+    carries the same Message-ID, so the receiving side can recognise it."""
     sent = failed = 0
     for message in claim(limit):
         state = send(message, return_state=True)
@@ -65,6 +82,11 @@ async def deliver_outbox(limit: int = 100) -> dict[str, int]:
             record(message.id, "sent")
             sent += 1
         else:
-            record(message.id, "failed", str(state.message or "send failed")[:500])
+            record(
+                message.id,
+                "failed",
+                str(state.message or "send failed")[:500],
+                permanent=_permanent(state),
+            )
             failed += 1
     return {"sent": sent, "failed": failed}

@@ -5,7 +5,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +57,19 @@ class Settings(BaseSettings):
         description="Where the file mail drop writes messages (default data_dir/mail).",
     )
     timezone: str = "Europe/Berlin"
+    # SMTP: unset host means the file drop (tracker.senders.default_sender chooses).
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server; when set, mail goes out by SMTP."
+    )
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_user: str | None = Field(default=None, description="Log in as this user (if set).")
+    # SecretStr: the password shows as '**********' in any repr, log line or error message.
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = Field(default=False, description="Upgrade the connection with STARTTLS.")
+    smtp_from: str = "Welcome Office Bochum <welcome@localhost>"
+    smtp_timeout: float = Field(
+        default=10, gt=0, description="Seconds to wait on each SMTP connect, read or write."
+    )
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
 
     @property

@@ -1,15 +1,22 @@
-"""Ways to hand a rendered message to the outside world: a file drop now, SMTP later."""
+"""Ways to hand a rendered message to the outside world: a file drop, or an SMTP server."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import smtplib
+import ssl
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.errors import MessageError
+from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from pydantic import SecretStr
 
 from tracker.config import Settings, get_settings
 
@@ -37,14 +44,36 @@ class DeliveryError(Exception):
 
 @runtime_checkable
 class Sender(Protocol):
-    """Delivers one message or raises; must be safe to call twice for the same message."""
+    """Delivers one message or raises ``DeliveryError``.
+
+    It will be called again for the same message after a crash between sending and marking
+    it sent, so a second call must either add no copy (the file drop) or make the copy
+    recognisable as the same message (SMTP: the same ``Message-ID``).
+    """
 
     def send(self, message: Outgoing) -> None: ...
 
 
+def _key_digest(idempotency_key: str) -> str:
+    return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32]
+
+
 def file_name_for(idempotency_key: str) -> str:
     """The drop file's name: a hash, so keys never become paths and one key is one file."""
-    return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32] + ".json"
+    return _key_digest(idempotency_key) + ".json"
+
+
+MESSAGE_ID_DOMAIN = "onboarding.local"
+KEY_HEADER = "X-Onboarding-Key"
+
+
+def message_id_for(idempotency_key: str) -> str:
+    """The ``Message-ID`` of a message: the same for every attempt to send it.
+
+    A hash rather than the key itself, so the ID is always a valid msg-id whatever the key
+    holds; the key travels in clear in ``X-Onboarding-Key``.
+    """
+    return f"<{_key_digest(idempotency_key)}@{MESSAGE_ID_DOMAIN}>"
 
 
 class FileSender:
@@ -90,8 +119,166 @@ class FileSender:
             raise DeliveryError(f"could not write {target.name}: {exc}") from exc
 
 
+class SmtpSender:
+    """Sends each message to an SMTP server, one connection per message.
+
+    SMTP cannot be exactly-once. If the worker dies after the server accepted a message but
+    before the outbox marked it sent, the message is sent again when its lease runs out, and
+    the recipient gets a second copy. What this sender guarantees is that both copies carry
+    the same ``Message-ID`` (derived from the idempotency key) and the key itself in
+    ``X-Onboarding-Key``, so a receiving system or mail client can drop the duplicate.
+
+    Failures become ``DeliveryError``: ``permanent=True`` only when the server refused this
+    message or its recipient for good (a 5xx reply to RCPT or DATA, or 552 "too big" to MAIL
+    FROM), so the outbox parks it at once; everything else (refused or reset connections,
+    timeouts, 4xx replies, and 5xx replies to the session as a whole, which mean a
+    misconfiguration rather than a bad message) is retried with backoff.
+
+    The password is held as a ``SecretStr``, never logged, never put into an error message,
+    and smtplib's debug output (which would print the AUTH exchange) is never switched on.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 25,
+        *,
+        from_address: str = "Welcome Office Bochum <welcome@localhost>",
+        user: str | None = None,
+        password: SecretStr | str | None = None,
+        starttls: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.from_address = from_address
+        self.user = user
+        self._password = SecretStr(password) if isinstance(password, str) else password
+        self.starttls = starttls
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpSender:
+        if not settings.smtp_host:
+            raise ValueError("ONBOARDING_SMTP_HOST is not set")
+        return cls(
+            settings.smtp_host,
+            settings.smtp_port,
+            from_address=settings.smtp_from,
+            user=settings.smtp_user or None,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout,
+        )
+
+    def __repr__(self) -> str:
+        # Spelled out so that no future field (least of all the password) leaks into a log.
+        return (
+            f"SmtpSender(host={self.host!r}, port={self.port}, user={self.user!r}, "
+            f"starttls={self.starttls}, timeout={self.timeout})"
+        )
+
+    def build(self, message: Outgoing) -> EmailMessage:
+        """The e-mail for one outbox message; identical headers on every attempt but Date."""
+        mail = EmailMessage()
+        mail["From"] = self.from_address
+        mail["To"] = message.to_address
+        mail["Subject"] = message.subject
+        mail["Date"] = format_datetime(datetime.now(UTC))
+        mail["Message-ID"] = message_id_for(message.idempotency_key)
+        mail[KEY_HEADER] = message.idempotency_key
+        # RFC 3834: machine-sent, so well-behaved auto-responders do not answer it.
+        mail["Auto-Submitted"] = "auto-generated"
+        # Quoted-printable keeps the body 7-bit clean, so a relay without 8BITMIME passes
+        # umlauts, Arabic and Cyrillic through unchanged.
+        mail.set_content(message.body, subtype="plain", charset="utf-8", cte="quoted-printable")
+        # After set_content, which clears every Content-* header set before it.
+        mail["Content-Language"] = message.language
+        return mail
+
+    def send(self, message: Outgoing) -> None:
+        try:
+            mail = self.build(message)
+        except (ValueError, TypeError, MessageError) as exc:
+            # E.g. a line break in the address: this message can never be sent as it is.
+            raise DeliveryError(
+                f"cannot build the e-mail: {self._redact(str(exc), message)}", permanent=True
+            ) from exc
+        stage = "connect"
+        try:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise self._delivery_error(exc, stage, message) from exc
+        try:
+            if self.starttls:
+                stage = "starttls"
+                smtp.starttls(context=ssl.create_default_context())
+            if self.user:
+                stage = "login"
+                password = self._password.get_secret_value() if self._password else ""
+                smtp.login(self.user, password)
+            stage = "send"
+            smtp.send_message(mail, to_addrs=[message.to_address])
+        except (smtplib.SMTPException, OSError) as exc:
+            raise self._delivery_error(exc, stage, message) from exc
+        finally:
+            _quit_quietly(smtp)
+
+    def _delivery_error(self, exc: BaseException, stage: str, message: Outgoing) -> DeliveryError:
+        """Classify a failure: permanent only when this message or its recipient was refused."""
+        where = f"SMTP {self.host}:{self.port} {stage}"
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            # One recipient per message, so "all refused" is this message's recipient.
+            code, reply = next(iter(exc.recipients.values()), (0, b""))
+            text = f"{where}: recipient refused: {code} {_text(reply)}"
+            return DeliveryError(self._redact(text, message), permanent=_is_5xx(code))
+        if isinstance(exc, smtplib.SMTPResponseException):
+            code = exc.smtp_code
+            text = f"{where}: {type(exc).__name__}: {code} {_text(exc.smtp_error)}"
+            permanent = _is_5xx(code) and (
+                isinstance(exc, smtplib.SMTPDataError)
+                # RFC 1870: 552 to MAIL FROM ... SIZE= means this message is too big.
+                or (isinstance(exc, smtplib.SMTPSenderRefused) and code == 552)
+            )
+            return DeliveryError(self._redact(text, message), permanent=permanent)
+        if isinstance(exc, smtplib.SMTPNotSupportedError) and stage == "send":
+            # The address needs SMTPUTF8 and the server has none: it never will for this one.
+            text = f"{where}: {exc}"
+            return DeliveryError(self._redact(text, message), permanent=True)
+        # Refused/reset connections, timeouts, TLS trouble, a dropped session: try again later.
+        text = f"{where}: {type(exc).__name__}: {exc}"
+        return DeliveryError(self._redact(text, message))
+
+    def _redact(self, text: str, message: Outgoing) -> str:
+        """Keep secrets and addresses out of ``last_error``, which the admin screen shows."""
+        if self._password and self._password.get_secret_value():
+            text = text.replace(self._password.get_secret_value(), "**********")
+        if message.to_address:
+            text = text.replace(message.to_address, "<recipient>")
+        return text
+
+
+def _is_5xx(code: int) -> bool:
+    return 500 <= code < 600
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _quit_quietly(smtp: smtplib.SMTP) -> None:
+    """End the session. The outcome of the send is already known, so a failing QUIT (which
+    ``with smtplib.SMTP(...)`` would raise) must not turn an accepted message into a retry
+    and thus a second copy."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
+
+
 def default_sender(settings: Settings | None = None) -> Sender:
-    """The sender configured for this installation (the file drop until SMTP is configured)."""
+    """The sender configured for this installation: SMTP when a host is set, else the file drop."""
     settings = settings or get_settings()
-    # An SMTP sender slots in here, chosen by its settings, behind the same Sender protocol.
+    if settings.smtp_host:
+        return SmtpSender.from_settings(settings)
     return FileSender(settings.mail_dir or settings.data_dir / "mail")

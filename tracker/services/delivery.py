@@ -324,8 +324,9 @@ def deliver_pending(
     """Claim one batch, send each message, and record each result in its own transaction.
 
     A sender's exception becomes a retry (or a parked message), never a lost one. If this
-    process dies half-way, the unmarked messages come back when their lease runs out, and the
-    idempotency key keeps the second delivery from making a second copy.
+    process dies half-way, the unmarked messages come back when their lease runs out and are
+    sent again under the same idempotency key: the file drop makes no second copy, and by
+    SMTP the second copy has the same Message-ID so the receiver can recognise it.
     """
     clock: Callable[[], datetime] = (lambda: now) if now is not None else utcnow
     with db.transaction() as session:
