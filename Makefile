@@ -36,7 +36,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy tracker
+	$(BIN)/mypy tracker flows
 
 pytest: setup
 	$(BIN)/pytest -n 2 --dist loadfile

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron, Interval
@@ -15,7 +16,7 @@ from tracker.config import get_settings
 
 def deployments() -> list[RunnerDeployment]:
     settings = get_settings()
-    return [
+    built = [
         advance_journey.to_deployment(
             name="advance-journey",
             description="Reconcile one case after a change (started by the CLI and dashboard).",
@@ -50,3 +51,5 @@ def deployments() -> list[RunnerDeployment]:
             tags=["digest"],
         ),
     ]
+    # `to_deployment` is typed as "sync or coroutine"; called from sync code it is sync.
+    return [cast(RunnerDeployment, d) for d in built]
