@@ -21,23 +21,12 @@ from tracker.access import Actor, require_case_manager
 from tracker.enums import CaseStatus, Purpose, Role
 from tracker.errors import TrackerError, ValidationFailed
 from tracker.models import Case, Newcomer, User
-from tracker.schemas import NewcomerIn
+from tracker.schemas import NEWCOMER_FIELDS, NewcomerIn
 from tracker.services import open_case, register_newcomer
 
 REQUIRED_COLUMNS = ("given_name", "family_name")
 OPTIONAL_COLUMNS = (
-    "birth_date",
-    "nationality",
-    "eu_citizen",
-    "purpose",
-    "accelerated_procedure",
-    "email",
-    "phone",
-    "preferred_language",
-    "first_contact_date",
-    "arrival_date",
-    "move_in_date",
-    "permit_expiry",
+    *(f for f in NEWCOMER_FIELDS if f not in REQUIRED_COLUMNS),
     "case_manager",
 )
 COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS

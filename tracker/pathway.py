@@ -20,23 +20,9 @@ from pydantic import (
 
 from tracker.enums import OrgKind, Profile, Purpose
 from tracker.errors import PathwayError
+from tracker.schemas import NEWCOMER_FIELDS
 
 BUILTIN_DIR = Path(__file__).parent / "pathways"
-NEWCOMER_FIELDS = frozenset(
-    {
-        "given_name",
-        "family_name",
-        "birth_date",
-        "nationality",
-        "email",
-        "phone",
-        "preferred_language",
-        "arrival_date",
-        "move_in_date",
-        "permit_expiry",
-        "accelerated_procedure",
-    }
-)
 _BASIS = re.compile(r"^(opened|started|move_in|arrival|permit_expiry|done:[a-z_]+)$")
 
 
@@ -64,7 +50,7 @@ class CatalogueStep(_Strict):
     @field_validator("partner_fields")
     @classmethod
     def _known_fields(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - NEWCOMER_FIELDS)
+        unknown = sorted(set(value) - set(NEWCOMER_FIELDS))
         if unknown:
             raise ValueError(f"unknown newcomer field(s): {', '.join(unknown)}")
         return value

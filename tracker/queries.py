@@ -29,23 +29,9 @@ from tracker.enums import (
 from tracker.errors import NotFoundError, PermissionDenied, ValidationFailed
 from tracker.models import AuditEvent, Case, Consent, Handoff, Newcomer, Organisation, Step, User
 from tracker.pathway import get_registry, profile_for
+from tracker.schemas import NEWCOMER_FIELDS
 
-CASE_MANAGER_FIELDS = (
-    "given_name",
-    "family_name",
-    "birth_date",
-    "nationality",
-    "eu_citizen",
-    "purpose",
-    "accelerated_procedure",
-    "email",
-    "phone",
-    "preferred_language",
-    "first_contact_date",
-    "arrival_date",
-    "move_in_date",
-    "permit_expiry",
-)
+CASE_MANAGER_FIELDS = NEWCOMER_FIELDS
 
 
 class HandoffView(BaseModel):

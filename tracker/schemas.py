@@ -124,3 +124,7 @@ class NewcomerUpdate(BaseModel):
     phone: str | None = None
     preferred_language: str | None = None
     accelerated_procedure: bool | None = None
+
+
+# Every fact the tracker keeps about a newcomer, in the order screens and files list them.
+NEWCOMER_FIELDS: tuple[str, ...] = tuple(NewcomerIn.model_fields)
