@@ -270,6 +270,27 @@ def _print_logins() -> None:
     out.print(table)
 
 
+@app.command("serve")
+def serve_flows(
+    limit: Annotated[int, typer.Option(help="How many flow runs to run at once.")] = 4,
+) -> None:
+    """Serve the Prefect deployments with their schedules (runs `onboarding-flows serve`)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tracker.launcher import child_environment
+
+    # A separate process: the CLI starts flows through Prefect, it never imports flow code.
+    command = [
+        str(Path(sys.executable).parent / "onboarding-flows"),
+        "serve",
+        "--limit",
+        str(limit),
+    ]
+    raise typer.Exit(subprocess.call(command, env=child_environment()))
+
+
 @app.command("run")
 def run_all(
     dashboard: Annotated[bool, typer.Option(help="Also start the Streamlit dashboard.")] = True,
