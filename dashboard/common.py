@@ -37,8 +37,9 @@ def _database(url: str) -> Database:
     return get_database(url)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=5, show_spinner=False)
 def _actor(username: str, url: str) -> Actor:
+    # Briefly cached: a deactivation or role change made elsewhere applies within seconds.
     with _database(url).read() as session:
         return actor_for(session, username)
 

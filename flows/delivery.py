@@ -76,7 +76,25 @@ async def deliver_outbox(limit: int = 100) -> dict[str, int]:
     under the same idempotency key: the file drop writes no second copy, and by SMTP the copy
     carries the same Message-ID, so the receiving side can recognise it."""
     sent = failed = 0
-    for message in claim(limit):
+    remaining = limit
+    # Small claims: a lease must outlast sending what it covers, retries with backoff included,
+    # or another deliverer could take over messages this run has not reached yet.
+    while remaining > 0:
+        batch = claim(min(CLAIM_CHUNK, remaining))
+        if not batch:
+            break
+        remaining -= len(batch)
+        s, f = _send_all(batch)
+        sent, failed = sent + s, failed + f
+    return {"sent": sent, "failed": failed}
+
+
+CLAIM_CHUNK = 10
+
+
+def _send_all(batch: list[Outgoing]) -> tuple[int, int]:
+    sent = failed = 0
+    for message in batch:
         state = send(message, return_state=True)
         if state.is_completed():
             record(message.id, "sent")
@@ -89,4 +107,4 @@ async def deliver_outbox(limit: int = 100) -> dict[str, int]:
                 permanent=_permanent(state),
             )
             failed += 1
-    return {"sent": sent, "failed": failed}
+    return sent, failed

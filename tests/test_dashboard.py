@@ -213,3 +213,35 @@ def test_admin_pages_render_and_an_organisation_can_be_added(dash):
     at.button(key="org_add_submit").click().run()
     assert not at.exception
     assert "welcome-herne" in list(at.dataframe[0].value["Key"])
+
+
+def test_renaming_an_organisation_someone_else_just_changed_is_refused(dash, actors):
+    from tracker.services import update_organisation
+
+    at = app("admin", page="admin")
+    at.run()
+    at.selectbox(key="org_target").set_value("thga")
+    at.text_input(key="org_new_name").input("THGA (mine)")
+    with dash.transaction() as s:
+        update_organisation(s, actor=actors["admin"], key="thga", name="THGA (theirs)")
+    at.button(key="org_change_submit").click().run()
+    assert "Someone else changed this record" in texts(at)
+    with dash.read() as s:
+        names = {o.key: o.name for o in queries.organisations(s)}
+    assert names["thga"] == "THGA (theirs)"
+
+
+def test_a_handoff_accepted_meanwhile_by_a_colleague_is_not_accepted_twice(dash, actors):
+    from tracker.services import accept_handoff
+
+    cm = actors["cm.mueller"]
+    ref = start_case(dash, cm, now=NOW)
+    at = app("ihk.hoffmann", page="queue")
+    at.run()
+    at.selectbox(key="queue_item").select_index(0)
+    at.run()
+    with dash.transaction() as s:  # a colleague at the same organisation is quicker
+        accept_handoff(s, actor=actors["ihk.hoffmann"], reference=ref, step_key="recognition")
+    at.button(key="queue_accept").click().run()
+    assert not at.exception
+    assert "Not saved" in texts(at) or "Someone else changed" in texts(at)

@@ -33,7 +33,9 @@ def child_environment(settings: Settings | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(prefect_environment(settings))
     api = urlparse(settings.prefect_api_url)
-    env["PREFECT_SERVER_API_HOST"] = api.hostname or "127.0.0.1"
+    # A server this launcher starts listens on loopback only, whatever the URL says: its UI
+    # shows case references and has no sign-in.
+    env["PREFECT_SERVER_API_HOST"] = "127.0.0.1"
     env["PREFECT_SERVER_API_PORT"] = str(api.port or 4200)
     env.setdefault("ONBOARDING_DATA_DIR", str(settings.data_dir))
     Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,7 @@ def child_environment(settings: Settings | None = None) -> dict[str, str]:
 
 def plan_services(settings: Settings, *, start_server: bool, with_dashboard: bool) -> list[Service]:
     api = urlparse(settings.prefect_api_url)
-    host, port = api.hostname or "127.0.0.1", api.port or 4200
+    host, port = "127.0.0.1", api.port or 4200
     services = []
     if start_server:
         services.append(

@@ -41,6 +41,9 @@ from tracker.models import Case, Handoff, Newcomer, Organisation, Step
 from tracker.pathway import get_registry
 
 MIN_CELL = 5
+# Percentiles and the mean of a handful of values give the values themselves away (five people:
+# the quartiles are three of them, p90 and the mean the other two); they need more people.
+MIN_FOR_STATISTICS = 20
 Milestone = Literal["registration", "residence_title", "job_entry"]
 # Histogram bin widths in days: registration runs in weeks, job entry in months.
 BIN_DAYS: dict[str, int] = {"registration": 7, "residence_title": 14, "job_entry": 30}
@@ -702,25 +705,29 @@ def _build_time_to(
         {"count": total, **{names[s]: n for s, n in bins.items()}},
         [("count", *names.values())],
     )
+    # An empty bin shown as 0 beside hidden bins would tell where the few people are: once
+    # any bin is hidden, empty bins are hidden too.
+    any_hidden = any(shown[names[start]] is None for start in bins)
     histogram = [
         HistogramBin(
             bin_start=start,
             bin_end=start + width,
             label=f"{start}–{start + width - 1}",
-            count=shown[names[start]],
-            suppressed=shown[names[start]] is None,
+            count=None if any_hidden and not bins[start] else shown[names[start]],
+            suppressed=shown[names[start]] is None or (any_hidden and not bins[start]),
         )
         for start in bins
     ]
+    enough = total >= MIN_FOR_STATISTICS
     return TimeTo(
         **head,
         count=total,
-        p25=quantile(freq, 1, 4),
-        median=quantile(freq, 2, 4),
-        p75=quantile(freq, 3, 4),
-        p90=quantile(freq, 9, 10),
-        mean=round(sum(v * n for v, n in freq) / total, 1),
-        suppressed=any(b.suppressed for b in histogram),
+        p25=quantile(freq, 1, 4) if enough else None,
+        median=quantile(freq, 2, 4) if enough else None,
+        p75=quantile(freq, 3, 4) if enough else None,
+        p90=quantile(freq, 9, 10) if enough else None,
+        mean=round(sum(v * n for v, n in freq) / total, 1) if enough else None,
+        suppressed=any(b.suppressed for b in histogram) or not enough,
         histogram=histogram,
     )
 

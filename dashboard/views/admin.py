@@ -7,7 +7,17 @@ import dataclasses
 import streamlit as st
 
 from dashboard.charts import journey_map
-from dashboard.common import _, change, database, lang, read, require_actor, show_flash
+from dashboard.common import (
+    _,
+    change,
+    database,
+    lang,
+    read,
+    remember_versions,
+    require_actor,
+    seen_versions,
+    show_flash,
+)
 from tracker import queries, services
 from tracker.enums import OrgKind, Role
 from tracker.importer import ImportFailed, import_newcomers
@@ -25,6 +35,7 @@ orgs_tab, users_tab, pathways_tab, import_tab, outbox_tab = st.tabs(
 )
 
 with orgs_tab:
+    seen_orgs = seen_versions("organisations")
     with database().read() as session:
         orgs = queries.organisations(session)
     st.dataframe(
@@ -73,10 +84,15 @@ with orgs_tab:
             key=target,
             name=new_name or None,
             active=active,
-            expected_version=next(o.version for o in orgs if o.key == target),
+            # The version on the screen the admin edited, not the one re-read for this click.
+            expected_version=seen_orgs.get(
+                target, next(o.version for o in orgs if o.key == target)
+            ),
         ):
             st.session_state["flash"] = ("success", _("Saved."))
             st.rerun()
+
+    remember_versions("organisations", {o.key: o.version for o in orgs})
 
 with users_tab:
     users = read(queries.users) or []

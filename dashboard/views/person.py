@@ -46,6 +46,7 @@ st.session_state["case"] = reference
 # The versions on the screen the person was looking at when they clicked: a change is made
 # against those, so someone else's change in between is refused, never overwritten.
 prev_versions = seen_versions(f"steps:{reference}")
+prev_handoffs = seen_versions(f"handoffs:{reference}")
 
 # A submitted action runs first, then the page shows the new state.
 pending_action = st.session_state.pop("person_pending", None)
@@ -60,8 +61,7 @@ if pending_action and actor.manages_cases:
         "offer": services.offer_handoff,
         "withdraw": services.withdraw_handoff,
     }[kind]
-    if kind == "withdraw":
-        version = None  # the handoff has its own version; the step's would not match
+    # (for "withdraw" the pending version is the handoff's, also as seen on the screen)
     if change(fn, reference=reference, expected_version=version, **kwargs) is not None:
         follow_up(reference)
         st.rerun()
@@ -192,10 +192,14 @@ if actor.manages_cases and view.status == "open":
                     kwargs["reason"] = reason
                 elif action == "offer":
                     kwargs["organisation"] = org
-                st.session_state["person_pending"] = (action, kwargs, prev_versions.get(step_key))
+                seen = prev_handoffs if action == "withdraw" else prev_versions
+                st.session_state["person_pending"] = (action, kwargs, seen.get(step_key))
                 st.rerun()
 
 remember_versions(f"steps:{reference}", {s.key: s.version for s in view.steps})
+remember_versions(
+    f"handoffs:{reference}", {s.key: s.handoff.version for s in view.steps if s.handoff}
+)
 
 if actor.manages_cases:
     st.subheader(_("Consent to share"))

@@ -26,6 +26,7 @@ actor = require_actor("partner_agent", "case_manager", "admin")
 show_flash()
 catalogue = get_registry().catalogue
 prev_versions = seen_versions("queue")
+prev_states = dict(st.session_state.get("seen:queue-states", {}))
 
 pending = st.session_state.pop("queue_pending", None)
 if pending and actor.is_partner:
@@ -106,6 +107,7 @@ st.dataframe(
     key="queue_table",
 )
 remember_versions("queue", {f"{i.reference}/{i.step}": i.handoff_version for i in items})
+st.session_state["seen:queue-states"] = {f"{i.reference}/{i.step}": i.state for i in items}
 
 if not items:
     st.info(_("Nothing in the queue."))
@@ -129,7 +131,9 @@ elif actor.is_partner:
     )
     cols = st.columns(4)
     clicked = None
-    if item.state == "offered":
+    # Buttons for the state the person saw: if it changed meanwhile, the click is refused with
+    # a message instead of silently doing nothing.
+    if prev_states.get(chosen, item.state) == "offered":
         if cols[0].button(_("Accept"), key="queue_accept"):
             clicked = ("accept", {})
         if cols[1].button(_("Decline"), key="queue_decline"):
