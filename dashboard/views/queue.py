@@ -30,6 +30,9 @@ prev_states = dict(st.session_state.get("seen:queue-states", {}))
 
 pending = st.session_state.pop("queue_pending", None)
 if pending and actor.is_partner:
+    # After an action the screen shows what is true now, not what was seen before the click.
+    st.session_state.pop("seen:queue-states", None)
+    prev_states = {}
     kind, reference, step, kwargs, version = pending
     fn = {
         "accept": services.accept_handoff,
