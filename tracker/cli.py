@@ -580,6 +580,26 @@ def case_list(
     out.print(table)
 
 
+@case_app.command("letter")
+def case_letter(
+    user: AsUser,
+    reference: str,
+    language: Annotated[
+        str | None, typer.Option(help="de, en or ar (default: the newcomer's).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--out", help="Write the HTML here.")] = None,
+) -> None:
+    """The newcomer's welcome letter (HTML): their checklist, documents and deadlines."""
+    from tracker.letters import welcome_letter
+
+    html = _read(user, welcome_letter, reference=reference, language=language)
+    if output:
+        output.write_text(html, encoding="utf-8")
+        out.print(f"Written to {output}")
+    else:
+        sys.stdout.write(html)
+
+
 @case_app.command("timeline")
 def case_timeline(user: AsUser, reference: str, as_json: Json = False) -> None:
     """The case's history from the audit trail."""
