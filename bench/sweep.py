@@ -103,6 +103,24 @@ def new_messages(db: Any, after_id: int) -> dict[str, int]:
     return dict(Counter({str(kind): int(n) for kind, n in rows}))
 
 
+def mark_awaiting(db: Any, count: int) -> int:
+    """Pretend Prefect was down: ``count`` open cases wait for an advance since yesterday."""
+    from sqlalchemy import select, update
+
+    from tracker.enums import CaseStatus
+    from tracker.models import Case
+    from tracker.services._base import utcnow
+
+    with db.transaction() as s:
+        ids = select(Case.id).where(Case.status == CaseStatus.open).order_by(Case.id).limit(count)
+        done = s.execute(
+            update(Case)
+            .where(Case.id.in_(ids))
+            .values(advance_requested_at=utcnow() - timedelta(days=1))
+        )
+        return int(done.rowcount)  # type: ignore[attr-defined]
+
+
 def current_rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -127,6 +145,12 @@ def sweep_once(server: PrefectServer, db: Any, day: str, batch_size: int) -> dic
     )
     run = runs[0]
     task_runs = server.task_run_count([run["id"]])  # waits for the task run recorder
+    phases: Counter[str] = Counter()
+    for task_run in server.post(
+        "/task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}, "limit": 200}
+    ):
+        phase = task_run["name"].split(" after ")[0]  # "clock batch after step N" -> one phase
+        phases[phase] += round(task_run["total_run_time"] or 0.0, 2)
     batches = server.post(
         "/task_runs/count",
         {
@@ -145,6 +169,7 @@ def sweep_once(server: PrefectServer, db: Any, day: str, batch_size: int) -> dic
         "loadavg_1m_after": round(os.getloadavg()[0], 2),
         "clock_batches": batches,
         "task_runs": task_runs,
+        "task_seconds": {k: round(v, 2) for k, v in phases.items()},
         "messages": sum(messages.values()),
         "messages_by_kind": messages,
         "rss_before_mib": round(rss_before, 1),
@@ -198,6 +223,10 @@ def report(results: dict[str, Any]) -> str:
         "",
         f"- demo load: {load_info['seconds']} s, peak RSS {load_info['peak_rss_mib']} MiB "
         f"(child process), rows {load_info['rows']}",
+        *(
+            f"- run {i}: seconds per phase (task runs) {run['task_seconds']}"
+            for i, run in enumerate(results["runs"], 1)
+        ),
         f"- sweeping process RSS before the first sweep: {results['runs'][0]['rss_before_mib']} "
         f"MiB; Prefect server peak RSS {results.get('server_peak_rss_mib')} MiB",
     ]
@@ -212,6 +241,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=1, help="sweeps in a row (2nd: steady state)")
+    parser.add_argument(
+        "--catch-up",
+        type=int,
+        default=0,
+        help="before the first sweep, mark this many open cases as missed advances",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args()
@@ -246,6 +281,7 @@ def main() -> None:
         from tracker.db import get_database
 
         db = get_database()
+        results["marked_for_catch_up"] = mark_awaiting(db, args.catch_up) if args.catch_up else 0
         with server.running():
             results["server_startup_s"] = round(server.startup_seconds, 1)
             for i in range(args.runs):

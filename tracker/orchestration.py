@@ -93,6 +93,8 @@ def request_advance(
                 flow_run_name=f"advance {refs[0]}",
                 tags=tags,
                 timeout=wait,
+                # Prefect polls every 5 s by default: a click would never return sooner.
+                poll_interval=0.5,
                 as_subflow=False,
             )
             assert isinstance(run, FlowRun)
