@@ -197,6 +197,10 @@ def letter_language(preferred: str | None, language: str | None = None) -> str:
     return FALLBACK_LANGUAGE
 
 
+# Languages written right to left: the shared letter style mirrors its layout for them.
+RIGHT_TO_LEFT = frozenset({"ar", "fa", "he", "ur"})
+
+
 def welcome_letter(
     session: Session,
     *,
@@ -237,5 +241,5 @@ def welcome_letter(
         "steps": steps,
         "today": today,
     }
-    # Our own name goes last so nothing in the context can replace it.
-    return template.render({**context, "lang": lang})
+    # Our own names go last so nothing in the context can replace them.
+    return template.render({**context, "lang": lang, "rtl": lang in RIGHT_TO_LEFT})
