@@ -176,13 +176,14 @@ def state_text(state: str) -> str:
     return names.get(state, state)
 
 
-def step_title(entry: Any) -> str:
-    """A step's title in the chosen language, from a view with title_de/title_en."""
-    return (
-        str(entry.step_title_de if lang() == "de" else entry.step_title_en)
-        if hasattr(entry, "step_title_de")
-        else str(entry.title_de if lang() == "de" else entry.title_en)
-    )
+def step_title(key: str) -> str:
+    """A step's title from the pathway catalogue, in the chosen language."""
+    from tracker.pathway import get_registry
+
+    entry = get_registry().catalogue.get(key)
+    if entry is None:
+        return key
+    return entry.title.de if lang() == "de" else entry.title.en
 
 
 VIEWS = __import__("pathlib").Path(__file__).parent / "views"

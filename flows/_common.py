@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracker.access import system_actor
+from tracker.access import Actor, system_actor
 from tracker.db import Database, get_database
 
 
@@ -33,3 +33,27 @@ def note_failure(flow: Any, flow_run: Any, state: Any) -> None:
             )
     except Exception:  # the hook must never mask the original failure
         pass
+
+
+def advance_each(references: list[str], *, actor: Actor) -> dict[str, int]:
+    """Advance cases one transaction each; one bad case is logged and counted, not fatal.
+
+    Returns how many were advanced, how many steps opened and cases closed, and failures.
+    """
+    from prefect import get_run_logger
+
+    from tracker.services import advance_case
+
+    counts = {"advanced": 0, "opened": 0, "closed": 0, "failed": 0}
+    for reference in references:
+        try:
+            with database().transaction() as session:
+                result = advance_case(session, actor=actor, reference=reference)
+        except Exception:  # one bad case must not stop the others
+            get_run_logger().exception("advancing %s failed", reference)
+            counts["failed"] += 1
+            continue
+        counts["advanced"] += 1
+        counts["opened"] += len(result.opened)
+        counts["closed"] += int(result.closed)
+    return counts

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 
-from flows._common import database, note_failure
+from flows._common import advance_each, database, note_failure
 from tracker.access import system_actor
 from tracker.config import get_settings
-from tracker.services import advance_case, cases_awaiting_advance
+from tracker.services import cases_awaiting_advance
 from tracker.services._base import utcnow
 from tracker.services.digest import build_digests
 from tracker.services.sweep import sweep_clocks, sweep_handoffs
@@ -26,25 +26,17 @@ def _today(day: str | None) -> date:
 def catch_up(limit: int = 500) -> dict[str, int]:
     """Advance cases whose advance was requested but never ran (e.g. while Prefect was down)."""
     grace = timedelta(seconds=get_settings().catch_up_grace_seconds)
-    done = opened = failed = 0
+    totals = {"cases": 0, "opened": 0, "failed": 0}
     while True:
         with database().read() as session:
             references = cases_awaiting_advance(session, older_than=utcnow() - grace, limit=limit)
-        progressed = 0
-        for reference in references:
-            try:
-                with database().transaction() as session:
-                    result = advance_case(session, actor=SWEEP, reference=reference)
-            except Exception:  # one bad case must not stop the catch-up
-                get_run_logger().exception("catching up %s failed", reference)
-                failed += 1
-                continue
-            done += 1
-            progressed += 1
-            opened += len(result.opened)
-        if len(references) < limit or progressed == 0:
-            break
-    return {"cases": done, "opened": opened, "failed": failed}
+        done = advance_each(references, actor=SWEEP)
+        totals["cases"] += done["advanced"]
+        totals["opened"] += done["opened"]
+        totals["failed"] += done["failed"]
+        # A full page means there may be more; a page where nothing advanced would loop forever.
+        if len(references) < limit or done["advanced"] == 0:
+            return totals
 
 
 @task(task_run_name="clock batch after step {after_step_id}")

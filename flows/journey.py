@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 
-from flows._common import database, note_failure
+from flows._common import advance_each, database, note_failure
 from tracker.access import system_actor
-from tracker.services import advance_case, open_ready_step, ready_steps, settle_case
+from tracker.services import open_ready_step, ready_steps, settle_case
 
 ACTOR = system_actor("advance")
 
@@ -62,18 +62,13 @@ async def advance_journey(reference: str) -> dict[str, Any]:
 @task(task_run_name="advance {count} cases")
 def advance_batch(references: list[str], count: int) -> dict[str, int]:
     """Advance a batch of cases, one transaction each (imports, catch-up, migrations)."""
-    opened = closed = failed = 0
-    for reference in references:
-        try:
-            with database().transaction() as session:
-                result = advance_case(session, actor=ACTOR, reference=reference)
-        except Exception:  # one bad case must not stop the batch
-            get_run_logger().exception("advancing %s failed", reference)
-            failed += 1
-            continue
-        opened += len(result.opened)
-        closed += int(result.closed)
-    return {"cases": len(references), "opened": opened, "closed": closed, "failed": failed}
+    done = advance_each(references, actor=ACTOR)
+    return {
+        "cases": len(references),
+        "opened": done["opened"],
+        "closed": done["closed"],
+        "failed": done["failed"],
+    }
 
 
 def _batch_run_name() -> str:

@@ -17,6 +17,7 @@ from dashboard.common import (
     require_actor,
     seen_versions,
     show_flash,
+    step_title,
 )
 from tracker import queries, services
 from tracker.enums import OrgKind, Role
@@ -151,11 +152,7 @@ with pathways_tab:
         steps = [
             {
                 "key": s.id,
-                "title": (
-                    registry.catalogue[s.id].title.de
-                    if lang() == "de"
-                    else registry.catalogue[s.id].title.en
-                ),
+                "title": step_title(s.id),
                 "state": "open",
                 "owner": s.owner,
                 "due": _clock_text(s.legal_clock),

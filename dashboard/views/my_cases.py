@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.common import _, database, due_text, go, require_actor, show_flash
+from dashboard.common import _, database, due_text, go, require_actor, show_flash, step_title
 from tracker import queries
 from tracker.enums import CaseStatus
 from tracker.pathway import get_registry
@@ -15,12 +15,6 @@ st.title(_("My cases") if actor.role == "case_manager" else _("Cases"))
 
 registry = get_registry()
 catalogue = registry.catalogue
-lang_de = st.session_state.get("lang", "de") == "de"
-
-
-def step_name(key: str) -> str:
-    entry = catalogue.get(key)
-    return (entry.title.de if lang_de else entry.title.en) if entry else key
 
 
 cols = st.columns([1, 1, 1, 1, 1])
@@ -34,7 +28,7 @@ scope = cols[0].selectbox(
 stage = cols[1].selectbox(
     _("Stage (active step)"),
     ["", *catalogue],
-    format_func=lambda k: _("all") if not k else step_name(k),
+    format_func=lambda k: _("all") if not k else step_title(k),
     key="cases_stage",
 )
 pathway = cols[2].selectbox(
@@ -86,7 +80,7 @@ table = [
         _("Reference"): r.reference,
         _("Name"): f"{r.given_name} {r.family_name}",
         _("Profile"): _(r.pathway),
-        _("Active steps"): ", ".join(step_name(k) for k in r.active_steps),
+        _("Active steps"): ", ".join(step_title(k) for k in r.active_steps),
         _("Next due"): due_text(r.due_status, r.next_due),
         _("Overdue steps"): r.overdue_steps,
         _("Case manager"): r.case_manager or "",

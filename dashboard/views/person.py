@@ -13,12 +13,12 @@ from dashboard.common import (
     database,
     due_text,
     follow_up,
-    lang,
     remember_versions,
     require_actor,
     seen_versions,
     show_flash,
     state_text,
+    step_title,
 )
 from tracker import queries, services
 from tracker.enums import ConsentMethod
@@ -82,11 +82,6 @@ except (NotFoundError, PermissionDenied) as exc:
 catalogue = get_registry().catalogue
 
 
-def title(key: str) -> str:
-    entry = catalogue.get(key)
-    return (entry.title.de if lang() == "de" else entry.title.en) if entry else key
-
-
 name = " ".join(str(view.newcomer.get(k, "")) for k in ("given_name", "family_name")).strip()
 st.title(f"{view.reference} · {name}")
 st.caption(
@@ -106,7 +101,7 @@ st.subheader(_("Journey"))
 steps = [
     {
         "key": s.key,
-        "title": title(s.key),
+        "title": step_title(s.key),
         "state": s.state,
         "owner": s.owner_name,
         "due": str(s.due_date or ""),
@@ -121,7 +116,7 @@ st.altair_chart(journey_map(steps, state_label=state_labels), width="stretch")
 st.dataframe(
     [
         {
-            _("Step"): title(s.key),
+            _("Step"): step_title(s.key),
             _("State"): state_text(s.state),
             _("Owner"): s.owner_name,
             _("Handoff"): state_text(s.handoff.state) if s.handoff else "",
@@ -136,6 +131,11 @@ st.dataframe(
     key="person_steps",
 )
 
+with database().read() as session:
+    partners = [
+        o for o in queries.organisations(session, include_inactive=False) if o.receives_handoffs
+    ]
+
 if actor.manages_cases and view.status == "open":
     st.subheader(_("Act on a step"))
     workable = [s for s in view.steps if s.state in ("open", "in_progress", "blocked")]
@@ -144,7 +144,7 @@ if actor.manages_cases and view.status == "open":
     else:
         with st.form("person_action_form"):
             step_key = st.selectbox(
-                _("Step"), [s.key for s in workable], format_func=title, key="person_step"
+                _("Step"), [s.key for s in workable], format_func=step_title, key="person_step"
             )
             action = st.radio(
                 _("Action"),
@@ -170,12 +170,6 @@ if actor.manages_cases and view.status == "open":
                 key="person_outcome",
             )
             on = st.date_input(_("Happened on"), value=today, max_value=today, key="person_on")
-            with database().read() as session:
-                partners = [
-                    o
-                    for o in queries.organisations(session, include_inactive=False)
-                    if o.receives_handoffs
-                ]
             org = st.selectbox(
                 _("Partner"),
                 [o.key for o in partners],
@@ -220,16 +214,12 @@ if actor.manages_cases:
         )
     else:
         st.caption(_("No consent recorded yet: partners do not see this case."))
-    with database().read() as session:
-        partner_orgs = [
-            o for o in queries.organisations(session, include_inactive=False) if o.receives_handoffs
-        ]
     with st.form("consent_form"):
         cols = st.columns(3)
         consent_org = cols[0].selectbox(
             _("Organisation"),
-            [o.key for o in partner_orgs],
-            format_func=lambda k: next(o.name for o in partner_orgs if o.key == k),
+            [o.key for o in partners],
+            format_func=lambda k: next(o.name for o in partners if o.key == k),
             key="consent_org",
         )
         method = cols[1].selectbox(
@@ -260,7 +250,7 @@ if actor.manages_cases:
                 _("When"): e.occurred_at.strftime("%Y-%m-%d %H:%M"),
                 _("Who"): e.actor,
                 _("What"): _(e.action),
-                _("Step"): title(e.step) if e.step else "",
+                _("Step"): step_title(e.step) if e.step else "",
                 _("Why"): e.reason or "",
             }
             for e in reversed(events)

@@ -11,12 +11,12 @@ from dashboard.common import (
     database,
     due_text,
     follow_up,
-    lang,
     remember_versions,
     require_actor,
     seen_versions,
     show_flash,
     state_text,
+    step_title,
 )
 from tracker import queries, services
 from tracker.enums import HandoffState
@@ -76,11 +76,6 @@ with database().read() as session:
     )
 
 
-def title(key: str) -> str:
-    entry = catalogue.get(key)
-    return (entry.title.de if lang() == "de" else entry.title.en) if entry else key
-
-
 counts = {
     "offered": sum(i.state == "offered" for i in items),
     "accepted": sum(i.state == "accepted" for i in items),
@@ -96,7 +91,7 @@ st.dataframe(
     [
         {
             _("Reference"): i.reference,
-            _("Step"): title(i.step),
+            _("Step"): step_title(i.step),
             _("State"): state_text(i.state),
             _("Waiting (days)"): i.age_days,
             _("Due"): due_text(i.due_status, i.due_date),
@@ -120,7 +115,7 @@ elif actor.is_partner:
     chosen = st.selectbox(
         _("Handoff"),
         keys,
-        format_func=lambda k: f"{k.split('/')[0]} – {title(k.split('/')[1])}",
+        format_func=lambda k: f"{k.split('/')[0]} – {step_title(k.split('/')[1])}",
         key="queue_item",
     )
     item = items[keys.index(chosen)]
