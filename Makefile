@@ -9,6 +9,7 @@ SEED   ?= 2025
 .PHONY: setup run demo test lint typecheck pytest postgres chromium clean
 
 $(STAMP): pyproject.toml
+	@scripts/ensure-system-libs.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
