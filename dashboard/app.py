@@ -42,12 +42,13 @@ else:
             ("queue", _("Partner queues")),
         ],
         "partner_agent": [("queue", _("Our queue")), ("person", _("Case"))],
-        "leadership": [("outcomes", _("Outcomes"))],
+        "leadership": [("outcomes", _("Outcomes")), ("reports", _("Reports"))],
         "admin": [
             ("my_cases", _("Cases")),
             ("person", _("Case")),
             ("queue", _("Partner queues")),
             ("outcomes", _("Outcomes")),
+            ("reports", _("Reports")),
             ("admin", _("Administration")),
         ],
     }

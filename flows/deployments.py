@@ -11,6 +11,7 @@ from prefect.schedules import Cron, Interval
 from flows.clocks import clock_sweep, partner_digest
 from flows.delivery import deliver_outbox
 from flows.journey import advance_cases, advance_journey
+from flows.reports import issue_report
 from tracker.config import get_settings
 
 
@@ -49,6 +50,20 @@ def deployments() -> list[RunnerDeployment]:
             description="Each partner's daily queue digest.",
             schedules=[Cron(settings.digest_cron, timezone=settings.timezone)],
             tags=["digest"],
+        ),
+        issue_report.to_deployment(
+            name="monthly-report",
+            description="Last month's outcomes report, kept for leadership (HTML, PDF, CSV).",
+            schedules=[Cron(settings.monthly_report_cron, timezone=settings.timezone)],
+            parameters={"kind": "monthly"},
+            tags=["reports"],
+        ),
+        issue_report.to_deployment(
+            name="fit-report",
+            description="Last year's FIT@THGA programme report (HTML, PDF, CSV).",
+            schedules=[Cron(settings.fit_report_cron, timezone=settings.timezone)],
+            parameters={"kind": "fit"},
+            tags=["reports"],
         ),
     ]
     # `to_deployment` is typed as "sync or coroutine"; called from sync code it is sync.

@@ -214,7 +214,12 @@ def test_every_deployment_the_tracker_starts_exists_with_its_schedule():
         "clock-sweep/clock-sweep",
         "deliver-outbox/deliver-outbox",
         "partner-digest/partner-digest",
+        "issue-report/monthly-report",
+        "issue-report/fit-report",
     }
+    assert built["issue-report/monthly-report"].parameters == {"kind": "monthly"}
+    assert built["issue-report/fit-report"].parameters == {"kind": "fit"}
+    assert built["issue-report/monthly-report"].schedules
     assert built["clock-sweep/clock-sweep"].schedules
     assert built["partner-digest/partner-digest"].schedules
     assert not built[ADVANCE_DEPLOYMENT].schedules

@@ -47,6 +47,10 @@ user_app = typer.Typer(help="Users and their roles (admin).", no_args_is_help=Tr
 pathway_app = typer.Typer(
     help="The pathways: which steps, in which order, with which clocks.", no_args_is_help=True
 )
+report_app = typer.Typer(
+    help="Reports for leadership and funders (aggregates only; leadership and admins).",
+    no_args_is_help=True,
+)
 for sub, name in [
     (db_app, "db"),
     (newcomer_app, "newcomer"),
@@ -57,6 +61,7 @@ for sub, name in [
     (org_app, "org"),
     (user_app, "user"),
     (pathway_app, "pathways"),
+    (report_app, "report"),
 ]:
     app.add_typer(sub, name=name)
 
@@ -587,17 +592,34 @@ def case_letter(
     language: Annotated[
         str | None, typer.Option(help="de, en or ar (default: the newcomer's).")
     ] = None,
-    output: Annotated[Path | None, typer.Option("--out", help="Write the HTML here.")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="html or pdf (printable A4).")
+    ] = "html",
+    output: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write here (a PDF goes to willkommen-REF.pdf if unset)."),
+    ] = None,
 ) -> None:
-    """The newcomer's welcome letter (HTML): their checklist, documents and deadlines."""
+    """The newcomer's welcome letter: their checklist, documents and deadlines."""
     from tracker.letters import welcome_letter
+    from tracker.pdf import html_to_pdf
 
+    if fmt not in ("html", "pdf"):
+        err.print(f"[bold red]Error:[/] Unknown format {escape(fmt)!r}; choose html or pdf.")
+        raise typer.Exit(1)
     html = _read(user, welcome_letter, reference=reference, language=language)
-    if output:
-        output.write_text(html, encoding="utf-8")
-        out.print(f"Written to {output}")
-    else:
-        sys.stdout.write(html)
+    if fmt == "html":
+        if output:
+            output.write_text(html, encoding="utf-8")
+            err.print(f"Written to {output}")
+        else:
+            sys.stdout.write(html)
+        return
+    with _friendly():
+        pdf = html_to_pdf(html)
+    target = output or Path(f"willkommen-{reference}.pdf")
+    target.write_bytes(pdf)
+    err.print(f"Written to {target} ({len(pdf):,} bytes)")
 
 
 @case_app.command("timeline")
@@ -1226,6 +1248,167 @@ def pathways_check(
     with _friendly():
         registry = load_registry(BUILTIN_DIR, folder) if folder else load_registry(BUILTIN_DIR)
     out.print(f"{len(registry.pathways)} pathway versions are valid.")
+
+
+ReportFormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help="html, pdf, csv or json.", case_sensitive=False)
+]
+ReportLanguage = Annotated[
+    str, typer.Option("--language", "-l", help="Language of HTML and PDF (de, en, ...).")
+]
+ReportOut = Annotated[
+    Path | None,
+    typer.Option(
+        "--out", "-o", help="Write to this file or folder (default: the report's name here)."
+    ),
+]
+Archive = Annotated[
+    bool,
+    typer.Option(
+        "--archive",
+        help="Also keep every format and language in the database, like the scheduled flow "
+        "(replacing a kept one of the same period).",
+    ),
+]
+
+
+def _report(
+    as_user: str,
+    *,
+    kind: str,
+    period: str,
+    fmt: str,
+    language: str,
+    output: Path | None,
+    archive: bool,
+) -> None:
+    from tracker import reports
+    from tracker.services.reports import store_reports
+
+    fmt = fmt.lower()
+    with _friendly():
+        actor = _actor(as_user)
+        if fmt not in reports.REPORT_FORMATS:
+            raise TrackerError(
+                f"Unknown format {fmt!r}; choose one of {', '.join(reports.REPORT_FORMATS)}."
+            )
+        # Read once, render outside any transaction (a PDF takes seconds), store briefly.
+        with _db().read() as session:
+            data = reports.figures(session, actor=actor, kind=kind, period=period)
+        if archive:
+            files = reports.render_all(data, kind=kind, period=period)
+            with _db().transaction() as session:
+                kept = store_reports(session, actor=actor, files=files, replace=True)
+            err.print(f"Kept {len(kept)} files of the report in the database.")
+            wanted = [f for f in files if f.format == fmt and f.language in ("", language)]
+        else:
+            wanted = []
+        file = (
+            wanted[0]
+            if wanted
+            else reports.render(data, kind=kind, period=period, fmt=fmt, language=language)
+        )
+    if output is not None and str(output) == "-":
+        sys.stdout.buffer.write(file.content)
+        sys.stdout.buffer.flush()
+        return
+    target = output or Path(file.file_name)
+    if target.is_dir():
+        target = target / file.file_name
+    target.write_bytes(file.content)
+    err.print(f"Wrote {target} ({len(file.content):,} bytes).")
+
+
+@report_app.command("monthly")
+def report_monthly(
+    as_user: AsUser,
+    month: Annotated[
+        str | None,
+        typer.Option("--month", "-m", help="YYYY-MM; default: the last complete month."),
+    ] = None,
+    fmt: ReportFormatOpt = "html",
+    language: ReportLanguage = "de",
+    output: ReportOut = None,
+    archive: Archive = False,
+) -> None:
+    """The monthly outcomes report: caseload, legal deadlines, time to work, partner queues."""
+    from tracker import clocks
+    from tracker.reports import previous_month
+
+    period = month or previous_month(clocks.local_today())
+    _report(
+        as_user,
+        kind="monthly",
+        period=period,
+        fmt=fmt,
+        language=language,
+        output=output,
+        archive=archive,
+    )
+
+
+@report_app.command("fit")
+def report_fit(
+    as_user: AsUser,
+    year: Annotated[int, typer.Option("--year", "-y", help="The programme year, e.g. 2024.")],
+    fmt: ReportFormatOpt = "html",
+    language: ReportLanguage = "de",
+    output: ReportOut = None,
+    archive: Archive = False,
+) -> None:
+    """The yearly FIT@THGA programme report: participants, employment, time to work."""
+    _report(
+        as_user,
+        kind="fit",
+        period=f"{year:04d}",
+        fmt=fmt,
+        language=language,
+        output=output,
+        archive=archive,
+    )
+
+
+@report_app.command("list")
+def report_list(as_user: AsUser, as_json: Json = False) -> None:
+    """The reports kept in the database (from the schedule or --archive)."""
+    from dataclasses import asdict
+
+    from tracker.reports import stored_reports
+
+    rows = _read(as_user, stored_reports)
+    if as_json:
+        _print_json([asdict(r) for r in rows])
+        return
+    table = Table("id", "report", "period", "language", "format", "size", "generated", "by")
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.kind,
+            r.period,
+            r.language or "–",
+            r.format,
+            f"{r.size:,}",
+            _fmt(r.generated_at),
+            r.generated_by,
+        )
+    out.print(table)
+
+
+@report_app.command("get")
+def report_get(
+    as_user: AsUser,
+    report_id: Annotated[int, typer.Argument(help="The id from `onboarding report list`.")],
+    output: ReportOut = None,
+) -> None:
+    """Write a kept report to a file."""
+    from tracker.reports import stored_report
+
+    file = _read(as_user, stored_report, report_id=report_id)
+    target = output or Path(file.file_name)
+    if target.is_dir():
+        target = target / file.file_name
+    target.write_bytes(file.content)
+    err.print(f"Wrote {target} ({len(file.content):,} bytes).")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     delivery_interval_seconds: int = Field(default=60, ge=5)
     delivery_max_attempts: int = Field(default=6, ge=1)
     digest_cron: str = Field(default="0 7 * * 1-5", description="Partner digest (Europe/Berlin).")
+    monthly_report_cron: str = Field(
+        default="0 6 1 * *", description="The last month's outcomes report (Europe/Berlin)."
+    )
+    fit_report_cron: str = Field(
+        default="0 6 15 1 *", description="The last year's FIT@THGA report (Europe/Berlin)."
+    )
     mail_dir: Path | None = Field(
         default=None,
         description="Where the file mail drop writes messages (default data_dir/mail).",

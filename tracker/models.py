@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -220,6 +221,8 @@ class Step(Base):
             "ix_steps_case_key_cover", "case_id", "key", "state", "outcome", "done_at", "legal_due"
         ),
         Index("ix_steps_key_state", "key", "state"),
+        # Steps finished in a period (the monthly report).
+        Index("ix_steps_state_done", "state", "done_at"),
     )
     __mapper_args__ = {"version_id_col": version}
 
@@ -246,7 +249,12 @@ class Handoff(Base):
     case: Mapped[Case] = relationship()
     organisation: Mapped[Organisation] = relationship()
 
-    __table_args__ = (Index("ix_handoffs_org_state", "organisation_id", "state"),)
+    __table_args__ = (
+        Index("ix_handoffs_org_state", "organisation_id", "state"),
+        # Handoffs offered or closed in a period (the monthly report).
+        Index("ix_handoffs_offered", "offered_at"),
+        Index("ix_handoffs_closed", "closed_at"),
+    )
     __mapper_args__ = {"version_id_col": version}
 
 
@@ -314,6 +322,27 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+
+class StoredReport(Base):
+    """A generated report kept as it was issued (aggregates only, never personal data)."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # monthly, fit
+    period: Mapped[str] = mapped_column(String(10))  # 2026-10, 2024
+    language: Mapped[str] = mapped_column(String(8))  # "" for csv and json
+    format: Mapped[str] = mapped_column(String(8))
+    generated_at: Mapped[datetime]
+    generated_by: Mapped[str] = mapped_column(String(80))  # username or "system:<job>"
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+
+    __table_args__ = (
+        UniqueConstraint("kind", "period", "language", "format", name="uq_reports_file"),
+    )
 
 
 @event.listens_for(AuditEvent, "before_update")

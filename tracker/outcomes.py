@@ -484,8 +484,12 @@ def _step_counts(
     pathway: str | None,
     today: date,
     keys: Sequence[str] | None = None,
+    done_between: tuple[datetime, datetime] | None = None,
 ) -> dict[tuple[str, str, str | None], _StepCount]:
-    """Steps of the cohort by (key, state, outcome); only the given step keys if named."""
+    """Steps of the cohort by (key, state, outcome); only the given step keys if named.
+
+    With ``done_between`` the steps are not a cohort's but those finished in that period
+    (start inclusive, end exclusive), whenever their case opened."""
     has_clock = Step.legal_due.is_not(None)
     done = Step.state == StepState.done
     active = Step.state.in_(_ACTIVE)
@@ -507,6 +511,12 @@ def _step_counts(
         .where(*_cohort(year, pathway))
         .group_by(Step.key, Step.state, Step.outcome)
     )
+    if done_between is not None:
+        stmt = stmt.where(
+            Step.state == StepState.done,
+            Step.done_at >= done_between[0],
+            Step.done_at < done_between[1],
+        )
     if keys is not None:
         stmt = stmt.where(Step.key.in_(list(keys)))
     return {
@@ -518,12 +528,37 @@ def _step_counts(
 
 
 def _arrival_days(
-    session: Session, *, milestones: Sequence[str], year: int | None, pathway: str | None
+    session: Session,
+    *,
+    milestones: Sequence[str],
+    year: int | None,
+    pathway: str | None,
+    done_between: tuple[datetime, datetime] | None = None,
 ) -> dict[str, list[tuple[int, int]]]:
-    """Per milestone, the frequency table (days from arrival to done, cases)."""
+    """Per milestone, the frequency table (days from arrival to done, cases).
+
+    With ``done_between``: the milestones reached in that period, whenever the case opened."""
     days = days_between(
         func.coalesce(Newcomer.arrival_date, utc_date(Case.opened_at)), utc_date(Step.done_at)
     )
+    out: dict[str, list[tuple[int, int]]] = {m: [] for m in milestones}
+    if done_between is not None:
+        period = (
+            select(Step.key, days, func.count())
+            .join(Case, Step.case_id == Case.id)
+            .join(Newcomer, Case.newcomer_id == Newcomer.id)
+            .where(
+                Step.key.in_(list(milestones)),
+                Step.state == StepState.done,
+                Step.done_at >= done_between[0],
+                Step.done_at < done_between[1],
+                *_cohort(None, pathway),
+            )
+            .group_by(Step.key, days)
+        )
+        for key, d, n in session.execute(period):
+            out[key].append((int(d), int(n)))
+        return {m: sorted(f) for m, f in out.items()}
     # Percentiles are not portable SQL (SQLite has none), so SQL returns how many cases took
     # each number of days, a few hundred integers at most, and the quantiles come from that.
     # The outer join keeps SQLite walking the cohort's cases and looking up their few steps,
@@ -543,7 +578,6 @@ def _arrival_days(
         .where(*_cohort(year, pathway))
         .group_by(Step.key, days)
     )
-    out: dict[str, list[tuple[int, int]]] = {m: [] for m in milestones}
     for key, d, n in session.execute(stmt):
         if key is not None and d is not None:  # key is None: cases with no milestone done
             out[key].append((int(d), int(n)))
@@ -1086,4 +1120,261 @@ def year_figures(
         cohorts=cohorts(session, actor=actor),
         recognition_outcomes=_build_recognition(counts, year, pathway),
         fit_panel=fit_panel(session, actor=actor, year=year, today=today),
+    )
+
+
+# --- One month, and the FIT@THGA year: what the reports add ------------------------------------
+
+
+class CaseloadRow(BaseModel):
+    """Cases of one pathway during a period: carried in, opened, ended, still open at its end."""
+
+    pathway: str
+    active: int | None  # open at some time in the period (= carried_over + opened)
+    carried_over: int | None  # opened before the period and still open at its start
+    opened: int | None
+    closed: int | None
+    cancelled: int | None
+    open_at_end: int | None  # = active - closed - cancelled
+    suppressed: bool
+
+
+class HandoffFlowRow(BaseModel):
+    """What moved through one partner's queue in a period."""
+
+    organisation: str
+    organisation_name: str
+    offered: int | None
+    completed: int | None
+    declined: int | None
+    returned: int | None
+    suppressed: bool
+
+
+class MonthActivity(_Figure):
+    year: int
+    month: int
+    start: date  # first day of the month
+    end: date  # last day of the month
+    caseload: list[CaseloadRow]
+    handoffs: list[HandoffFlowRow]
+
+    def rows(self) -> list[dict[str, Any]]:
+        head = {"year": self.year, "month": self.month}
+        return [{**head, **r.model_dump()} for r in self.caseload] + [
+            {**head, **r.model_dump()} for r in self.handoffs
+        ]
+
+
+def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
+    """The month as [start, end) UTC timestamps (the outcome figures count on the UTC calendar)."""
+    if not 1 <= month <= 12:
+        raise ValidationFailed(f"month must be between 1 and 12, not {month}.")
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def month_activity(session: Session, *, actor: Actor, year: int, month: int) -> MonthActivity:
+    """Per pathway the caseload of the month, and per partner the handoffs that moved in it."""
+    _require_leadership(actor)
+    start, end = month_bounds(year, month)
+
+    def count_if(*conds: Any) -> Any:
+        return func.coalesce(func.sum(case((and_(*conds), 1), else_=0)), 0)
+
+    ended = Case.closed_at < end
+    stmt = (
+        select(
+            Case.pathway_key,
+            count_if(Case.opened_at < start),
+            count_if(Case.opened_at >= start),
+            count_if(Case.status == CaseStatus.closed, ended),
+            count_if(Case.status == CaseStatus.cancelled, ended),
+        )
+        .where(
+            Case.status.in_([s.value for s in CaseStatus]),
+            Case.opened_at < end,
+            or_(Case.closed_at.is_(None), Case.closed_at >= start),
+        )
+        .group_by(Case.pathway_key)
+    )
+    found = {key: [int(x) for x in rest] for key, *rest in session.execute(stmt)}
+    caseload = []
+    for key in _pathway_order(found):
+        carried, opened, closed, cancelled = found.get(key, [0, 0, 0, 0])
+        values = {
+            "active": carried + opened,
+            "carried_over": carried,
+            "opened": opened,
+            "closed": closed,
+            "cancelled": cancelled,
+            "open_at_end": carried + opened - closed - cancelled,
+        }
+        shown = _suppress(
+            values,
+            [
+                ("active", "carried_over", "opened"),
+                ("active", "closed", "cancelled", "open_at_end"),
+            ],
+        )
+        caseload.append(CaseloadRow(pathway=key, suppressed=_any_hidden(shown), **shown))
+
+    closed_in = and_(Handoff.closed_at >= start, Handoff.closed_at < end)
+    flow = (
+        select(
+            Handoff.organisation_id,
+            count_if(Handoff.offered_at >= start, Handoff.offered_at < end),
+            count_if(closed_in, Handoff.state == HandoffState.completed),
+            count_if(closed_in, Handoff.state == HandoffState.declined),
+            count_if(closed_in, Handoff.state == HandoffState.returned),
+        )
+        .where(
+            or_(
+                and_(Handoff.offered_at >= start, Handoff.offered_at < end),
+                closed_in,
+            )
+        )
+        .group_by(Handoff.organisation_id)
+    )
+    moved = {org: [int(x) for x in rest] for org, *rest in session.execute(flow)}
+    orgs = session.execute(
+        select(Organisation.id, Organisation.key, Organisation.name, Organisation.active)
+        .where(Organisation.receives_handoffs.is_(True))
+        .order_by(Organisation.key)
+    ).all()
+    handoffs = []
+    for org_id, key, name, is_active in orgs:
+        if not is_active and org_id not in moved:
+            continue
+        offered, completed, declined, returned = moved.get(org_id, [0, 0, 0, 0])
+        shown = _suppress(
+            {"offered": offered, "completed": completed, "declined": declined, "returned": returned}
+        )
+        handoffs.append(
+            HandoffFlowRow(
+                organisation=key,
+                organisation_name=name,
+                suppressed=_any_hidden(shown),
+                **shown,
+            )
+        )
+    last_day = (end - timedelta(days=1)).date()
+    return MonthActivity(
+        year=year,
+        month=month,
+        start=start.date(),
+        end=last_day,
+        caseload=caseload,
+        handoffs=handoffs,
+    )
+
+
+def _pathway_order(found: Iterable[str]) -> list[str]:
+    """Pathway keys in the registry's order, then any only old cases know."""
+    known = sorted({k for k, _ in get_registry().pathways})
+    return known + sorted(set(found) - set(known))
+
+
+class MonthFigures(BaseModel):
+    """Everything the monthly outcomes report shows for one month."""
+
+    year: int
+    month: int
+    today: date  # when the figures were read: the backlog is a snapshot of that day
+    activity: MonthActivity
+    within_legal_clock: LegalClock  # steps finished in the month
+    time_to: dict[str, TimeTo]  # milestones reached in the month, days from arrival
+    partner_backlog: PartnerBacklog
+    cohorts: Cohorts
+
+
+def month_figures(
+    session: Session, *, actor: Actor, year: int, month: int, today: date
+) -> MonthFigures:
+    """All figures of the monthly outcomes report."""
+    _require_leadership(actor)
+    period = month_bounds(year, month)
+    counts = _step_counts(
+        session, year=None, pathway=None, today=today, keys=_clock_keys(None), done_between=period
+    )
+    milestones = list(get_args(Milestone))
+    freqs = _arrival_days(
+        session, milestones=milestones, year=None, pathway=None, done_between=period
+    )
+    return MonthFigures(
+        year=year,
+        month=month,
+        today=today,
+        activity=month_activity(session, actor=actor, year=year, month=month),
+        within_legal_clock=_build_legal(counts, year, None, today),
+        time_to={m: _build_time_to(freqs[m], m, year, None) for m in milestones},
+        partner_backlog=partner_backlog(session, actor=actor, today=today),
+        cohorts=cohorts(session, actor=actor),
+    )
+
+
+class QuarterRow(BaseModel):
+    quarter: int
+    participants: int | None
+    suppressed: bool
+
+
+class FitYearFigures(BaseModel):
+    """Everything the yearly FIT@THGA programme report shows."""
+
+    year: int
+    today: date
+    panel: FitPanel
+    quarters: list[QuarterRow]  # enrolments per quarter of the year
+    enrolment_to_job: TimeTo  # days from FIT enrolment to job entry, participants with a job
+
+
+def fit_year_figures(session: Session, *, actor: Actor, year: int, today: date) -> FitYearFigures:
+    """The FIT@THGA programme's year: the panel, enrolments by quarter, time to a job."""
+    _require_leadership(actor)
+    start, end = _year_bounds(year)
+    fit_day = utc_date(Step.done_at)
+    enrolled = and_(
+        Step.key == "fit_enrollment",
+        Step.state == StepState.done,
+        Step.done_at >= start,
+        Step.done_at < end,
+    )
+    by_month = session.execute(
+        select(extract("month", fit_day), func.count())
+        .where(enrolled)
+        .group_by(extract("month", fit_day))
+    ).all()
+    per_quarter = {q: 0 for q in range(1, 5)}
+    for m, n in by_month:
+        per_quarter[(int(m) - 1) // 3 + 1] += int(n)
+    names = {q: f"q{q}" for q in per_quarter}
+    values = {names[q]: n for q, n in per_quarter.items()}
+    shown = _suppress(
+        {"participants": sum(per_quarter.values()), **values},
+        [("participants", *names.values())],
+    )
+    quarters = [
+        QuarterRow(quarter=q, participants=shown[names[q]], suppressed=shown[names[q]] is None)
+        for q in per_quarter
+    ]
+    job = Step.__table__.alias("job")
+    days = days_between(fit_day, utc_date(job.c.done_at))
+    freq = session.execute(
+        select(days, func.count())
+        .select_from(Step)
+        .join(job, and_(job.c.case_id == Step.case_id, job.c.key == "job_entry"))
+        # A job that began before the enrolment is not the programme's outcome.
+        .where(enrolled, job.c.state == StepState.done.value, job.c.done_at >= Step.done_at)
+        .group_by(days)
+    ).all()
+    return FitYearFigures(
+        year=year,
+        today=today,
+        panel=fit_panel(session, actor=actor, year=year, today=today),
+        quarters=quarters,
+        enrolment_to_job=_build_time_to(
+            sorted((int(d), int(n)) for d, n in freq), "job_entry", year, "student"
+        ),
     )

@@ -97,6 +97,37 @@ with st.expander(_("Facts"), expanded=False):
         ]
     )
 
+if actor.manages_cases:
+    # The welcome letter, rendered when a button is clicked (a PDF takes a second or two).
+    def _letter(fmt: str, language: str) -> bytes:
+        from tracker.letters import welcome_letter
+        from tracker.pdf import html_to_pdf
+
+        with database().read() as session:
+            html = welcome_letter(session, actor=actor, reference=reference, language=language)
+        return html.encode("utf-8") if fmt == "html" else html_to_pdf(html)
+
+    with st.expander(_("Welcome letter"), expanded=False):
+        from tracker.letters import LETTER_LANGUAGES, letter_language
+
+        preferred = letter_language(view.newcomer.get("preferred_language"))
+        letter_lang = st.selectbox(
+            _("Language"),
+            list(LETTER_LANGUAGES),
+            index=list(LETTER_LANGUAGES).index(preferred),
+            key=f"letter_lang_{reference}",
+        )
+        letter_cols = st.columns(2)
+        for column, fmt in zip(letter_cols, ("pdf", "html"), strict=True):
+            column.download_button(
+                _("Download {format}").format(format=fmt.upper()),
+                data=lambda fmt=fmt, language=letter_lang: _letter(fmt, language),
+                file_name=f"willkommen-{reference}-{letter_lang}.{fmt}",
+                mime="application/pdf" if fmt == "pdf" else "text/html",
+                on_click="ignore",
+                key=f"letter_{fmt}_{reference}",
+            )
+
 st.subheader(_("Journey"))
 steps = [
     {
