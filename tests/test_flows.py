@@ -247,3 +247,37 @@ def test_runs_are_named_by_case_reference_never_by_name(flow_db, actors):
     with flow_db.read() as s:
         case = s.scalars(select(Case).where(Case.reference == ref)).one()
         assert case.advance_requested_at is None
+
+
+def test_the_scheduled_report_flow_keeps_last_months_report_once(flow_db, actors):
+    import io
+
+    from pypdf import PdfReader
+
+    from flows.reports import default_period, issue_report
+    from tracker import reports
+    from tracker.demo import load_demo
+
+    db = flow_db
+    load_demo(db, people=120, seed=5, as_of=date(2026, 11, 20))
+    period = "2026-10"
+    assert default_period("monthly", date(2026, 1, 1)) == "2025-12"
+    assert default_period("fit", date(2026, 1, 15)) == "2025"
+    first = issue_report(kind="monthly", period=period)
+    second = issue_report(kind="monthly", period=period)
+    assert first["kept"] == 5 and not first["skipped"]  # html + pdf in de and en, csv
+    assert second == {"kind": "monthly", "period": period, "kept": 0, "skipped": True}
+    with db.read() as s:
+        kept = reports.stored_reports(s, actor=actors["lead.schmidt"])
+    assert sorted((k.format, k.language) for k in kept) == [
+        ("csv", ""),
+        ("html", "de"),
+        ("html", "en"),
+        ("pdf", "de"),
+        ("pdf", "en"),
+    ]
+    assert all(k.generated_by == "system:reports" for k in kept)
+    pdf = next(k for k in kept if k.format == "pdf" and k.language == "en")
+    with db.read() as s:
+        content = reports.stored_report(s, actor=actors["admin"], report_id=pdf.id).content
+    assert "Monthly report October 2026" in PdfReader(io.BytesIO(content)).pages[0].extract_text()
