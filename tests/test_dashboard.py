@@ -245,3 +245,32 @@ def test_a_handoff_accepted_meanwhile_by_a_colleague_is_not_accepted_twice(dash,
     at.button(key="queue_accept").click().run()
     assert not at.exception
     assert "Not saved" in texts(at) or "Someone else changed" in texts(at)
+
+
+def test_leadership_reports_page_offers_every_format_and_the_issued_reports(dash, actors):
+    from tracker import reports
+    from tracker.services.reports import store_reports
+
+    lead = actors["lead.schmidt"]
+    file = reports.ReportFile("monthly", "2026-10", "de", "html", b"<html>kept</html>")
+    with dash.transaction() as s:
+        store_reports(s, actor=lead, files=[file])
+    at = app("lead.schmidt", page="reports")
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "Reports"
+    labels = [b.label for b in at.get("download_button")]
+    assert labels[:4] == ["Download HTML", "Download PDF", "Download CSV", "Download JSON"]
+    assert labels[4:] == ["Download"]  # the one issued report
+    assert "2026-10" in "\n".join(str(m.value) for m in at.markdown)
+    at.radio(key="report_kind").set_value("fit").run()
+    assert not at.exception
+    assert at.selectbox(key="report_period_fit").value == str(NOW.year)
+
+
+def test_partners_and_case_managers_cannot_open_the_reports_page(dash):
+    for username in ("cm.mueller", "vbw.schulz"):
+        at = app(username, page="reports")
+        at.run()
+        assert "not available for your role" in texts(at)
+        assert not at.get("download_button")

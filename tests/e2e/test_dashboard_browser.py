@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -336,7 +337,6 @@ def test_leadership_sees_the_outcomes_page_with_its_charts(page, dashboard):
     crashed = page.get_by_test_id("stException")
     expect(drawn.or_(crashed).first).to_be_visible()
     assert crashed.count() == 0, crashed.first.inner_text()
-    # Leadership has this one page, so Streamlit shows no page list; the title says where we are.
     expect(page.get_by_role("heading", name="Outcomes", exact=True)).to_be_visible()
     settle(page)
     expect(crashed).to_have_count(0)
@@ -344,6 +344,48 @@ def test_leadership_sees_the_outcomes_page_with_its_charts(page, dashboard):
     assert charts >= 2, f"the outcomes page shows {charts} chart(s), expected several"
     shoot(page, dashboard, "6-leadership-outcomes")
     shoot(page, dashboard, "6b-leadership-outcomes-lower", focus=page.locator(".vega-embed").last)
+
+
+def test_leadership_downloads_the_monthly_report_as_pdf_and_csv(page, dashboard):
+    from pypdf import PdfReader
+
+    sign_in(page, dashboard.url, "lead.schmidt")
+    expect(page.get_by_role("heading", name="Outcomes", exact=True)).to_be_visible()
+    nav_link(page, "Reports").click()
+    expect(page.get_by_role("heading", name="Reports", exact=True)).to_be_visible()
+    period = page.get_by_role("combobox", name="Period").input_value()
+    assert re.fullmatch(r"\d{4}-\d{2}", period), period
+    shoot(page, dashboard, "7-leadership-reports")
+    # Rendering starts at the click (a PDF takes a few seconds) and arrives as a download.
+    with page.expect_download(timeout=60_000) as pdf_download:
+        page.get_by_role("button", name="Download PDF").click()
+    pdf = Path(pdf_download.value.path()).read_bytes()
+    assert pdf_download.value.suggested_filename == f"monatsbericht-{period}-en.pdf"
+    text = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+    assert "Monthly report" in text and "People accompanied, by pathway" in text
+    with page.expect_download(timeout=60_000) as csv_download:
+        page.get_by_role("button", name="Download CSV").click()
+    rows = Path(csv_download.value.path()).read_text("utf-8-sig").splitlines()
+    assert rows[0] == "report,period,section,row,measure,value,suppressed"
+    assert any(line.startswith(f"monthly,{period},caseload,") for line in rows)
+
+
+def test_a_case_manager_downloads_the_welcome_letter_as_pdf(page, dashboard):
+    from pypdf import PdfReader
+
+    sign_in(page, dashboard.url, "cm.mueller")
+    expect(page.get_by_role("heading", name="My cases")).to_be_visible()
+    nav_link(page, "Case").click()
+    reference = page.get_by_role("textbox", name="Case reference")
+    reference.fill(dashboard.manager_case)
+    reference.press("Enter")
+    expect(page.get_by_role("heading", name=dashboard.manager_case)).to_be_visible()
+    page.get_by_text("Welcome letter", exact=True).click()
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Download PDF").click()
+    assert download.value.suggested_filename.startswith(f"willkommen-{dashboard.manager_case}")
+    text = PdfReader(io.BytesIO(Path(download.value.path()).read_bytes())).pages[0].extract_text()
+    assert dashboard.manager_case in text
 
 
 def test_a_wrong_password_shows_an_error_and_does_not_sign_in(page, dashboard):
