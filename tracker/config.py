@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         default_factory=lambda: os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api"),
         description="The Prefect server the tracker talks to (default: PREFECT_API_URL or local).",
     )
+    prefect_ui_url: str | None = Field(
+        default=None,
+        description="Where people's browsers open the Prefect UI, when it differs from the API "
+        "host the services use (e.g. in docker compose); default: the API URL without /api.",
+    )
     advance_wait_seconds: float = Field(
         default=15, ge=0, description="How long the CLI waits for an advance run to finish."
     )

@@ -135,8 +135,11 @@ def request_advance(
 
 
 def prefect_ui_url() -> str:
-    """Where people open the Prefect UI (the API URL without its /api suffix)."""
-    api = get_settings().prefect_api_url.rstrip("/")
+    """Where people open the Prefect UI (set, or the API URL without its /api suffix)."""
+    settings = get_settings()
+    if settings.prefect_ui_url:
+        return settings.prefect_ui_url.rstrip("/")
+    api = settings.prefect_api_url.rstrip("/")
     return api[: -len("/api")] if api.endswith("/api") else api
 
 

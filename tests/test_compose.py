@@ -1,0 +1,565 @@
+"""docker-compose.yml and the Dockerfile, checked without a Docker engine: against the Compose
+Specification, and against the code they start (entry points, settings, ports, databases).
+
+docker/compose-spec.json is a copy of the official Compose Specification schema
+(https://github.com/compose-spec/compose-spec, schema/compose-spec.json) as kept in
+../shared/schemas/compose-spec.json; the copy lets a clean clone run this test on its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jsonschema
+import pytest
+import typer
+import yaml
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from tracker.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+SCHEMA = ROOT / "docker" / "compose-spec.json"
+SHARED_SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+INIT_SCRIPT_TARGET = "/docker-entrypoint-initdb.d"
+WEASYPRINT_PACKAGES = ("libpango-1.0-0", "libpangoft2-1.0-0", "fonts-dejavu-core")
+PROJECT_EXECUTABLES = {"onboarding", "onboarding-flows", "streamlit", "prefect"}
+
+# `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?err}`, bare `$NAME`, or `$$`.
+_INTERPOLATION = re.compile(
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}"
+    r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+def _interpolate(value: str, *, strict: bool) -> str:
+    """The value Compose uses when none of the variables is set (as Compose does: empty when a
+    variable has no default; `strict` refuses that instead)."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        if match.group("op") in (":-", "-"):
+            return match.group("arg")
+        if strict:
+            raise AssertionError(f"{match.group(0)} has no default: `docker compose up` needs one")
+        return ""
+
+    return _INTERPOLATION.sub(replace, value)
+
+
+def _resolve(node: Any, *, strict: bool = False) -> Any:
+    if isinstance(node, dict):
+        return {key: _resolve(value, strict=strict) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolve(value, strict=strict) for value in node]
+    if isinstance(node, str):
+        return _interpolate(node, strict=strict)
+    return node
+
+
+RAW: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+COMPOSE: dict[str, Any] = _resolve(RAW)
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def _argv(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return shlex.split(value) if isinstance(value, str) else [str(part) for part in value]
+
+
+def _is_project_image(service: dict[str, Any]) -> bool:
+    """Built from the Dockerfile: runs the project's code, reads its settings and Prefect's."""
+    return "build" in service
+
+
+PROJECT_SERVICES = sorted(name for name, service in SERVICES.items() if _is_project_image(service))
+
+
+def _ports(service: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """Published ports as (host ip, host port, container port)."""
+    found = []
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            found.append((entry["host_ip"], int(entry["published"]), int(entry["target"])))
+            continue
+        parts = str(entry).split("/")[0].split(":")
+        assert len(parts) == 3, f"{entry}: publish as HOST_IP:HOST_PORT:CONTAINER_PORT"
+        found.append((parts[0], int(parts[1]), int(parts[2])))
+    return found
+
+
+def _option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+# -- the Compose Specification ----------------------------------------------------------------
+
+
+def test_the_compose_file_follows_the_compose_specification():
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    draft = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    draft.check_schema(schema)
+    validator = draft(schema, format_checker=draft.FORMAT_CHECKER)
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}"
+        for error in validator.iter_errors(RAW)
+    ]
+    assert errors == []
+    assert "version" not in RAW, "`version:` is obsolete in the Compose Specification"
+
+
+def test_the_schema_copy_is_the_shared_schema():
+    assert SCHEMA.read_text(encoding="utf-8").strip().startswith("{")
+    if SHARED_SCHEMA.exists():  # beside a developer's checkout; a CI clone has only the copy
+        assert SCHEMA.read_bytes() == SHARED_SCHEMA.read_bytes(), (
+            f"refresh the copy: cp {SHARED_SCHEMA} {SCHEMA.relative_to(ROOT)}"
+        )
+
+
+def test_every_variable_in_the_compose_file_has_a_default():
+    _resolve(RAW, strict=True)  # raises on a variable without a default
+    assert "${" in COMPOSE_FILE.read_text(encoding="utf-8"), "passwords come from the environment"
+    for key in ("POSTGRES_PASSWORD", "TRACKER_DB_PASSWORD", "PREFECT_DB_PASSWORD"):
+        assert re.search(r"\$\{" + key + r":-[^}]+\}", COMPOSE_FILE.read_text(encoding="utf-8"))
+
+
+# -- every command is a real entry point --------------------------------------------------------
+
+
+def _project_scripts() -> dict[str, str]:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return pyproject["project"]["scripts"]
+
+
+def _check_typer_command(argv: list[str]) -> None:
+    scripts = _project_scripts()
+    assert argv[0] in scripts, f"{argv[0]} is not in pyproject [project.scripts]"
+    module, _, attribute = scripts[argv[0]].partition(":")
+    app = getattr(importlib.import_module(module), attribute)
+    assert isinstance(app, typer.Typer), scripts[argv[0]]
+    words = [word for word in argv[1:] if not word.startswith("-")]
+    options = [word.split("=", 1)[0] for word in argv[1:] if word.startswith("--")]
+
+    result = CliRunner().invoke(app, [*words, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, f"{' '.join(argv)}: {result.output}"
+
+    # The words name a command, not a group that would only print its help.
+    # (Typer brings its own copy of Click: a group is whatever has sub-commands.)
+    command: Any = typer.main.get_command(app)
+    for word in words:
+        assert hasattr(command, "commands"), f"{' '.join(argv)}: {word} is an argument?"
+        assert word in command.commands, f"{' '.join(argv)}: no command {word}"
+        command = command.commands[word]
+    assert not hasattr(command, "commands"), f"{' '.join(argv)} names a group"
+    known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    assert set(options) <= known, f"{' '.join(argv)}: unknown options {set(options) - known}"
+
+
+def _check_streamlit_command(argv: list[str]) -> None:
+    from streamlit import config
+
+    assert argv[1] == "run", argv
+    script = argv[2]
+    assert not PurePosixPath(script).is_absolute(), "relative to WORKDIR, the repository root"
+    assert (ROOT / script).is_file(), f"streamlit run {script}: no such file"
+    for word in argv[3:]:
+        if word.startswith("--"):
+            config.get_option(word[2:])  # RuntimeError for an option Streamlit does not know
+
+
+def _check_prefect_command(argv: list[str], home: Path) -> None:
+    assert argv[1:3] == ["server", "start"], argv
+    # Prefect's CLI in a process of its own: its settings and profiles stay out of this one.
+    result = subprocess.run(
+        [sys.executable, "-c", "from prefect.cli import app; app()", "server", "start", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200", "PREFECT_HOME": str(home)},
+    )
+    assert result.returncode == 0, result.stderr
+    for word in argv[3:]:
+        if word.startswith("--"):
+            assert word in result.stdout, f"prefect server start has no {word}"
+
+
+@pytest.mark.parametrize("name", PROJECT_SERVICES)
+def test_every_project_service_runs_a_real_entry_point(name, tmp_path):
+    service = SERVICES[name]
+    assert "entrypoint" not in service, "the image has no entrypoint to override"
+    argv = _argv(service.get("command"))
+    assert argv, f"{name} says what it runs"
+    executable = argv[0]
+    assert executable in PROJECT_EXECUTABLES, f"{name}: {executable} is not checked here"
+    console_scripts = {ep.name for ep in importlib.metadata.entry_points(group="console_scripts")}
+    assert executable in console_scripts, f"{executable} is not installed by the project"
+    if executable in ("onboarding", "onboarding-flows"):
+        _check_typer_command(argv)
+    elif executable == "streamlit":
+        _check_streamlit_command(argv)
+    else:
+        _check_prefect_command(argv, tmp_path)
+
+
+def test_the_services_run_what_the_local_launcher_runs():
+    from tracker.launcher import plan_services
+
+    settings = Settings()
+    services = plan_services(settings, start_server=True, with_dashboard=True)
+    planned = {service.name: service.command for service in services}
+    assert _argv(SERVICES["migrate"]["command"]) == ["onboarding", "db", "upgrade"]
+    assert _argv(SERVICES["flows"]["command"])[:2] == [
+        Path(planned["flows"][0]).name,
+        *planned["flows"][1:],
+    ]
+    assert _argv(SERVICES["prefect-server"]["command"])[:3] == ["prefect", "server", "start"]
+
+    # The dashboard: the launcher's flags (headless, no usage statistics), on all interfaces.
+    local = planned["dashboard"]
+    compose = _argv(SERVICES["dashboard"]["command"])
+    assert compose[:2] == [Path(local[0]).name, "run"]
+    assert ROOT / compose[2] == Path(local[2])
+    local_flags = dict(zip(local[3::2], local[4::2], strict=True))
+    compose_flags = dict(zip(compose[3::2], compose[4::2], strict=True))
+    assert local_flags.pop("--server.address") == "127.0.0.1"
+    assert compose_flags.pop("--server.address") == "0.0.0.0"
+    assert compose_flags == local_flags
+    assert compose_flags["--browser.gatherUsageStats"] == "false"
+    assert compose_flags["--server.headless"] == "true"
+
+
+# -- configuration by environment ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PROJECT_SERVICES)
+def test_every_onboarding_variable_is_a_setting(name, monkeypatch):
+    prefix = Settings.model_config["env_prefix"]
+    env = _environment(SERVICES[name])
+    ours = {key: value for key, value in env.items() if key.startswith(prefix)}
+    for key in ours:
+        field = key.removeprefix(prefix).lower()
+        assert field in Settings.model_fields, f"{name}: {key} is read by nothing"
+
+    # And the values parse as the settings they are.
+    for key in list(os.environ):
+        if key.startswith(prefix) or key.startswith("PREFECT_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    for key, value in ours.items():
+        field = key.removeprefix(prefix).lower()
+        assert str(getattr(settings, field)) == value, key
+
+
+@pytest.mark.parametrize("name", PROJECT_SERVICES)
+def test_every_prefect_variable_is_a_prefect_setting(name, monkeypatch, tmp_path):
+    import prefect.settings
+
+    env = _environment(SERVICES[name])
+    for key in env:
+        if key.startswith("PREFECT_"):
+            try:
+                getattr(prefect.settings, key)
+            except AttributeError:
+                pytest.fail(f"{name}: {key} is not a Prefect setting")
+    for key in list(os.environ):
+        if key.startswith("PREFECT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = prefect.settings.Settings()  # the values validate
+    assert settings.server.analytics_enabled is False, name
+
+
+def test_nothing_phones_home():
+    server = _environment(SERVICES["prefect-server"])
+    assert server["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert server["DO_NOT_TRACK"] == "1"
+    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
+    for setting in (
+        "PREFECT_SERVER_ANALYTICS_ENABLED=false",
+        "DO_NOT_TRACK=1",
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS=false",
+        "PYTHONUNBUFFERED=1",
+    ):
+        assert setting in dockerfile, setting
+    assert _environment(SERVICES["mailpit"]).get("MP_DISABLE_VERSION_CHECK") == "true"
+
+
+def test_the_tracker_and_the_prefect_client_use_the_compose_prefect_server():
+    server_argv = _argv(SERVICES["prefect-server"]["command"])
+    port = int(_option(server_argv, "--port"))
+    assert port == 4200
+    assert _option(server_argv, "--host") == "0.0.0.0"
+    for name in PROJECT_SERVICES:
+        env = _environment(SERVICES[name])
+        if name == "prefect-server":
+            continue
+        assert env["PREFECT_API_URL"] == env["ONBOARDING_PREFECT_API_URL"], name
+        assert env["PREFECT_API_URL"] == f"http://prefect-server:{port}/api", name
+        assert env["ONBOARDING_ORCHESTRATION"] == "prefect", name
+
+
+# -- ports -----------------------------------------------------------------------------------
+
+
+def test_published_ports_listen_on_loopback_only():
+    for name, service in SERVICES.items():
+        for host_ip, _, _ in _ports(service):
+            assert host_ip == "127.0.0.1", name
+
+
+def test_the_dashboard_port_is_the_settings_default():
+    default = Settings.model_fields["dashboard_port"].default
+    assert _ports(SERVICES["dashboard"]) == [("127.0.0.1", default, default)]
+    assert int(_option(_argv(SERVICES["dashboard"]["command"]), "--server.port")) == default
+
+
+def test_the_prefect_ui_is_published_where_its_api_url_says():
+    server = SERVICES["prefect-server"]
+    port = int(_option(_argv(server["command"]), "--port"))
+    assert _ports(server) == [("127.0.0.1", port, port)]
+    assert _environment(server)["PREFECT_UI_API_URL"] == f"http://127.0.0.1:{port}/api"
+
+
+def test_mail_goes_to_mailpit():
+    mailpit_ports = {target for _, _, target in _ports(SERVICES["mailpit"])}
+    for name in ("flows", "dashboard", "migrate"):
+        env = _environment(SERVICES[name])
+        assert env["ONBOARDING_SMTP_HOST"] == "mailpit", name
+        assert int(env["ONBOARDING_SMTP_PORT"]) == 1025, name  # Mailpit's SMTP port
+        assert int(env["ONBOARDING_SMTP_PORT"]) in mailpit_ports, name
+    assert 8025 in mailpit_ports  # its web UI
+
+
+# -- PostgreSQL: two databases -------------------------------------------------------------
+
+
+def _init_script() -> Path:
+    for volume in SERVICES["postgres"]["volumes"]:
+        source, target = str(volume).split(":")[:2]
+        if target.startswith(INIT_SCRIPT_TARGET):
+            path = ROOT / source
+            assert path.is_file(), f"{source}: no such file"
+            assert path.suffix in (".sh", ".sql"), source
+            return path
+    raise AssertionError(f"postgres mounts no init script into {INIT_SCRIPT_TARGET}")
+
+
+def _created_databases() -> dict[str, str]:
+    """Database name -> owner, as the init script creates them."""
+    text = _init_script().read_text(encoding="utf-8")
+    return dict(re.findall(r"CREATE DATABASE (\w+) OWNER (\w+);", text))
+
+
+def test_postgres_keeps_its_data_in_a_named_volume_and_creates_two_databases():
+    postgres = SERVICES["postgres"]
+    assert postgres["image"].split(":")[0] == "postgres"
+    assert postgres["image"].split(":")[1].split(".")[0] == "16"
+    named = [v for v in postgres["volumes"] if str(v).endswith(":/var/lib/postgresql/data")]
+    assert len(named) == 1
+    assert named[0].split(":")[0] in COMPOSE["volumes"]
+    databases = _created_databases()
+    assert len(databases) == 2, databases
+    script = _init_script().read_text(encoding="utf-8")
+    for owner in databases.values():
+        assert f"CREATE ROLE {owner} LOGIN PASSWORD" in script, owner
+
+
+def _database_urls() -> list[tuple[str, str, str, str]]:
+    """(service, variable, resolved URL, URL as written) for every database URL."""
+    found = []
+    for name, service in SERVICES.items():
+        written = RAW["services"][name].get("environment") or {}
+        for key, value in _environment(service).items():
+            if value.startswith("postgresql"):
+                found.append((name, key, value, str(written[key])))
+    return found
+
+
+def test_the_database_urls_point_at_the_databases_the_init_script_creates():
+    databases = _created_databases()
+    postgres_env = RAW["services"]["postgres"]["environment"]
+    script = _init_script().read_text(encoding="utf-8")
+    urls = _database_urls()
+    variables = {(service, key) for service, key, _, _ in urls}
+    assert ("migrate", "ONBOARDING_DATABASE_URL") in variables
+    assert ("prefect-server", "PREFECT_API_DATABASE_CONNECTION_URL") in variables
+    used = set()
+    for service, key, resolved, written in urls:
+        url = make_url(resolved)
+        assert url.host == "postgres", f"{service} {key}"
+        assert url.port in (None, 5432), f"{service} {key}"
+        assert url.database in databases, f"{service} {key}: {url.database} is not created"
+        assert url.username == databases[url.database], f"{service} {key}: not the owner"
+        used.add(url.database)
+        expected_driver = "asyncpg" if key.startswith("PREFECT_") else "psycopg"
+        assert url.drivername == f"postgresql+{expected_driver}", f"{service} {key}"
+        # The password is the same variable, with the same default, that the init script uses.
+        password = re.search(r"\$\{(\w+):-[^}]*\}", make_url(written).password or "")
+        assert password, f"{service} {key}: the password comes from the environment"
+        assert postgres_env[password.group(1)] == password.group(0), f"{service} {key}"
+        assert f"${{{password.group(1)}" in script, password.group(1)
+    assert used == set(databases), "each database is used by a service"
+
+
+# -- scaling, start-up order, health -----------------------------------------------------------
+
+
+def test_flows_can_be_scaled():
+    flows = SERVICES["flows"]
+    assert "container_name" not in flows
+    assert "hostname" not in flows
+    assert not flows.get("ports"), "a fixed host port would clash between replicas"
+    assert "deploy" not in flows or "replicas" not in flows["deploy"]
+
+
+def test_services_start_when_what_they_need_is_ready():
+    for name, service in SERVICES.items():
+        depends_on = service.get("depends_on", {})
+        assert isinstance(depends_on, dict), f"{name}: long form, with conditions"
+        for dependency, spec in depends_on.items():
+            assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+            if dependency == "postgres":
+                assert spec["condition"] == "service_healthy", name
+            if "healthcheck" in SERVICES[dependency]:
+                assert spec["condition"] == "service_healthy", f"{name} -> {dependency}"
+    for name in ("flows", "dashboard"):
+        condition = SERVICES[name]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully", name
+    for name in ("migrate", "prefect-server", "flows", "dashboard"):
+        assert "postgres" in SERVICES[name]["depends_on"], name
+    assert SERVICES["migrate"].get("restart") == "no"
+
+
+def test_long_running_services_have_health_checks():
+    prefect_port = _option(_argv(SERVICES["prefect-server"]["command"]), "--port")
+    expected = {
+        "postgres": "pg_isready",
+        "prefect-server": f":{prefect_port}/api/health",
+        "dashboard": f":{Settings.model_fields['dashboard_port'].default}/_stcore/health",
+        "mailpit": "readyz",
+    }
+    for name, probe in expected.items():
+        healthcheck = SERVICES[name].get("healthcheck")
+        assert healthcheck and not healthcheck.get("disable"), name
+        test = healthcheck["test"]
+        assert test[0] in ("CMD", "CMD-SHELL"), name
+        assert probe in " ".join(test), name
+    # Over TCP: during first-time initialisation the server listens on its socket only.
+    assert "127.0.0.1" in SERVICES["postgres"]["healthcheck"]["test"]
+
+
+# -- the image -----------------------------------------------------------------------------
+
+
+def _instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+def _copied() -> dict[str, PurePosixPath]:
+    """Each COPY source -> where it lands in the image."""
+    workdir = PurePosixPath("/")
+    landed: dict[str, PurePosixPath] = {}
+    for instruction, args in _instructions():
+        if instruction == "WORKDIR":
+            workdir = workdir / args
+        if instruction == "COPY":
+            words = [w for w in shlex.split(args) if not w.startswith("--")]
+            *sources, destination = words
+            for source in sources:
+                target = workdir / destination
+                if destination.endswith("/") and len(sources) == 1 and source.endswith("/"):
+                    landed[source.rstrip("/")] = target
+                elif destination.endswith("/") or destination in (".", "./"):
+                    landed[source.rstrip("/")] = target / PurePosixPath(source).name
+                else:
+                    landed[source.rstrip("/")] = target
+    return landed
+
+
+def _final(instruction: str) -> str:
+    return [args for name, args in _instructions() if name == instruction][-1]
+
+
+def test_the_image_has_what_weasyprint_needs():
+    installs = [args for name, args in _instructions() if name == "RUN" and "apt-get" in args]
+    assert installs, "the Dockerfile installs system packages"
+    run = installs[0]
+    assert "--no-install-recommends" in run
+    for package in WEASYPRINT_PACKAGES:
+        assert re.search(rf"(?<![\w.-]){re.escape(package)}(?![\w.-])", run), package
+    assert "rm -rf /var/lib/apt/lists/*" in run
+    assert _instructions()[0] == ("FROM", "python:3.11-slim-bookworm")
+
+
+def test_the_image_keeps_the_source_layout_the_code_expects():
+    from tracker import rendering
+
+    landed = _copied()
+    for source in landed:
+        assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+    for needed in ("tracker", "flows", "dashboard", "templates", "pyproject.toml"):
+        assert needed in landed, f"the image needs {needed}"
+    workdir = PurePosixPath(_final("WORKDIR"))
+    # tracker/rendering.py finds templates/ relative to the tracker package.
+    package_dir = Path(rendering.__file__).resolve().parent
+    relative = os.path.relpath(rendering.TEMPLATES_DIR, package_dir)
+    assert PurePosixPath(os.path.normpath(landed["tracker"] / relative)) == landed["templates"]
+    assert landed["tracker"] == workdir / "tracker"
+    assert landed["dashboard"] == workdir / "dashboard"
+    assert landed["pyproject.toml"].parent == workdir
+    # `streamlit run dashboard/app.py` in compose is relative to the WORKDIR.
+    assert "working_dir" not in SERVICES["dashboard"]
+
+
+def test_the_image_installs_the_project_in_place_without_dev_extras():
+    runs = [args for name, args in _instructions() if name == "RUN" and "pip install" in args]
+    project = [run for run in runs if re.search(r"pip install (-e|--editable) \.(\s|$)", run)]
+    assert project, "an editable install keeps tracker/ next to templates/ in /app"
+    assert not any("[dev]" in run or "requirements-dev" in run for run in runs)
+    user = _final("USER")
+    assert user not in ("root", "0") and not user.startswith(("root:", "0:"))
+
+
+def test_the_dockerignore_keeps_local_state_out():
+    ignored = {
+        line.strip().rstrip("/")
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for entry in (".venv", "data", ".git", ".pytest_cache", ".ruff_cache", ".mypy_cache"):
+        assert entry in ignored, entry
+    assert ".streamlit/secrets.toml" in ignored
+    assert not set(_copied()) & ignored, "a COPY source is ignored"
