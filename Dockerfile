@@ -9,6 +9,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         libpango-1.0-0 \
         libpangoft2-1.0-0 \
+        libharfbuzz-subset0 \
         fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 

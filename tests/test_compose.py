@@ -36,7 +36,12 @@ SHARED_SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 INIT_SCRIPT_TARGET = "/docker-entrypoint-initdb.d"
-WEASYPRINT_PACKAGES = ("libpango-1.0-0", "libpangoft2-1.0-0", "fonts-dejavu-core")
+WEASYPRINT_PACKAGES = (
+    "libpango-1.0-0",
+    "libpangoft2-1.0-0",
+    "libharfbuzz-subset0",
+    "fonts-dejavu-core",
+)
 PROJECT_EXECUTABLES = {"onboarding", "onboarding-flows", "streamlit", "prefect"}
 
 # `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?err}`, bare `$NAME`, or `$$`.
