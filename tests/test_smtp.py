@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -35,6 +35,7 @@ from tracker.db import Database
 from tracker.enums import OutboxStatus
 from tracker.models import Organisation, OutboxMessage
 from tracker.outbox import enqueue
+from tracker.rendering import render_message
 from tracker.senders import (
     KEY_HEADER,
     DeliveryError,
@@ -94,6 +95,23 @@ class Mailbox:
     def message_ids(self) -> Counter[str]:
         with self.lock:
             return Counter(str(m["Message-ID"]) for m in self.received)
+
+
+def parts(mail: EmailMessage) -> tuple[EmailMessage, EmailMessage]:
+    """The text and the HTML part of a multipart/alternative e-mail, checked to be just that."""
+    assert mail.get_content_type() == "multipart/alternative"
+    text, html = list(mail.iter_parts())
+    assert isinstance(text, EmailMessage) and isinstance(html, EmailMessage)
+    assert text.get_content_type() == "text/plain" and html.get_content_type() == "text/html"
+    for part in (text, html):
+        assert part.get_content_charset() == "utf-8"
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+    return text, html
+
+
+def content(part: EmailMessage) -> str:
+    """A part's decoded text with the line ends it had before SMTP made them CRLF."""
+    return str(part.get_content()).replace("\r\n", "\n")
 
 
 def free_port() -> int:
@@ -210,6 +228,8 @@ def test_each_message_arrives_once_with_its_headers_and_a_utf8_body(
     again = deliver_pending(db, sender=smtp.sender(), now=NOW + timedelta(hours=1))
 
     messages = outbox(db)
+    with db.read() as s:
+        org_names = {o.key: o.name for o in s.scalars(select(Organisation))}
     assert report.sent == len(messages) >= 3 and report.retried == report.failed == 0
     assert again.sent == again.retried == again.failed == 0
     assert_each_arrived_once(db, smtp)
@@ -220,8 +240,13 @@ def test_each_message_arrives_once_with_its_headers_and_a_utf8_body(
         assert mail[KEY_HEADER] == row.idempotency_key
         assert mail["From"] == "Welcome Office <wo@test>"
         assert mail["Auto-Submitted"] == "auto-generated"
-        assert mail.get_content_type() == "text/plain"
-        assert mail.get_content_charset() == "utf-8"
+        # Text first, then HTML: what the outbox row renders to, word for word.
+        text, html = parts(mail)
+        rendered = render_message(row.kind, row.language, row.context, organisation_names=org_names)
+        assert content(text) == rendered.body
+        assert content(html) == rendered.html
+        assert mail["Content-Language"] == rendered.language
+        assert f'<html lang="{rendered.language}" dir="ltr">' in html.get_content()
     for envelope_from, rcpts in smtp.mailbox.envelopes:
         assert envelope_from == "wo@test" and len(rcpts) == 1
 
@@ -234,14 +259,69 @@ def test_each_message_arrives_once_with_its_headers_and_a_utf8_body(
         by_id[message_id_for(m.idempotency_key)] for m in messages if m.kind == "handoff_offered"
     ]
     assert offers and all(str(m["To"]).endswith("@partners.invalid") for m in offers)
-    assert all("Jürgen" not in m.get_content() for m in offers)  # partners get no names
+    for offer in offers:  # partners get no names
+        assert all("Jürgen" not in part.get_content() for part in parts(offer))
 
     declined = by_id[message_id_for("test:declined")]
     assert declined["To"] == "cm.mueller@demo.invalid"
-    body = declined.get_content()
+    text, html = parts(declined)
+    body = text.get_content()
     assert MULTILINGUAL in declined["Subject"] and INJECTION in declined["Subject"]
     assert MULTILINGUAL in body and f"<b>{INJECTION}</b>" in body
     assert "49" not in body and "49" not in declined["Subject"]
+    # In the HTML the same data is escaped: shown as written, never markup, never evaluated.
+    assert MULTILINGUAL in html.get_content()
+    assert f"&lt;b&gt;{INJECTION}&lt;/b&gt;" in html.get_content()
+    assert "<b>" not in html.get_content() and "49" not in html.get_content()
+
+
+def test_an_arabic_newcomer_gets_a_right_to_left_html_part_and_the_same_text_part(
+    db: Database, actors: Actors, smtp: SmtpServer
+) -> None:
+    ref = start_case(
+        db,
+        actors["cm.mueller"],
+        now=NOW,
+        consent_to=[],
+        email="layla@example.org",
+        preferred_language="ar",
+        given_name="<script>alert(1)</script>",
+        family_name=INJECTION,
+    )
+    report = deliver_pending(db, sender=smtp.sender(), now=NOW + timedelta(seconds=1))
+    assert report.sent >= 1
+    (mail,) = [m for m in smtp.mailbox.received if m["To"] == "layla@example.org"]
+    assert mail["Content-Language"] == "ar"
+    assert ref in str(mail["Subject"]) and str(mail["Subject"]).startswith("مرحبًا بك")
+    text, html = parts(mail)
+    page = html.get_content()
+    assert '<html lang="ar" dir="rtl">' in page and '<body dir="rtl"' in page
+    assert "text-align: right" in page and "text-align: left" not in page
+    assert "<script" not in page and "49" not in page and "49" not in text.get_content()
+
+    # The text part is exactly the e-mail the message would be without its HTML form.
+    (row,) = [m for m in outbox(db) if m.kind == "welcome"]
+    rendered = render_message(row.kind, row.language, row.context)
+    assert content(text) == rendered.body
+    outgoing = Outgoing(
+        row.id,
+        row.idempotency_key,
+        row.kind,
+        "layla@example.org",
+        rendered.language,
+        rendered.subject,
+        rendered.body,
+        rendered.html,
+    )
+    sender = smtp.sender()
+    plain = sender.build(replace(outgoing, html=None))
+    assert plain.get_content_type() == "text/plain"
+    assert plain.get_payload() == text.get_payload().replace("\r\n", "\n")
+    for header in ("Content-Type", "Content-Transfer-Encoding"):
+        assert plain[header] == text[header]
+    both = sender.build(outgoing)
+    for header in ("Message-ID", KEY_HEADER, "Subject", "From", "To", "Content-Language"):
+        assert both[header] == plain[header] == mail[header]
 
 
 def test_a_server_answering_451_keeps_messages_pending_then_each_arrives_once(
@@ -325,7 +405,9 @@ def test_a_crash_between_send_and_mark_resends_with_the_same_message_id(
     first, second = smtp.mailbox.received[:3], smtp.mailbox.received[3:]
     for a, b in zip(first, second, strict=True):
         assert a["Message-ID"] == b["Message-ID"] and a[KEY_HEADER] == b[KEY_HEADER]
-        assert a["Subject"] == b["Subject"] and a.get_content() == b.get_content()
+        assert a["Subject"] == b["Subject"]
+        for part_a, part_b in zip(parts(a), parts(b), strict=True):
+            assert part_a.get_content() == part_b.get_content()
     rows = outbox(db)
     assert len(rows) == 3 and len({r.idempotency_key for r in rows}) == 3
     assert all(r.status == OutboxStatus.sent and r.attempts == 2 for r in rows)
@@ -423,6 +505,14 @@ def test_the_message_id_is_stable_per_key_and_distinct_across_keys() -> None:
     assert message_id_for("welcome:1") != message_id_for("welcome:2")
     assert str(a["Message-ID"]).endswith("@onboarding.local>")
     assert a["Content-Language"] == "de"
+    # Without an HTML form the e-mail stays a single text/plain part, as it always was.
+    assert a.get_content_type() == "text/plain" and a["Content-Transfer-Encoding"] == (
+        "quoted-printable"
+    )
+    html = sender.build(replace(outgoing(key="welcome:1"), html="<p>Hallo</p>"))
+    assert html["Message-ID"] == a["Message-ID"] and html[KEY_HEADER] == "welcome:1"
+    assert html["Content-Language"] == "de" and html["MIME-Version"] == "1.0"
+    assert [p["MIME-Version"] for p in parts(html)] == [None, None]
 
 
 def test_settings_choose_smtp_when_a_host_is_set(

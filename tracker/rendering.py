@@ -1,9 +1,14 @@
-"""Every word the tracker sends goes through this one sandboxed Jinja2 environment."""
+"""Every word the tracker sends goes through this one sandboxed Jinja2 environment.
+
+A message is one plain-text template per kind and language (``messages/{kind}.{lang}.txt``).
+Its HTML alternative is not a second template: the shared layout ``messages/_layout.html``
+turns the rendered text into paragraphs and lists, in the text direction of the language.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -11,10 +16,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_decimal
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, pass_context
-from jinja2.runtime import Context
+from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import SandboxedEnvironment
 
 from tracker.config import get_settings
@@ -25,6 +31,11 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 MESSAGES_DIR = TEMPLATES_DIR / "messages"
 FALLBACK_LANGUAGE = "de"
 SUBJECT_PREFIX = "Subject:"
+HTML_LAYOUT = "messages/_layout.html"
+# Between the German and the English text of a bilingual message.
+BILINGUAL_RULE = "— English —"
+# A line of a message that starts with this many spaces is a list item (see digest.*.txt).
+LIST_INDENT = "  "
 
 # Kinds and languages come from outbox rows and become file names: allow nothing that could
 # reach outside templates/messages.
@@ -45,14 +56,32 @@ class RenderedMessage:
     subject: str
     body: str
     language: str  # the language actually rendered (after any fallback)
+    html: str  # the same message as a complete HTML document (the e-mail's alternative)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a message's HTML form: a paragraph of lines, or a list of items."""
+
+    kind: str  # "p" or "ul"
+    lines: tuple[str, ...]
 
 
 def _lang(ctx: Context) -> str:
     return str(ctx.get("lang") or FALLBACK_LANGUAGE)
 
 
+def _defined(value: Any) -> Any:
+    """A missing value handed to a filter fails as missing (``UndefinedError``, which delivery
+    parks with its reason), not as some error deep inside Babel."""
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return value
+
+
 def _as_date(value: date | datetime | str) -> date:
     """Dates arrive as date objects or, from an outbox row's JSON context, as ISO strings."""
+    value = _defined(value)
     if isinstance(value, str):
         value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
     if isinstance(value, datetime):
@@ -70,7 +99,7 @@ def _date_filter(ctx: Context, value: date | datetime | str, fmt: str = "long") 
 
 @pass_context
 def _number_filter(ctx: Context, value: int | float) -> str:
-    return format_decimal(value, locale=_lang(ctx))
+    return format_decimal(_defined(value), locale=_lang(ctx))
 
 
 def step_title(step: str, lang: str) -> str:
@@ -118,6 +147,91 @@ def get_environment() -> SandboxedEnvironment:
     return env
 
 
+@lru_cache(maxsize=64)
+def text_direction(language: str) -> str:
+    """``"rtl"`` for a language written right to left (Arabic, Persian, Hebrew ...), else ``"ltr"``.
+
+    Babel's locale data decides; a tag Babel does not know reads left to right.
+    """
+    try:
+        order = Locale.parse(language.replace("-", "_")).character_order
+    except (UnknownLocaleError, ValueError, TypeError):
+        return "ltr"
+    return "rtl" if order == "right-to-left" else "ltr"
+
+
+def html_language(language: str) -> str:
+    """The language as an HTML ``lang`` value (BCP 47 spells pt_BR as pt-BR)."""
+    return language.replace("_", "-")
+
+
+def text_blocks(body: str) -> list[Block]:
+    """Split a plain message into paragraphs (at blank lines) and lists (indented lines).
+
+    Lines within a paragraph stay separate lines. Indented lines form one list, also across
+    blank lines between items, until a paragraph line follows.
+    """
+    blocks: list[Block] = []
+    kind: str | None = None  # the kind of the block being filled; None after a blank line
+    lines: list[str] = []
+
+    def close() -> None:
+        if kind is not None and lines:
+            blocks.append(Block(kind, tuple(lines)))
+
+    for raw in body.split("\n"):
+        line = raw.rstrip()
+        if not line.strip():
+            if kind == "p":
+                close()
+                kind, lines = None, []
+            continue
+        wanted = "ul" if line.startswith(LIST_INDENT) else "p"
+        if wanted != kind:
+            close()
+            kind, lines = wanted, []
+        lines.append(line.strip() if wanted == "ul" else line)
+    close()
+    return blocks
+
+
+def render_html(subject: str, body: str, language: str) -> str:
+    """The HTML form of a rendered message, through the shared layout.
+
+    ``body`` is finished text: it is escaped into the layout, never rendered again, so data in
+    it (a reference such as ``{{ 7*7 }}`` or ``<script>``) stays inert.
+    """
+    return _render_sections(subject, [(language, body)])
+
+
+def _render_sections(subject: str, sections: Sequence[tuple[str, str]]) -> str:
+    """One HTML document of one or more (language, text) sections, each with its lang/dir."""
+    template = get_environment().get_template(HTML_LAYOUT)
+    parts = [
+        {
+            "blocks": text_blocks(body),
+            "html_lang": html_language(lang),
+            "dir": text_direction(lang),
+            "rtl": text_direction(lang) == "rtl",
+        }
+        for lang, body in sections
+    ]
+    first = parts[0]
+    html = template.render(
+        subject=subject,
+        sections=parts,
+        lang=sections[0][0],
+        html_lang=first["html_lang"],
+        dir=first["dir"],
+        rtl=first["rtl"],
+    )
+    return html.rstrip("\n") + "\n"  # ends in a line break, like the text
+
+
+def _base(language: str) -> str:
+    return re.split(r"[_-]", language)[0]
+
+
 def _candidates(language: str) -> list[str]:
     """The wanted language, its base language (pt_BR -> pt), then the fallback."""
     langs = [language]
@@ -138,6 +252,8 @@ def render_message(
 ) -> RenderedMessage:
     """Render ``messages/{kind}.{language}.txt``; its first line is ``Subject: ...``.
 
+    The result carries the text and its HTML form (see :func:`render_html`).
+
     Context values are data: they are inserted once and never rendered again, so a value such
     as ``{{ 7*7 }}`` appears literally. ``organisation_names`` maps organisation keys to their
     current names (the registry's seed names are used otherwise).
@@ -145,31 +261,71 @@ def render_message(
     if not _KIND.match(kind):
         raise TemplateMissing(f"{kind!r} is not a valid message kind.")
     language = language if _LANGUAGE.match(language or "") else FALLBACK_LANGUAGE
-    env = get_environment()
-    tried = []
+    tried: list[str] = []
     for lang in _candidates(language):
-        name = f"messages/{kind}.{lang}.txt"
-        tried.append(name)
-        try:
-            template = env.get_template(name)
-        except TemplateNotFound:
-            continue
-        # Our own names go last so a context key can never replace them.
-        text = template.render(
-            {**context, "lang": lang, "_organisation_names": organisation_names or {}}
-        )
-        return _split(text, name, lang)
+        if lang == FALLBACK_LANGUAGE and _base(language) not in ("de", "en"):
+            # No template in the reader's language yet (say Ukrainian): German and English
+            # both, German first, rather than German alone.
+            return render_bilingual(kind, context, organisation_names=organisation_names)
+        found = _render_one(kind, lang, context, organisation_names, tried)
+        if found is not None:
+            subject, body = found
+            return RenderedMessage(
+                subject=subject, body=body, language=lang, html=render_html(subject, body, lang)
+            )
     raise TemplateMissing(
         f"No template for message kind {kind!r} in language {language!r} "
         f"(looked for {', '.join(tried)} under {TEMPLATES_DIR})."
     )
 
 
-def _split(text: str, name: str, lang: str) -> RenderedMessage:
+def _render_one(
+    kind: str,
+    lang: str,
+    context: Mapping[str, Any],
+    organisation_names: Mapping[str, str] | None,
+    tried: list[str],
+) -> tuple[str, str] | None:
+    """(subject, body) of ``messages/{kind}.{lang}.txt``, or None if there is no such file."""
+    name = f"messages/{kind}.{lang}.txt"
+    tried.append(name)
+    try:
+        template = get_environment().get_template(name)
+    except TemplateNotFound:
+        return None
+    # Our own names go last so a context key can never replace them.
+    text = template.render(
+        {**context, "lang": lang, "_organisation_names": organisation_names or {}}
+    )
+    return _split(text, name)
+
+
+def render_bilingual(
+    kind: str,
+    context: Mapping[str, Any],
+    *,
+    organisation_names: Mapping[str, str] | None = None,
+) -> RenderedMessage:
+    """German first, then English, in one message: for a newcomer whose language has no
+    template yet (they may read either, and German is the language of the office)."""
+    tried: list[str] = []
+    de = _render_one(kind, "de", context, organisation_names, tried)
+    en = _render_one(kind, "en", context, organisation_names, tried)
+    if de is None or en is None:
+        raise TemplateMissing(
+            f"Message kind {kind!r} needs German and English ({', '.join(tried)})."
+        )
+    subject = f"{de[0]} / {en[0]}"
+    body = f"{de[1]}\n{BILINGUAL_RULE}\n\n{en[1]}"
+    html = _render_sections(subject, [("de", de[1]), ("en", en[1])])
+    return RenderedMessage(subject=subject, body=body, language="de", html=html)
+
+
+def _split(text: str, name: str) -> tuple[str, str]:
     first, _, rest = text.lstrip("\n").partition("\n")
     if not first.startswith(SUBJECT_PREFIX):
         raise RenderError(f"Template {name} must start with a line 'Subject: ...'.")
     subject = first[len(SUBJECT_PREFIX) :].strip()
     if not subject:
         raise RenderError(f"Template {name} renders an empty subject.")
-    return RenderedMessage(subject=subject, body=rest.strip("\n") + "\n", language=lang)
+    return subject, rest.strip("\n") + "\n"

@@ -32,6 +32,8 @@ class Outgoing:
     language: str
     subject: str
     body: str
+    # The same message as an HTML document, sent as the e-mail's alternative to the text.
+    html: str | None = None
 
 
 class DeliveryError(Exception):
@@ -81,6 +83,8 @@ class FileSender:
 
     The file is named by the message's idempotency key, so delivering a message again (after a
     crash between sending and marking it sent) finds the file already there and adds no copy.
+    The HTML form travels inside the same file (``"html"``), so text and HTML are written, and
+    found again, together.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -95,6 +99,7 @@ class FileSender:
             "to": message.to_address,
             "subject": message.subject,
             "body": message.body,
+            "html": message.html,
             "kind": message.kind,
             "key": message.idempotency_key,
             "language": message.language,
@@ -179,7 +184,11 @@ class SmtpSender:
         )
 
     def build(self, message: Outgoing) -> EmailMessage:
-        """The e-mail for one outbox message; identical headers on every attempt but Date."""
+        """The e-mail for one outbox message; identical headers on every attempt but Date.
+
+        With an HTML form it is multipart/alternative: the text part first (exactly the e-mail
+        a text-only message would be), then the HTML part, which clients show when they can.
+        """
         mail = EmailMessage()
         mail["From"] = self.from_address
         mail["To"] = message.to_address
@@ -192,7 +201,15 @@ class SmtpSender:
         # Quoted-printable keeps the body 7-bit clean, so a relay without 8BITMIME passes
         # umlauts, Arabic and Cyrillic through unchanged.
         mail.set_content(message.body, subtype="plain", charset="utf-8", cte="quoted-printable")
-        # After set_content, which clears every Content-* header set before it.
+        if message.html is not None:
+            # Turns the mail into multipart/alternative and moves the text into its first part.
+            mail.add_alternative(
+                message.html, subtype="html", charset="utf-8", cte="quoted-printable"
+            )
+            for part in mail.iter_parts():
+                del part["MIME-Version"]  # belongs to the message, not to its parts
+        # After set_content and add_alternative, which clear or move every Content-* header
+        # set before them.
         mail["Content-Language"] = message.language
         return mail
 

@@ -176,6 +176,7 @@ def _claim(
                 language=rendered.language,
                 subject=rendered.subject,
                 body=rendered.body,
+                html=rendered.html,
             )
         )
     return claimed, parked
