@@ -108,13 +108,13 @@ if actor.manages_cases:
         return html.encode("utf-8") if fmt == "html" else html_to_pdf(html)
 
     with st.expander(_("Welcome letter"), expanded=False):
-        from tracker.letters import LETTER_LANGUAGES, letter_language
+        from tracker.letters import letter_language, letter_languages
 
         preferred = letter_language(view.newcomer.get("preferred_language"))
         letter_lang = st.selectbox(
             _("Language"),
-            list(LETTER_LANGUAGES),
-            index=list(LETTER_LANGUAGES).index(preferred),
+            letter_languages(),
+            index=letter_languages().index(preferred),
             key=f"letter_lang_{reference}",
         )
         letter_cols = st.columns(2)
