@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     delivery_interval_seconds: int = Field(default=60, ge=5)
     delivery_max_attempts: int = Field(default=6, ge=1)
     digest_cron: str = Field(default="0 7 * * 1-5", description="Partner digest (Europe/Berlin).")
+    fit_day_warning_margin: int = Field(
+        default=20,
+        ge=0,
+        description="Warn a student this many working days before the 140-day limit is reached.",
+    )
+    fit_permit_warning_days: int = Field(
+        default=60, ge=1, description="Remind a FIT student this many days before a permit ends."
+    )
+    fit_daily_cron: str = Field(
+        default="0 8 * * *", description="FIT reminders, feedback requests, permit warnings."
+    )
     monthly_report_cron: str = Field(
         default="0 6 1 * *", description="The last month's outcomes report (Europe/Berlin)."
     )

@@ -26,10 +26,18 @@ from sqlalchemy.types import TypeDecorator
 from tracker.enums import (
     CaseStatus,
     ConsentMethod,
+    ContactKind,
+    FitChannel,
+    FitStatus,
     HandoffState,
+    JobKind,
+    OfferKind,
+    OfferStatus,
     OrgKind,
     OutboxStatus,
+    PermitKind,
     Purpose,
+    RegistrationStatus,
     Role,
     StepState,
 )
@@ -343,6 +351,138 @@ class StoredReport(Base):
     __table_args__ = (
         UniqueConstraint("kind", "period", "language", "format", name="uq_reports_file"),
     )
+
+
+# --- FIT@THGA ---------------------------------------------------------------------------------
+
+
+class FitParticipant(Base):
+    """A student in the FIT@THGA programme: THGA's own record, one per newcomer."""
+
+    __tablename__ = "fit_participants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    newcomer_id: Mapped[int] = mapped_column(ForeignKey("newcomers.id"), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    enrolled_on: Mapped[date] = mapped_column(Date)
+    channel: Mapped[FitChannel] = mapped_column(_enum(FitChannel))
+    study_programme: Mapped[str] = mapped_column(String(200))
+    semester: Mapped[int] = mapped_column(Integer)
+    status: Mapped[FitStatus] = mapped_column(_enum(FitStatus), default=FitStatus.enrolled)
+    graduated_on: Mapped[date | None] = mapped_column(Date)
+    left_on: Mapped[date | None] = mapped_column(Date)  # dropped out or withdrawn
+    job_employer: Mapped[str | None] = mapped_column(String(200))
+    job_started_on: Mapped[date | None] = mapped_column(Date)
+    job_in_region: Mapped[bool | None] = mapped_column(Boolean)  # Bochum / the Ruhr
+    created_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    newcomer: Mapped[Newcomer] = relationship()
+
+    __table_args__ = (Index("ix_fit_participants_enrolled", "enrolled_on", "status"),)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class FitOffer(Base):
+    """A training, seminar, excursion, job fair or placement with a number of places."""
+
+    __tablename__ = "fit_offers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[OfferKind] = mapped_column(_enum(OfferKind))
+    title: Mapped[str] = mapped_column(String(200))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    place: Mapped[str] = mapped_column(String(200))
+    company: Mapped[str | None] = mapped_column(String(200))
+    capacity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[OfferStatus] = mapped_column(_enum(OfferStatus), default=OfferStatus.planned)
+    created_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __table_args__ = (Index("ix_fit_offers_starts", "starts_at"),)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class FitRegistration(Base):
+    """A participant's place on an offer, or their turn on its waiting list."""
+
+    __tablename__ = "fit_registrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("fit_offers.id"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("fit_participants.id"), index=True)
+    status: Mapped[RegistrationStatus] = mapped_column(_enum(RegistrationStatus))
+    registered_at: Mapped[datetime]  # the waiting list moves up in this order
+    placed_at: Mapped[datetime | None]  # got a place (at once, or from the waiting list)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("offer_id", "participant_id", name="uq_fit_registrations_offer_person"),
+        Index("ix_fit_registrations_offer_status", "offer_id", "status", "registered_at"),
+    )
+
+
+class FitContact(Base):
+    """A contact between a participant and a company (visit, fair talk, application ...)."""
+
+    __tablename__ = "fit_contacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("fit_participants.id"), index=True)
+    company: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[ContactKind] = mapped_column(_enum(ContactKind))
+    contact_on: Mapped[date] = mapped_column(Date)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("fit_offers.id"))
+    created_at: Mapped[datetime]
+
+
+class FitJob(Base):
+    """A job while studying; its days count against the yearly limit unless its kind is exempt."""
+
+    __tablename__ = "fit_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("fit_participants.id"), index=True)
+    employer: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[JobKind] = mapped_column(_enum(JobKind))
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    in_region: Mapped[bool] = mapped_column(Boolean, default=True)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("fit_offers.id"))  # a placement
+    created_at: Mapped[datetime]
+
+    days: Mapped[list[FitWorkDay]] = relationship(back_populates="job")
+
+
+class FitWorkDay(Base):
+    """One day worked: a full day, or a half day (up to four hours)."""
+
+    __tablename__ = "fit_work_days"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("fit_jobs.id"))
+    day: Mapped[date] = mapped_column(Date)
+    half: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    job: Mapped[FitJob] = relationship(back_populates="days")
+
+    __table_args__ = (UniqueConstraint("job_id", "day", name="uq_fit_work_days_job_day"),)
+
+
+class FitPermit(Base):
+    """A residence title that matters for the programme: student, job search (§20), work."""
+
+    __tablename__ = "fit_permits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("fit_participants.id"), index=True)
+    kind: Mapped[PermitKind] = mapped_column(_enum(PermitKind))
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_fit_permits_until", "valid_until"),)
 
 
 @event.listens_for(AuditEvent, "before_update")
