@@ -8,6 +8,7 @@ from prefect import flow, task
 from prefect.tasks import exponential_backoff
 
 from flows._common import database, note_failure
+from tracker.config import get_settings
 from tracker.senders import DeliveryError, Outgoing, default_sender
 from tracker.services._base import utcnow
 from tracker.services.delivery import claim_messages, mark_failed, mark_sent
@@ -17,13 +18,29 @@ from tracker.services.delivery import claim_messages, mark_failed, mark_sent
 def claim(limit: int) -> list[Outgoing]:
     """Lease due messages to this run; other workers skip them."""
     with database().transaction() as session:
-        return claim_messages(session, now=utcnow(), limit=limit)
+        return claim_messages(session, now=utcnow(), limit=limit, lease_seconds=lease_for(limit))
+
+
+SEND_RETRIES = 3
+SEND_BACKOFF = 2  # seconds, doubling: 2, 4, 8
+SMTP_STAGES = 4  # connect, STARTTLS, login, send: each may wait the full timeout
+
+
+def lease_for(messages: int) -> int:
+    """How long a claim must hold: every message of it may need all its attempts, each
+    attempt every SMTP stage's timeout, plus the backoff between attempts, plus a margin.
+    Shorter, and another deliverer could claim (and send again) what this run has yet to
+    reach."""
+    attempt = SMTP_STAGES * get_settings().smtp_timeout
+    backoff = sum(SEND_BACKOFF * 2**i for i in range(SEND_RETRIES))
+    per_message = (SEND_RETRIES + 1) * attempt + backoff
+    return int(messages * per_message) + 60
 
 
 @task(
     task_run_name="send {message.kind} #{message.id}",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retries=SEND_RETRIES,
+    retry_delay_seconds=exponential_backoff(backoff_factor=SEND_BACKOFF),
     retry_condition_fn=lambda task, run, state: _is_delivery_error(state),
 )
 def send(message: Outgoing) -> None:
@@ -89,7 +106,7 @@ async def deliver_outbox(limit: int = 100) -> dict[str, int]:
     return {"sent": sent, "failed": failed}
 
 
-CLAIM_CHUNK = 10
+CLAIM_CHUNK = 5  # with 10 s SMTP timeouts a claim of 5 holds ~15 minutes at most
 
 
 def _send_all(batch: list[Outgoing]) -> tuple[int, int]:

@@ -545,3 +545,14 @@ def test_a_context_without_a_date_the_template_needs_is_parked_not_a_crash(db, a
     assert message.status == OutboxStatus.failed
     assert "UndefinedError" in (message.last_error or "")
     assert "due_date" in (message.last_error or "")
+
+
+def test_a_claim_lasts_longer_than_sending_its_messages_can_take():
+    """Each message may need every attempt with every SMTP stage timing out, plus backoff."""
+    from flows.delivery import CLAIM_CHUNK, SEND_RETRIES, SMTP_STAGES, lease_for
+    from tracker.config import get_settings
+
+    timeout = get_settings().smtp_timeout
+    worst_per_message = (SEND_RETRIES + 1) * SMTP_STAGES * timeout + (2 + 4 + 8)
+    assert lease_for(CLAIM_CHUNK) > CLAIM_CHUNK * worst_per_message
+    assert lease_for(1) < lease_for(CLAIM_CHUNK)

@@ -136,3 +136,25 @@ def test_every_letter_language_has_every_document_list_and_deadline_text():
         for key, docs in tables["documents"].items():
             assert len(docs) == len(german["documents"][key]), (language, key)
             assert all(isinstance(d, str) and d.strip() for d in docs), (language, key)
+
+
+def test_the_arabic_letter_pdf_keeps_latin_references_in_reading_order(db, actors):
+    """WeasyPrint ignores <bdi>: the Unicode isolates around data keep "§17 BMG" intact."""
+    import io
+
+    from pypdf import PdfReader
+
+    from tracker.pdf import html_to_pdf
+
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW, consent_to=[], nationality="PL")
+    with db.transaction() as s:
+        complete_step(s, actor=cm, reference=ref, step_key="housing", on=date(2026, 2, 20), now=NOW)
+    with db.transaction() as s:
+        advance_case(s, actor=cm, reference=ref, now=NOW)
+    with db.read() as s:
+        html = welcome_letter(s, actor=cm, reference=ref, language="ar")
+    assert "\u2068" in html and "\u2069" in html
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(html_to_pdf(html))).pages)
+    assert "BMG 17§" not in text
+    assert "§17 BMG" in text

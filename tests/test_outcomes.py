@@ -298,10 +298,11 @@ def check_backlog(w: World, fig: outcomes.PartnerBacklog) -> None:
         )
         if row.total:
             busy += 1
+        if row.total and row.total >= outcomes.MIN_FOR_STATISTICS:
             assert row.age_median_days == statistics.median(ages[org.id])
-            assert row.age_max_days == max(ages[org.id])
         else:
-            assert row.age_median_days is None and row.age_max_days is None
+            # A median of a few handoffs is one handoff's age.
+            assert row.age_median_days is None
     assert busy, "some partner should have a queue in the demo"
 
 
@@ -320,7 +321,7 @@ def check_cohorts(w: World, fig: outcomes.Cohorts) -> None:
         counts = {k: c[k] for k in ("opened", "open", "closed", "cancelled")}
         shown = row.model_dump(include=set(counts))
         assert_protected(shown, counts, [("opened", "open", "closed", "cancelled")])
-        if row.closed:
+        if row.closed and row.closed >= outcomes.MIN_FOR_STATISTICS:
             assert row.median_days_to_close == statistics.median(to_close[(row.year, row.pathway)])
         else:
             assert row.median_days_to_close is None

@@ -41,6 +41,7 @@ from tracker.models import Case, Handoff, Newcomer, Organisation, Step
 from tracker.pathway import get_registry
 
 MIN_CELL = 5
+FIT_FIRST_YEAR = 2023  # FIT@THGA's first cohort the tracker knows
 # Percentiles and the mean of a handful of values give the values themselves away (five people:
 # the quartiles are three of them, p90 and the mean the other two); they need more people.
 MIN_FOR_STATISTICS = 20
@@ -143,6 +144,27 @@ def _suppress(
                 hidden.add(min(candidates, key=lambda k: (values[k], k)))
                 changed = True
     return {k: None if k in hidden else v for k, v in values.items() if k[0] != "_"}
+
+
+ROUNDING_BASE = 5
+
+
+def round_to_base(value: int) -> int | None:
+    """A count rounded to the nearest multiple of 5 (halves up); 1-4 hidden like any cell."""
+    if 0 < value < MIN_CELL:
+        return None
+    return ROUNDING_BASE * ((value + ROUNDING_BASE // 2) // ROUNDING_BASE)
+
+
+def rounded_cohorts(figure: Cohorts) -> Cohorts:
+    """Cohort counts rounded to 5, for snapshots published again and again (the monthly
+    report): two exact snapshots a month apart would tell by subtraction what changed."""
+    rows = []
+    for r in figure.cohorts:
+        values = {k: getattr(r, k) for k in ("opened", "open", "closed", "cancelled")}
+        shown = {k: None if v is None else round_to_base(v) for k, v in values.items()}
+        rows.append(r.model_copy(update={**shown, "suppressed": _any_hidden(shown)}))
+    return Cohorts(cohorts=rows)
 
 
 def _share(part: int | None, whole: int | None) -> float | None:
@@ -278,8 +300,7 @@ class PartnerBacklogRow(BaseModel):
     offered: int | None
     accepted: int | None
     total: int | None
-    age_median_days: float | None  # days since the handoff was offered
-    age_max_days: int | None
+    age_median_days: float | None  # days since the handoff was offered (from 20 handoffs)
     age_0_7: int | None
     age_8_14: int | None
     age_15_30: int | None
@@ -856,7 +877,12 @@ def cohorts(session: Session, *, actor: Actor) -> Cohorts:
                 open=shown["open"],
                 closed=shown["closed"],
                 cancelled=shown["cancelled"],
-                median_days_to_close=quantile(freq, 2, 4) if shown["closed"] and freq else None,
+                # A median of a few people is one of them: only from MIN_FOR_STATISTICS on.
+                median_days_to_close=(
+                    quantile(freq, 2, 4)
+                    if shown["closed"] and sum(n for _, n in freq) >= MIN_FOR_STATISTICS
+                    else None
+                ),
                 suppressed=_any_hidden(shown),
             )
         )
@@ -927,8 +953,9 @@ def partner_backlog(session: Session, *, actor: Actor, today: date) -> PartnerBa
             PartnerBacklogRow(
                 organisation=key,
                 organisation_name=name,
-                age_median_days=quantile(ages, 2, 4) if visible else None,
-                age_max_days=ages[-1][0] if visible else None,
+                age_median_days=(
+                    quantile(ages, 2, 4) if visible and total >= MIN_FOR_STATISTICS else None
+                ),
                 suppressed=_any_hidden(shown),
                 **shown,
             )
@@ -1020,17 +1047,19 @@ def fit_panel(session: Session, *, actor: Actor, year: int, today: date | None =
     values["_not_employed"] = values["participants"] - values["employed_so_far"]
     values["_not_followed_12m"] = values["participants"] - values["followed_12m"]
     values["_not_followed_18m"] = values["participants"] - values["followed_18m"]
-    shown = _suppress(
-        values,
-        [
-            ("participants", "case_open", "case_closed", "case_cancelled"),
-            ("participants", "followed_12m", "_not_followed_12m"),
-            ("participants", "followed_18m", "_not_followed_18m"),
-            ("participants", "employed_so_far", "_not_employed"),
-            ("followed_12m", "employed_12m", "_not_employed_12m"),
-            ("followed_18m", "employed_18m", "_not_employed_18m"),
-        ],
-    )
+    equations = [
+        ("participants", "case_open", "case_closed", "case_cancelled"),
+        ("participants", "followed_12m", "_not_followed_12m"),
+        ("participants", "followed_18m", "_not_followed_18m"),
+        ("participants", "employed_so_far", "_not_employed"),
+        ("followed_12m", "employed_12m", "_not_employed_12m"),
+        ("followed_18m", "employed_18m", "_not_employed_18m"),
+    ]
+    if values["followed_12m"] == values["followed_18m"]:
+        # Followed alike, the two differ by those who found work in months 13 to 18.
+        values["_employed_13_18m"] = values["employed_18m"] - values["employed_12m"]
+        equations.append(("employed_18m", "employed_12m", "_employed_13_18m"))
+    shown = _suppress(values, equations)
     return FitPanel(
         year=year,
         today=today,
@@ -1127,15 +1156,19 @@ def year_figures(
 
 
 class CaseloadRow(BaseModel):
-    """Cases of one pathway during a period: carried in, opened, ended, still open at its end."""
+    """Cases of one pathway in a month: what moved (exact), and how many (rounded).
+
+    The flows (opened, closed, cancelled) are exact, a count of 1-4 hidden. The stocks
+    (accompanied, open at the month's end) are rounded to 5: the open cases at the end of
+    one month are the ones carried into the next, so exact stocks in two monthly reports
+    would give away a hidden flow by subtraction (and so would the cohort table)."""
 
     pathway: str
-    active: int | None  # open at some time in the period (= carried_over + opened)
-    carried_over: int | None  # opened before the period and still open at its start
+    active: int | None  # open at some time in the month, rounded to 5
     opened: int | None
     closed: int | None
     cancelled: int | None
-    open_at_end: int | None  # = active - closed - cancelled
+    open_at_end: int | None  # rounded to 5
     suppressed: bool
 
 
@@ -1203,22 +1236,19 @@ def month_activity(session: Session, *, actor: Actor, year: int, month: int) -> 
     caseload = []
     for key in _pathway_order(found):
         carried, opened, closed, cancelled = found.get(key, [0, 0, 0, 0])
-        values = {
-            "active": carried + opened,
-            "carried_over": carried,
-            "opened": opened,
-            "closed": closed,
-            "cancelled": cancelled,
-            "open_at_end": carried + opened - closed - cancelled,
+        flows = _suppress({"opened": opened, "closed": closed, "cancelled": cancelled})
+        stocks = {
+            "active": round_to_base(carried + opened),
+            "open_at_end": round_to_base(carried + opened - closed - cancelled),
         }
-        shown = _suppress(
-            values,
-            [
-                ("active", "carried_over", "opened"),
-                ("active", "closed", "cancelled", "open_at_end"),
-            ],
+        caseload.append(
+            CaseloadRow(
+                pathway=key,
+                suppressed=_any_hidden(flows) or _any_hidden(stocks),
+                **flows,
+                **stocks,
+            )
         )
-        caseload.append(CaseloadRow(pathway=key, suppressed=_any_hidden(shown), **shown))
 
     closed_in = and_(Handoff.closed_at >= start, Handoff.closed_at < end)
     flow = (
@@ -1283,10 +1313,10 @@ class MonthFigures(BaseModel):
     month: int
     today: date  # when the figures were read: the backlog is a snapshot of that day
     activity: MonthActivity
-    within_legal_clock: LegalClock  # steps finished in the month
+    within_legal_clock: LegalClock  # steps finished in the month (open steps not counted)
     time_to: dict[str, TimeTo]  # milestones reached in the month, days from arrival
     partner_backlog: PartnerBacklog
-    cohorts: Cohorts
+    cohorts: Cohorts  # rounded to 5: see rounded_cohorts
 
 
 def month_figures(
@@ -1310,7 +1340,7 @@ def month_figures(
         within_legal_clock=_build_legal(counts, year, None, today),
         time_to={m: _build_time_to(freqs[m], m, year, None) for m in milestones},
         partner_backlog=partner_backlog(session, actor=actor, today=today),
-        cohorts=cohorts(session, actor=actor),
+        cohorts=rounded_cohorts(cohorts(session, actor=actor)),
     )
 
 
@@ -1327,7 +1357,12 @@ class FitYearFigures(BaseModel):
     today: date
     panel: FitPanel
     quarters: list[QuarterRow]  # enrolments per quarter of the year
-    enrolment_to_job: TimeTo  # days from FIT enrolment to job entry, participants with a job
+    # Days from FIT enrolment to job entry, for every participant with a job (a job begun
+    # before the enrolment counts as 0 days, so the count is the panel's employed_so_far).
+    enrolment_to_job: TimeTo
+    # The two years before: only for them can "in work within 12 / 18 months" be decided
+    # when the report comes out early in the following year.
+    follow_up: list[FitPanel]
 
 
 def fit_year_figures(session: Session, *, actor: Actor, year: int, today: date) -> FitYearFigures:
@@ -1361,20 +1396,25 @@ def fit_year_figures(session: Session, *, actor: Actor, year: int, today: date) 
     ]
     job = Step.__table__.alias("job")
     days = days_between(fit_day, utc_date(job.c.done_at))
-    freq = session.execute(
+    found = session.execute(
         select(days, func.count())
         .select_from(Step)
         .join(job, and_(job.c.case_id == Step.case_id, job.c.key == "job_entry"))
-        # A job that began before the enrolment is not the programme's outcome.
-        .where(enrolled, job.c.state == StepState.done.value, job.c.done_at >= Step.done_at)
+        .where(enrolled, job.c.state == StepState.done.value)
         .group_by(days)
     ).all()
+    freq: dict[int, int] = defaultdict(int)
+    for d, n in found:
+        freq[max(int(d), 0)] += int(n)  # a job begun before the enrolment: 0 days
     return FitYearFigures(
         year=year,
         today=today,
         panel=fit_panel(session, actor=actor, year=year, today=today),
         quarters=quarters,
-        enrolment_to_job=_build_time_to(
-            sorted((int(d), int(n)) for d, n in freq), "job_entry", year, "student"
-        ),
+        enrolment_to_job=_build_time_to(sorted(freq.items()), "job_entry", year, "student"),
+        follow_up=[
+            fit_panel(session, actor=actor, year=y, today=today)
+            for y in (year - 1, year - 2)
+            if y >= FIT_FIRST_YEAR
+        ],
     )

@@ -45,7 +45,7 @@ def bars(
         return Markup("")
     axis = alt.Axis(format=".0%") if percent else alt.Axis(format="d", tickMinStep=1)
     base = alt.Chart(alt.Data(values=rows)).encode(
-        y=alt.Y(f"{label}:N", sort=None, title=label_title, axis=alt.Axis(labelLimit=220)),
+        y=alt.Y(f"{label}:N", sort=None, title=label_title, axis=alt.Axis(labelLimit=320)),
         x=alt.X(
             f"{value}:Q",
             title=value_title,
@@ -70,15 +70,23 @@ def histogram(
     y_title: str = "",
     width: int = 460,
 ) -> Markup:
-    """Columns over day ranges; suppressed bins (None) are drawn as gaps."""
-    rows = [r for r in _rows(data) if r.get(count) is not None]
+    """Columns over day ranges. The axis spans every bin, so a suppressed bin (None) is a
+    visible gap where it lies, not a range that silently disappears."""
+    every = _rows(data)
+    rows = [r for r in every if r.get(count) is not None]
     if not rows:
         return Markup("")
+    domain = [min(r[start] for r in every), max(r[end] for r in every)]
     chart = (
         alt.Chart(alt.Data(values=rows))
         .mark_bar(color=COLOURS[1], stroke="white", strokeWidth=0.5)
         .encode(
-            x=alt.X(f"{start}:Q", bin="binned", title=x_title),
+            x=alt.X(
+                f"{start}:Q",
+                bin="binned",
+                title=x_title,
+                scale=alt.Scale(domain=domain, nice=False),
+            ),
             x2=f"{end}:Q",
             y=alt.Y(f"{count}:Q", title=y_title, axis=alt.Axis(format="d", tickMinStep=1)),
         )
@@ -113,7 +121,7 @@ def stacked(
         alt.Chart(alt.Data(values=long))
         .mark_bar()
         .encode(
-            y=alt.Y("label:N", sort=None, title=label_title, axis=alt.Axis(labelLimit=220)),
+            y=alt.Y("label:N", sort=None, title=label_title, axis=alt.Axis(labelLimit=320)),
             x=alt.X("n:Q", stack="zero", title=value_title, axis=alt.Axis(format="d")),
             color=alt.Color(
                 "part:N",

@@ -19,18 +19,26 @@ from typing import Any, Literal, get_args
 
 from babel.numbers import format_percent
 from jinja2 import TemplateNotFound
+from markupsafe import Markup
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tracker import clocks, outcomes, report_charts
 from tracker.access import Actor
+from tracker.config import get_settings
 from tracker.enums import Role
 from tracker.errors import NotFoundError, PermissionDenied, ValidationFailed
 from tracker.models import StoredReport
 from tracker.pathway import get_registry
 from tracker.pdf import html_to_pdf
-from tracker.rendering import FALLBACK_LANGUAGE, TEMPLATES_DIR, TemplateMissing, get_environment
+from tracker.rendering import (
+    FALLBACK_LANGUAGE,
+    TEMPLATES_DIR,
+    TemplateMissing,
+    get_environment,
+    text_direction,
+)
 
 ReportKind = Literal["monthly", "fit"]
 ReportFormat = Literal["html", "pdf", "csv", "json"]
@@ -43,6 +51,7 @@ MEDIA_TYPES = {
     "json": "application/json",
 }
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+FIRST_YEAR, LAST_YEAR = 2000, 2100
 _YEAR = re.compile(r"^(\d{4})$")
 
 
@@ -77,12 +86,12 @@ def parse_period(kind: str, period: str) -> tuple[int, int | None]:
     """``2026-10`` for a monthly report, ``2024`` for the FIT year; a clear error otherwise."""
     if kind == "monthly":
         m = _MONTH.match(period)
-        if not m or not 1 <= int(m[2]) <= 12:
+        if not m or not 1 <= int(m[2]) <= 12 or not FIRST_YEAR <= int(m[1]) <= LAST_YEAR:
             raise ValidationFailed(f"A monthly report needs a month like 2026-10, not {period!r}.")
         return int(m[1]), int(m[2])
     if kind == "fit":
         y = _YEAR.match(period)
-        if not y:
+        if not y or not FIRST_YEAR <= int(y[1]) <= LAST_YEAR:
             raise ValidationFailed(f"The FIT report needs a year like 2024, not {period!r}.")
         return int(y[1]), None
     raise ValidationFailed(f"Unknown report {kind!r}; choose one of {', '.join(REPORT_KINDS)}.")
@@ -147,7 +156,7 @@ def render(
             "period": period,
             "generated_at": generated_at.isoformat(timespec="seconds"),
             "min_cell": outcomes.MIN_CELL,
-            "figures": data.model_dump(mode="json"),
+            "figures": data.model_dump(mode="json", exclude=_JSON_EXCLUDE.get(kind)),
         }
         text = json.dumps(payload, ensure_ascii=False, indent=2) + "\n"
         return ReportFile(kind, period, "", fmt, text.encode("utf-8"))
@@ -156,6 +165,13 @@ def render(
     if fmt == "html":
         return ReportFile(kind, period, lang, fmt, html.encode("utf-8"))
     return ReportFile(kind, period, lang, fmt, html_to_pdf(html))
+
+
+# A month's legal-clock figures count finished steps only: no open ones to report.
+_MONTH_LEGAL_EXCLUDE = {"open", "open_overdue"}
+_JSON_EXCLUDE: dict[str, Any] = {
+    "monthly": {"within_legal_clock": {"steps": {"__all__": _MONTH_LEGAL_EXCLUDE}}}
+}
 
 
 # --- HTML ------------------------------------------------------------------------------------
@@ -180,8 +196,13 @@ def to_html(
     def percent(value: float | None) -> str:
         return "–" if value is None else format_percent(value, locale=language)
 
+    direction = text_direction(language)
     context: dict[str, Any] = {
         "f": data,
+        "dir": direction,
+        "rtl": direction == "rtl",
+        # The office's name inside a CSS string (the page footer): quoted for CSS, not HTML.
+        "office_css": css_string(get_settings().office_name),
         "period": period,
         "generated_at": generated_at,
         "min_cell": outcomes.MIN_CELL,
@@ -195,6 +216,13 @@ def to_html(
     return template.render({**context, "lang": language})
 
 
+def css_string(text: str) -> Markup:
+    """A quoted CSS string: letters and digits as they are, everything else as a hex escape,
+    so no character of the text can end the string, the rule or the style element."""
+    body = "".join(c if c.isalnum() or c in " .,-" else f"\\{ord(c):x} " for c in text)
+    return Markup(f'"{body}"')
+
+
 # --- CSV -------------------------------------------------------------------------------------
 
 CSV_COLUMNS = ("report", "period", "section", "row", "measure", "value", "suppressed")
@@ -206,7 +234,11 @@ def _sections(data: BaseModel) -> list[tuple[str, str, list[dict[str, Any]]]]:
         return [
             ("caseload", "pathway", [r.model_dump() for r in data.activity.caseload]),
             ("handoffs_in_month", "organisation", [r.model_dump() for r in data.activity.handoffs]),
-            ("legal_clock", "step", [r.model_dump() for r in data.within_legal_clock.steps]),
+            (
+                "legal_clock",
+                "step",
+                [r.model_dump(exclude=_MONTH_LEGAL_EXCLUDE) for r in data.within_legal_clock.steps],
+            ),
             (
                 "time_from_arrival",
                 "milestone",
@@ -236,6 +268,7 @@ def _sections(data: BaseModel) -> list[tuple[str, str, list[dict[str, Any]]]]:
             ("fit_indicators", "indicator", data.panel.rows()),
             ("enrolments_by_quarter", "quarter", [r.model_dump() for r in data.quarters]),
             ("enrolment_to_job", "milestone", [data.enrolment_to_job.summary_row()]),
+            *[(f"follow_up_{panel.year}", "indicator", panel.rows()) for panel in data.follow_up],
             (
                 "enrolment_to_job_histogram",
                 "label",
