@@ -410,3 +410,123 @@ def test_the_daily_run_reminds_a_day_ahead_and_asks_for_feedback_once(db, actors
             )
         )
     assert kinds == ["fit_feedback", "fit_offer_reminder"]
+
+
+# --- the programme's figures against an independent count ------------------------------------
+
+
+def independent_programme(db, year: int) -> dict[str, object]:
+    """The same figures counted in Python over every FIT row, loaded through the ORM."""
+    from collections import Counter
+
+    from tracker.models import FitContact, FitJob, FitOffer, FitParticipant
+
+    with db.read() as s:
+        offers = {o.id: o for o in s.scalars(select(FitOffer))}
+        regs = list(s.scalars(select(FitRegistration)))
+        contacts = list(s.scalars(select(FitContact)))
+        jobs = list(s.scalars(select(FitJob)))
+        people = list(s.scalars(select(FitParticipant)))
+        s.expunge_all()
+    held = {i: o for i, o in offers.items() if o.status == "held" and o.starts_at.year == year}
+    per_kind: Counter[tuple[str, str]] = Counter()
+    for o in held.values():
+        per_kind[(str(o.kind), "offers_held")] += 1
+        per_kind[(str(o.kind), "places")] += o.capacity
+    for r in regs:
+        if r.offer_id in held and r.status in ("attended", "no_show"):
+            per_kind[(str(held[r.offer_id].kind), str(r.status))] += 1
+    in_year = lambda d: d is not None and d.year == year  # noqa: E731
+    return {
+        "per_kind": per_kind,
+        "participants_reached": len(
+            {r.participant_id for r in regs if r.offer_id in held and r.status == "attended"}
+        ),
+        "company_contacts": sum(in_year(c.contact_on) for c in contacts),
+        "companies": len({c.company.lower() for c in contacts if in_year(c.contact_on)}),
+        "working_student_jobs": sum(
+            in_year(j.starts_on) and j.kind in ("working_student", "voluntary_internship", "other")
+            for j in jobs
+        ),
+        "graduated": sum(p.status == "graduated" and in_year(p.graduated_on) for p in people),
+        "job_entries": sum(in_year(p.job_started_on) for p in people),
+        "job_entries_in_region": sum(
+            in_year(p.job_started_on) and p.job_in_region is True for p in people
+        ),
+    }
+
+
+def test_the_programme_figures_match_an_independent_count(db, actors):
+    from tracker import outcomes
+    from tracker.enums import ContactKind
+
+    thga = actors["thga.nowak"]
+    people = enrolled(db, actors, 8)
+    fair = offer(db, actors, capacity=10)
+    seminar = offer(db, actors, capacity=6, starts=LATER + timedelta(days=7))
+    with db.transaction() as s:
+        for pid in people:
+            fit.register(s, actor=thga, offer_id=fair, participant_id=pid, now=NOW)
+            fit.register(s, actor=thga, offer_id=seminar, participant_id=pid, now=NOW)
+    after = LATER + timedelta(days=8)
+    with db.transaction() as s:
+        fit.record_attendance(s, actor=thga, offer_id=fair, attended=people[:7], now=after)
+        fit.record_attendance(s, actor=thga, offer_id=seminar, attended=people[:5], now=after)
+    today = after.date()
+    with db.transaction() as s:
+        for i, pid in enumerate(people):
+            fit.add_contact(
+                s,
+                actor=thga,
+                participant_id=pid,
+                company=f"Firma {i % 3}",
+                kind=ContactKind.job_fair_talk,
+                contact_on=today,
+                now=after,
+            )
+            fit.add_job(
+                s,
+                actor=thga,
+                participant_id=pid,
+                employer="Bochumer Verein",
+                kind=JobKind.working_student,
+                starts_on=today,
+                now=after,
+            )
+        for pid in people[:6]:
+            fit.change_status(
+                s, actor=thga, participant_id=pid, status=FitStatus.graduated, on=today, now=after
+            )
+            fit.record_job_entry(
+                s,
+                actor=thga,
+                participant_id=pid,
+                employer="Ruhr AG",
+                started_on=today,
+                in_region=pid != people[0],
+                now=after,
+            )
+    year = today.year
+    with db.read() as s:
+        got = outcomes.fit_programme(s, actor=actors["lead.schmidt"], year=year)
+    want = independent_programme(db, year)
+    kinds = {r.kind: r for r in got.offers}
+    fair_row = kinds["job_fair"]
+    assert fair_row.offers_held == want["per_kind"][("job_fair", "offers_held")] == 2
+    assert fair_row.places == want["per_kind"][("job_fair", "places")] == 16
+    assert fair_row.attended == want["per_kind"][("job_fair", "attended")] == 12
+    assert want["per_kind"][("job_fair", "no_show")] == 2 and fair_row.no_show is None  # 1-4
+    for key in (
+        "participants_reached",
+        "company_contacts",
+        "companies",
+        "working_student_jobs",
+        "graduated",
+        "job_entries",
+    ):
+        assert getattr(got, key) == want[key], key
+    assert got.companies == 3
+    # 5 of 6 job entries in the region: the one elsewhere is 1, so "in region" is hidden too.
+    assert want["job_entries_in_region"] == 5 and got.job_entries_in_region is None
+    with db.read() as s, pytest.raises(PermissionDenied):
+        outcomes.fit_programme(s, actor=thga, year=year)

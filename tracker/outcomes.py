@@ -1126,6 +1126,7 @@ class YearFigures(BaseModel):
     cohorts: Cohorts
     recognition_outcomes: RecognitionOutcomes
     fit_panel: FitPanel
+    fit_programme: FitProgramme
 
 
 def year_figures(
@@ -1149,6 +1150,7 @@ def year_figures(
         cohorts=cohorts(session, actor=actor),
         recognition_outcomes=_build_recognition(counts, year, pathway),
         fit_panel=fit_panel(session, actor=actor, year=year, today=today),
+        fit_programme=fit_programme(session, actor=actor, year=year),
     )
 
 
@@ -1363,6 +1365,7 @@ class FitYearFigures(BaseModel):
     # The two years before: only for them can "in work within 12 / 18 months" be decided
     # when the report comes out early in the following year.
     follow_up: list[FitPanel]
+    programme: FitProgramme  # offers, attendance, contacts, jobs, outcomes of the year
 
 
 def fit_year_figures(session: Session, *, actor: Actor, year: int, today: date) -> FitYearFigures:
@@ -1417,4 +1420,167 @@ def fit_year_figures(session: Session, *, actor: Actor, year: int, today: date) 
             for y in (year - 1, year - 2)
             if y >= FIT_FIRST_YEAR
         ],
+        programme=fit_programme(session, actor=actor, year=year),
+    )
+
+
+class OfferKindRow(BaseModel):
+    """Offers of one kind that took place in the year, and who came."""
+
+    kind: str
+    offers_held: int  # offers, not people: never suppressed
+    places: int  # places offered at the held offers
+    attended: int | None  # attendances (a person at two offers counts twice)
+    no_show: int | None
+    suppressed: bool
+
+
+class FitProgramme(_Figure):
+    """What the programme did in a year: offers and attendance, contacts, jobs, outcomes.
+
+    People counts of 1-4 are hidden like everywhere; counts of offers are not about people."""
+
+    year: int
+    offers: list[OfferKindRow]
+    participants_reached: int | None  # distinct participants who attended at least one offer
+    company_contacts: int | None  # contacts recorded in the year
+    companies: int | None  # distinct companies among them (not people: shown)
+    working_student_jobs: int | None  # jobs while studying that began in the year
+    placements: int | None  # ... of them found through a placement offer
+    graduated: int | None
+    dropped_out: int | None
+    withdrawn: int | None
+    job_entries: int | None  # participants who started a job in the year
+    job_entries_in_region: int | None  # ... in Bochum / the Ruhr
+    suppressed: bool
+
+    def rows(self) -> list[dict[str, Any]]:
+        head = {"year": self.year}
+        out = [{**head, "section": "offers", **r.model_dump()} for r in self.offers]
+        for name in (
+            "participants_reached",
+            "company_contacts",
+            "companies",
+            "working_student_jobs",
+            "placements",
+            "graduated",
+            "dropped_out",
+            "withdrawn",
+            "job_entries",
+            "job_entries_in_region",
+        ):
+            value = getattr(self, name)
+            out.append(
+                {
+                    **head,
+                    "section": "programme",
+                    "indicator": name,
+                    "count": value,
+                    "suppressed": value is None,
+                }
+            )
+        return out
+
+
+def fit_programme(session: Session, *, actor: Actor, year: int) -> FitProgramme:
+    """The FIT@THGA programme's activity in one calendar year (Europe/Berlin dates)."""
+    from tracker.enums import OfferKind, OfferStatus, RegistrationStatus
+    from tracker.models import FitContact, FitJob, FitOffer, FitParticipant, FitRegistration
+
+    _require_leadership(actor)
+    start, end = _year_bounds(year)
+    first, last = date(year, 1, 1), date(year, 12, 31)
+    held = and_(
+        FitOffer.status == OfferStatus.held, FitOffer.starts_at >= start, FitOffer.starts_at < end
+    )
+    per_kind: dict[str, dict[str, int]] = {
+        k.value: {"offers_held": 0, "places": 0, "attended": 0, "no_show": 0} for k in OfferKind
+    }
+    for kind, n, places in session.execute(
+        select(FitOffer.kind, func.count(), func.coalesce(func.sum(FitOffer.capacity), 0))
+        .where(held)
+        .group_by(FitOffer.kind)
+    ):
+        per_kind[str(kind)]["offers_held"] = int(n)
+        per_kind[str(kind)]["places"] = int(places)
+    for kind, status, n in session.execute(
+        select(FitOffer.kind, FitRegistration.status, func.count())
+        .join(FitOffer, FitRegistration.offer_id == FitOffer.id)
+        .where(
+            held,
+            FitRegistration.status.in_(
+                [RegistrationStatus.attended.value, RegistrationStatus.no_show.value]
+            ),
+        )
+        .group_by(FitOffer.kind, FitRegistration.status)
+    ):
+        per_kind[str(kind)][str(status)] = int(n)
+    offers = []
+    for kind_key, c in per_kind.items():
+        shown = _suppress({"attended": c["attended"], "no_show": c["no_show"]})
+        offers.append(
+            OfferKindRow(
+                kind=kind_key,
+                offers_held=c["offers_held"],
+                places=c["places"],
+                suppressed=_any_hidden(shown),
+                **shown,
+            )
+        )
+    reached = session.scalar(
+        select(func.count(distinct(FitRegistration.participant_id)))
+        .join(FitOffer, FitRegistration.offer_id == FitOffer.id)
+        .where(held, FitRegistration.status == RegistrationStatus.attended)
+    )
+    contacts, companies = session.execute(
+        select(func.count(), func.count(distinct(func.lower(FitContact.company)))).where(
+            FitContact.contact_on >= first, FitContact.contact_on <= last
+        )
+    ).one()
+    jobs, placements = session.execute(
+        select(func.count(), func.count(FitJob.offer_id)).where(
+            FitJob.starts_on >= first,
+            FitJob.starts_on <= last,
+            FitJob.kind.in_(["working_student", "voluntary_internship", "other"]),
+        )
+    ).one()
+
+    def people(*conds: Any) -> int:
+        return int(
+            session.scalar(select(func.count()).select_from(FitParticipant).where(*conds)) or 0
+        )
+
+    in_year = lambda col: and_(col >= first, col <= last)  # noqa: E731
+    values = {
+        "participants_reached": int(reached or 0),
+        "company_contacts": int(contacts or 0),
+        "working_student_jobs": int(jobs or 0),
+        "placements": int(placements or 0),
+        "graduated": people(
+            FitParticipant.status == "graduated", in_year(FitParticipant.graduated_on)
+        ),
+        "dropped_out": people(
+            FitParticipant.status == "dropped_out", in_year(FitParticipant.left_on)
+        ),
+        "withdrawn": people(FitParticipant.status == "withdrawn", in_year(FitParticipant.left_on)),
+        "job_entries": people(in_year(FitParticipant.job_started_on)),
+        "job_entries_in_region": people(
+            in_year(FitParticipant.job_started_on), FitParticipant.job_in_region.is_(True)
+        ),
+    }
+    values["_jobs_elsewhere"] = values["job_entries"] - values["job_entries_in_region"]
+    values["_jobs_not_placed"] = values["working_student_jobs"] - values["placements"]
+    shown = _suppress(
+        values,
+        [
+            ("job_entries", "job_entries_in_region", "_jobs_elsewhere"),
+            ("working_student_jobs", "placements", "_jobs_not_placed"),
+        ],
+    )
+    return FitProgramme(
+        year=year,
+        offers=offers,
+        companies=int(companies or 0),
+        suppressed=_any_hidden(shown) or any(r.suppressed for r in offers),
+        **shown,
     )

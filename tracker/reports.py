@@ -269,6 +269,12 @@ def _sections(data: BaseModel) -> list[tuple[str, str, list[dict[str, Any]]]]:
             ("enrolments_by_quarter", "quarter", [r.model_dump() for r in data.quarters]),
             ("enrolment_to_job", "milestone", [data.enrolment_to_job.summary_row()]),
             *[(f"follow_up_{panel.year}", "indicator", panel.rows()) for panel in data.follow_up],
+            ("offers", "kind", [r.model_dump() for r in data.programme.offers]),
+            (
+                "programme",
+                "indicator",
+                [r for r in data.programme.rows() if r["section"] == "programme"],
+            ),
             (
                 "enrolment_to_job_histogram",
                 "label",
@@ -299,6 +305,8 @@ _DESCRIPTIVE = {
     "bin_start",
     "bin_end",
     "bin_days",
+    "section",
+    "kind",
 }
 
 

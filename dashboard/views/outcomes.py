@@ -237,3 +237,25 @@ f[1].metric(_("Employed within 12 months"), shown(fit.employed_12m))
 f[2].metric(_("Employed within 18 months"), shown(fit.employed_18m))
 f[3].metric(_("Case still open"), shown(fit.case_open))
 csv_button(fit.rows(), "fit")
+programme = data.fit_programme
+g = st.columns(5)
+g[0].metric(_("Offers held"), sum(r.offers_held for r in programme.offers))
+g[1].metric(_("Reached by offers"), shown(programme.participants_reached))
+g[2].metric(_("Company contacts"), shown(programme.company_contacts))
+g[3].metric(_("Graduations"), shown(programme.graduated))
+g[4].metric(_("Job entries"), shown(programme.job_entries))
+st.dataframe(
+    [
+        {
+            _("Kind of offer"): _(r.kind),
+            _("Offers"): r.offers_held,
+            _("Places"): r.places,
+            _("Attendances"): shown(r.attended),
+            _("Did not come"): shown(r.no_show),
+        }
+        for r in programme.offers
+    ],
+    hide_index=True,
+    width="stretch",
+)
+csv_button(programme.rows(), "fit_programme")
