@@ -14,6 +14,7 @@ import streamlit as st  # noqa: E402
 
 from dashboard.common import _, current_actor, page, sign_out  # noqa: E402
 from dashboard.i18n import LANGUAGES  # noqa: E402
+from tracker.services.fit import PROGRAMME_ORG  # noqa: E402
 
 st.set_page_config(page_title="Welcome Office Bochum", layout="wide")
 
@@ -52,6 +53,13 @@ else:
             ("admin", _("Administration")),
         ],
     }
+    # FIT@THGA is run by THGA's own staff (case managers and admins may help); other partners
+    # and leadership do not get the page (leadership sees the programme on Outcomes/Reports).
+    fit_page = ("fit", _("FIT@THGA"))
+    if actor.organisation_key == PROGRAMME_ORG:
+        by_role["partner_agent"].append(fit_page)
+    by_role["case_manager"].append(fit_page)
+    by_role["admin"].insert(3, fit_page)
     pages = [
         page(name, title, default=i == 0) for i, (name, title) in enumerate(by_role[actor.role])
     ]

@@ -258,4 +258,6 @@ st.dataframe(
     hide_index=True,
     width="stretch",
 )
-csv_button(programme.rows(), "fit_programme")
+rows = programme.rows()
+csv_button([r for r in rows if r["section"] == "offers"], "fit_offers")
+csv_button([r for r in rows if r["section"] == "programme"], "fit_programme")

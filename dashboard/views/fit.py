@@ -1,0 +1,916 @@
+"""FIT@THGA: the talent programme's figures, its participants and its offers, for programme staff.
+
+Programme staff are THGA's partner agents, case managers and admins (the service layer's
+`require_programme_staff`); leadership sees the programme as aggregates on Outcomes and Reports.
+Every change is one `tracker.services.fit` call through `change`; every read is in the section
+right below, each function taking (session, actor) and checking the actor first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
+
+import streamlit as st
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from dashboard.common import (
+    _,
+    change,
+    database,
+    follow_up,
+    remember_versions,
+    require_actor,
+    seen_versions,
+    show_flash,
+)
+from tracker.access import Actor
+from tracker.clocks import local_today
+from tracker.config import get_settings
+from tracker.enums import (
+    PLACE_HOLDING,
+    ContactKind,
+    FitChannel,
+    FitStatus,
+    JobKind,
+    OfferKind,
+    OfferStatus,
+    PermitKind,
+    RegistrationStatus,
+)
+from tracker.errors import PermissionDenied
+from tracker.models import (
+    Case,
+    FitContact,
+    FitJob,
+    FitOffer,
+    FitParticipant,
+    FitRegistration,
+    FitWorkDay,
+    Newcomer,
+)
+from tracker.services import fit
+
+# =================================================================================================
+# Reads: every SELECT of this page (to move to tracker/fit_queries.py). Each takes (session,
+# actor), refuses anyone but programme staff first, and returns plain data.
+# =================================================================================================
+
+
+@dataclass(frozen=True)
+class Figures:
+    year: int
+    enrolled: int
+    offers_held: int
+    attended: int
+    no_shows: int
+    contacts: int
+    jobs: int  # working-student jobs and placements from offers, started in the year
+    graduates: int
+    dropouts: int
+    job_entries: int
+
+
+@dataclass(frozen=True)
+class ParticipantRow:
+    id: int
+    version: int
+    name: str
+    reference: str
+    study_programme: str
+    semester: int
+    channel: str
+    status: str
+    enrolled_on: date
+    left_on: date | None  # graduated, dropped out or withdrawn on
+    job_employer: str | None
+    job_started_on: date | None
+    job_in_region: bool | None
+    days: fit.DayCount
+
+
+@dataclass(frozen=True)
+class OfferRow:
+    id: int
+    version: int
+    kind: str
+    title: str
+    starts_at: datetime
+    ends_at: datetime
+    place: str
+    company: str | None
+    capacity: int
+    status: str
+    registered: int  # holding a place (registered, attended or no-show)
+    waiting: int
+
+
+@dataclass(frozen=True)
+class RegistrationRow:
+    id: int
+    participant_id: int
+    name: str
+    reference: str
+    status: str
+    registered_at: datetime
+    placed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    employer: str
+    kind: str
+    starts_on: date
+    ends_on: date | None
+    in_region: bool
+    full_days: int
+    half_days: int
+
+
+FIRST_YEAR = 2024  # the year choice goes back at least this far (the programme's reports do)
+
+
+def _zone() -> ZoneInfo:
+    return ZoneInfo(get_settings().timezone)
+
+
+def _year_bounds(year: int) -> tuple[datetime, datetime]:
+    """The calendar year in the office's time zone, as aware timestamps."""
+    zone = _zone()
+    return datetime(year, 1, 1, tzinfo=zone), datetime(year + 1, 1, 1, tzinfo=zone)
+
+
+def _count(session: Session, stmt: Select[Any]) -> int:
+    return int(session.scalar(stmt) or 0)
+
+
+def programme_years(session: Session, actor: Actor) -> list[int]:
+    """The years to choose from, the latest first: from the programme's first year with data
+    (2024 at the latest) to this year, or a later one with offers already planned."""
+    fit.require_programme_staff(actor, "see the programme")
+    this_year = local_today().year
+    first = session.scalar(select(func.min(FitParticipant.enrolled_on)))
+    first_offer, last_offer = session.execute(
+        select(func.min(FitOffer.starts_at), func.max(FitOffer.starts_at))
+    ).one()
+    years = {this_year, FIRST_YEAR}
+    years.update(d.year for d in (first, first_offer, last_offer) if d is not None)
+    return list(range(max(years), min(years) - 1, -1))
+
+
+def programme_figures(session: Session, actor: Actor, *, year: int) -> Figures:
+    fit.require_programme_staff(actor, "see the programme figures")
+    first, last = date(year, 1, 1), date(year, 12, 31)
+    start, end = _year_bounds(year)
+    in_year = and_(FitOffer.starts_at >= start, FitOffer.starts_at < end)
+    attendance = {
+        str(status): int(n)
+        for status, n in session.execute(
+            select(FitRegistration.status, func.count())
+            .join(FitOffer, FitRegistration.offer_id == FitOffer.id)
+            .where(
+                in_year,
+                FitRegistration.status.in_(
+                    [RegistrationStatus.attended, RegistrationStatus.no_show]
+                ),
+            )
+            .group_by(FitRegistration.status)
+        )
+    }
+    people = select(func.count()).select_from(FitParticipant)
+    return Figures(
+        year=year,
+        enrolled=_count(session, people.where(FitParticipant.enrolled_on.between(first, last))),
+        offers_held=_count(
+            session,
+            select(func.count())
+            .select_from(FitOffer)
+            .where(in_year, FitOffer.status == OfferStatus.held),
+        ),
+        attended=attendance.get(RegistrationStatus.attended, 0),
+        no_shows=attendance.get(RegistrationStatus.no_show, 0),
+        contacts=_count(
+            session,
+            select(func.count())
+            .select_from(FitContact)
+            .where(FitContact.contact_on.between(first, last)),
+        ),
+        jobs=_count(
+            session,
+            select(func.count())
+            .select_from(FitJob)
+            .where(
+                FitJob.starts_on.between(first, last),
+                or_(FitJob.kind == JobKind.working_student, FitJob.offer_id.is_not(None)),
+            ),
+        ),
+        graduates=_count(
+            session,
+            people.where(
+                FitParticipant.status == FitStatus.graduated,
+                FitParticipant.graduated_on.between(first, last),
+            ),
+        ),
+        dropouts=_count(
+            session,
+            people.where(
+                FitParticipant.status == FitStatus.dropped_out,
+                FitParticipant.left_on.between(first, last),
+            ),
+        ),
+        job_entries=_count(
+            session, people.where(FitParticipant.job_started_on.between(first, last))
+        ),
+    )
+
+
+def participant_rows(session: Session, actor: Actor, *, year: int) -> list[ParticipantRow]:
+    """Every participant, with the days worked in ``year`` that count against the limit."""
+    fit.require_programme_staff(actor, "see the participants")
+    rows = session.execute(
+        select(FitParticipant, Newcomer.given_name, Newcomer.family_name, Case.reference)
+        .join(Newcomer, FitParticipant.newcomer_id == Newcomer.id)
+        .join(Case, FitParticipant.case_id == Case.id)
+        .order_by(Newcomer.family_name, Newcomer.given_name, FitParticipant.id)
+    ).all()
+    return [
+        ParticipantRow(
+            id=p.id,
+            version=p.version,
+            name=f"{given} {family}",
+            reference=reference,
+            study_programme=p.study_programme,
+            semester=p.semester,
+            channel=str(p.channel),
+            status=str(p.status),
+            enrolled_on=p.enrolled_on,
+            left_on=p.graduated_on or p.left_on,
+            job_employer=p.job_employer,
+            job_started_on=p.job_started_on,
+            job_in_region=p.job_in_region,
+            days=fit.day_count(session, participant_id=p.id, year=year),
+        )
+        for p, given, family, reference in rows
+    ]
+
+
+def offer_rows(session: Session, actor: Actor) -> list[OfferRow]:
+    """Every offer, the latest first, with its places taken and its waiting list."""
+    fit.require_programme_staff(actor, "see the offers")
+    counts: dict[int, dict[str, int]] = {}
+    for offer_id, status, n in session.execute(
+        select(FitRegistration.offer_id, FitRegistration.status, func.count()).group_by(
+            FitRegistration.offer_id, FitRegistration.status
+        )
+    ):
+        counts.setdefault(offer_id, {})[str(status)] = int(n)
+    holding = {str(s) for s in PLACE_HOLDING}
+    return [
+        OfferRow(
+            id=o.id,
+            version=o.version,
+            kind=str(o.kind),
+            title=o.title,
+            starts_at=o.starts_at,
+            ends_at=o.ends_at,
+            place=o.place,
+            company=o.company,
+            capacity=o.capacity,
+            status=str(o.status),
+            registered=sum(n for s, n in counts.get(o.id, {}).items() if s in holding),
+            waiting=counts.get(o.id, {}).get(RegistrationStatus.waitlisted, 0),
+        )
+        for o in session.scalars(select(FitOffer).order_by(FitOffer.starts_at.desc(), FitOffer.id))
+    ]
+
+
+def registration_rows(session: Session, actor: Actor, *, offer_id: int) -> list[RegistrationRow]:
+    """An offer's registrations in the order people registered (the waiting list's order)."""
+    fit.require_programme_staff(actor, "see registrations")
+    rows = session.execute(
+        select(FitRegistration, Newcomer.given_name, Newcomer.family_name, Case.reference)
+        .join(FitParticipant, FitRegistration.participant_id == FitParticipant.id)
+        .join(Newcomer, FitParticipant.newcomer_id == Newcomer.id)
+        .join(Case, FitParticipant.case_id == Case.id)
+        .where(FitRegistration.offer_id == offer_id)
+        .order_by(FitRegistration.registered_at, FitRegistration.id)
+    ).all()
+    return [
+        RegistrationRow(
+            id=r.id,
+            participant_id=r.participant_id,
+            name=f"{given} {family}",
+            reference=reference,
+            status=str(r.status),
+            registered_at=r.registered_at,
+            placed_at=r.placed_at,
+        )
+        for r, given, family, reference in rows
+    ]
+
+
+def participant_jobs(session: Session, actor: Actor, *, participant_id: int) -> list[JobRow]:
+    """A participant's jobs while studying, with the days recorded for each (all years)."""
+    fit.require_programme_staff(actor, "see jobs")
+    days: dict[int, tuple[int, int]] = {}
+    for job_id, half, n in session.execute(
+        select(FitWorkDay.job_id, FitWorkDay.half, func.count())
+        .join(FitJob, FitWorkDay.job_id == FitJob.id)
+        .where(FitJob.participant_id == participant_id)
+        .group_by(FitWorkDay.job_id, FitWorkDay.half)
+    ):
+        full_days, half_days = days.get(job_id, (0, 0))
+        days[job_id] = (full_days, half_days + n) if half else (full_days + n, half_days)
+    return [
+        JobRow(
+            id=j.id,
+            employer=j.employer,
+            kind=str(j.kind),
+            starts_on=j.starts_on,
+            ends_on=j.ends_on,
+            in_region=j.in_region,
+            full_days=days.get(j.id, (0, 0))[0],
+            half_days=days.get(j.id, (0, 0))[1],
+        )
+        for j in session.scalars(
+            select(FitJob)
+            .where(FitJob.participant_id == participant_id)
+            .order_by(FitJob.starts_on.desc(), FitJob.id)
+        )
+    ]
+
+
+# =================================================================================================
+# The page
+# =================================================================================================
+
+
+def word(value: str) -> str:
+    """The programme's data words (enum values) in the chosen language."""
+    words = {
+        # FitChannel
+        "orientation_week": _("orientation week"),
+        "international_office": _("International Office"),
+        "lecturer": _("lecturer"),
+        "fellow_student": _("fellow student"),
+        "welcome_office": _("Welcome Office"),
+        "social_media": _("social media"),
+        "other": _("other"),
+        # FitStatus
+        "enrolled": _("enrolled"),
+        "graduated": _("graduated"),
+        "dropped_out": _("dropped out"),
+        "withdrawn": _("left the programme"),
+        # OfferKind
+        "application_training": _("application training"),
+        "salary_training": _("salary negotiation training"),
+        "work_culture_seminar": _("seminar on German work culture"),
+        "excursion": _("excursion or company visit"),
+        "job_fair": _("job fair"),
+        "working_student_placement": _("working-student placement"),
+        # JobKind
+        "working_student": _("working student"),
+        "voluntary_internship": _("voluntary internship"),
+        "mandatory_internship": _("mandatory internship"),
+        "university_assistant": _("university assistant job"),
+        # ContactKind
+        "company_visit": _("company visit"),
+        "job_fair_talk": _("talk at a job fair"),
+        "application": _("application"),
+        "interview": _("interview"),
+        "mentoring": _("mentoring"),
+        # PermitKind
+        "student": _("student permit (§16b)"),
+        "job_search": _("job-search permit (§20)"),
+        "work": _("work permit (§18b / Blue Card)"),
+    }
+    return words.get(value, value)
+
+
+def offer_state(value: str) -> str:
+    states = {"planned": _("planned"), "held": _("held"), "cancelled": _("called off")}
+    return states.get(value, value)
+
+
+def registration_state(value: str) -> str:
+    states = {
+        "registered": _("has a place"),
+        "waitlisted": _("waiting list"),
+        "cancelled": _("deregistered"),
+        "attended": _("attended"),
+        "no_show": _("did not come"),
+    }
+    return states.get(value, value)
+
+
+def local(moment: datetime | None) -> str:
+    return moment.astimezone(_zone()).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def weekdays(first: date, last: date) -> list[date]:
+    """Monday to Friday from ``first`` to ``last``, both included."""
+    span = (first + timedelta(days=n) for n in range((last - first).days + 1))
+    return [d for d in span if d.weekday() < 5]
+
+
+def record_days(session: Session, *, actor: Actor, **kwargs: Any) -> tuple[fit.DayCount | None]:
+    """`record_work_days` answers None for a job that does not count against the limit; the
+    tuple tells that apart from a refusal, for which `change` answers None."""
+    return (fit.record_work_days(session, actor=actor, **kwargs),)
+
+
+def done(message: str, kind: str = "success") -> NoReturn:
+    """After a change: say what happened, and show the new state."""
+    st.session_state["flash"] = (kind, message)
+    st.rerun()
+
+
+def save(fn: Callable[..., object], /, **kwargs: Any) -> None:
+    """One service call as one transaction; a refusal stays on screen with its reason."""
+    if change(fn, **kwargs) is not None:
+        done(_("Saved."))
+
+
+actor = require_actor("partner_agent", "case_manager", "admin")
+try:
+    fit.require_programme_staff(actor, "use the FIT@THGA page")
+except PermissionDenied:
+    # Other partners do not run the programme; the services and reads refuse them anyway.
+    st.error(_("This page is not available for your role."))
+    st.stop()
+
+show_flash()
+today = local_today()
+zone = _zone()
+prev_participants = seen_versions("fit-participants")
+prev_offers = seen_versions("fit-offers")
+
+st.title(_("FIT@THGA"))
+st.caption(_("The talent programme: its figures, its participants and its offers."))
+
+with database().read() as session:
+    years = programme_years(session, actor)
+year = int(
+    st.selectbox(_("Year"), years, index=years.index(today.year), key="fit_year") or today.year
+)
+with database().read() as session:
+    figures = programme_figures(session, actor, year=year)
+    participants = participant_rows(session, actor, year=year)
+    offers = offer_rows(session, actor)
+remember_versions("fit-participants", {str(p.id): p.version for p in participants})
+remember_versions("fit-offers", {str(o.id): o.version for o in offers})
+
+tiles = st.columns(5)
+tiles[0].metric(_("Enrolled"), figures.enrolled)
+tiles[1].metric(_("Offers held"), figures.offers_held)
+tiles[2].metric(_("Attended"), figures.attended)
+tiles[3].metric(_("No-shows"), figures.no_shows)
+tiles[4].metric(_("Company contacts"), figures.contacts)
+tiles = st.columns(5)
+tiles[0].metric(_("Working-student jobs"), figures.jobs)
+tiles[1].metric(_("Graduates"), figures.graduates)
+tiles[2].metric(_("Dropouts"), figures.dropouts)
+tiles[3].metric(_("Job entries"), figures.job_entries)
+
+by_id = {p.id: p for p in participants}
+
+
+def person(participant_id: int) -> str:
+    return f"{by_id[participant_id].name} · {by_id[participant_id].reference}"
+
+
+tab_people, tab_offers, tab_enrol = st.tabs(
+    [_("Participants"), _("Offers"), _("Enrol")], key="fit_tabs"
+)
+
+# --- Participants: the table, and what happened to one of them ----------------------------------
+
+with tab_people:
+    days_column = _("Days worked {year}").format(year=year)
+    st.dataframe(
+        [
+            {
+                _("Name"): p.name,
+                _("Reference"): p.reference,
+                _("Study programme"): p.study_programme,
+                _("Semester"): p.semester,
+                _("Channel"): word(p.channel),
+                _("Status"): word(p.status) + (f" ({p.left_on})" if p.left_on else ""),
+                _("Enrolled on"): p.enrolled_on.isoformat(),
+                days_column: f"{p.days.used:g} / {p.days.limit}" + (" ⚠" if p.days.warning else ""),
+                _("Job entry"): (
+                    f"{p.job_employer} ({p.job_started_on})" if p.job_employer else ""
+                ),
+            }
+            for p in participants
+        ],
+        hide_index=True,
+        width="stretch",
+        key="fit_people_table",
+    )
+    near = [p for p in participants if p.days.warning]
+    if near:
+        st.warning(
+            _("Near or over the limit of {limit} working days in {year}:").format(
+                limit=fit.DAY_LIMIT, year=year
+            )
+            + " "
+            + ", ".join(f"{p.name} ({p.days.used:g})" for p in near)
+        )
+    if not participants:
+        st.info(_("No participants yet: enrol a student in the Enrol tab."))
+    else:
+        pid = int(
+            st.selectbox(
+                _("Participant"),
+                list(by_id),
+                format_func=person,
+                key="fit_participant",
+            )
+            or participants[0].id
+        )
+        chosen = by_id[pid]
+
+        with st.expander(_("Status"), expanded=False), st.form("fit_form_status"):
+            cols = list(st.columns(2))
+            status = cols[0].selectbox(
+                _("New status"),
+                [
+                    FitStatus.graduated,
+                    FitStatus.dropped_out,
+                    FitStatus.withdrawn,
+                    FitStatus.enrolled,
+                ],
+                format_func=word,
+                key="fit_status",
+            )
+            status_on = cols[1].date_input(_("On"), value=today, key="fit_status_on")
+            if st.form_submit_button(_("Save status"), key="fit_status_submit"):
+                save(
+                    fit.change_status,
+                    participant_id=pid,
+                    status=status,
+                    on=status_on,
+                    expected_version=prev_participants.get(str(pid), chosen.version),
+                )
+
+        with st.expander(_("Job entry"), expanded=False), st.form("fit_form_job_entry"):
+            cols = list(st.columns(3))
+            employer = cols[0].text_input(_("Employer"), key="fit_entry_employer")
+            started_on = cols[1].date_input(_("Started on"), value=today, key="fit_entry_on")
+            in_region = cols[2].checkbox(
+                _("In Bochum / the Ruhr"), value=True, key="fit_entry_region"
+            )
+            if st.form_submit_button(_("Save job entry"), key="fit_entry_submit"):
+                save(
+                    fit.record_job_entry,
+                    participant_id=pid,
+                    employer=employer,
+                    started_on=started_on,
+                    in_region=in_region,
+                )
+
+        with st.expander(_("Company contact"), expanded=False), st.form("fit_form_contact"):
+            cols = list(st.columns(3))
+            company = cols[0].text_input(_("Company"), key="fit_contact_company")
+            contact_kind = cols[1].selectbox(
+                _("Kind"), list(ContactKind), format_func=word, key="fit_contact_kind"
+            )
+            contact_on = cols[2].date_input(
+                _("On"), value=today, max_value=today, key="fit_contact_on"
+            )
+            if st.form_submit_button(_("Add contact"), key="fit_contact_submit"):
+                save(
+                    fit.add_contact,
+                    participant_id=pid,
+                    company=company,
+                    kind=contact_kind,
+                    contact_on=contact_on,
+                )
+
+        with st.expander(_("Jobs and working days"), expanded=False):
+            with database().read() as session:
+                jobs = {j.id: j for j in participant_jobs(session, actor, participant_id=pid)}
+            if jobs:
+                st.dataframe(
+                    [
+                        {
+                            _("Employer"): j.employer,
+                            _("Kind"): word(j.kind),
+                            _("From"): j.starts_on.isoformat(),
+                            _("Until"): j.ends_on.isoformat() if j.ends_on else "",
+                            _("Full days"): j.full_days,
+                            _("Half days"): j.half_days,
+                        }
+                        for j in jobs.values()
+                    ],
+                    hide_index=True,
+                    width="stretch",
+                    key="fit_jobs_table",
+                )
+            st.caption(
+                _(
+                    "{used} of {limit} days used in {year}: two half days count as one; "
+                    "mandatory internships and university assistant jobs do not count."
+                ).format(used=f"{chosen.days.used:g}", limit=chosen.days.limit, year=year)
+            )
+            with st.form("fit_form_job"):
+                cols = list(st.columns(3))
+                job_employer = cols[0].text_input(_("Employer"), key="fit_job_employer")
+                job_kind = cols[1].selectbox(
+                    _("Kind"), list(JobKind), format_func=word, key="fit_job_kind"
+                )
+                job_region = cols[2].checkbox(
+                    _("In Bochum / the Ruhr"), value=True, key="fit_job_region"
+                )
+                cols = list(st.columns(2))
+                job_from = cols[0].date_input(_("From"), value=today, key="fit_job_from")
+                job_until = cols[1].date_input(
+                    _("Until (empty: open-ended)"), value=None, key="fit_job_until"
+                )
+                if st.form_submit_button(_("Add job"), key="fit_job_submit"):
+                    save(
+                        fit.add_job,
+                        participant_id=pid,
+                        employer=job_employer,
+                        kind=job_kind,
+                        starts_on=job_from,
+                        ends_on=job_until,
+                        in_region=job_region,
+                    )
+            if jobs:
+                with st.form("fit_form_days"):
+                    job_id = st.selectbox(
+                        _("Job"),
+                        list(jobs),
+                        format_func=lambda i: f"{jobs[i].employer} · {word(jobs[i].kind)}",
+                        key=f"fit_days_job_{pid}",
+                    )
+                    cols = list(st.columns(3))
+                    days_from = cols[0].date_input(
+                        _("From"), value=today, max_value=today, key="fit_days_from"
+                    )
+                    days_until = cols[1].date_input(
+                        _("Until"), value=today, max_value=today, key="fit_days_until"
+                    )
+                    half = cols[2].checkbox(_("Half days"), key="fit_days_half")
+                    st.caption(_("Records every weekday (Monday to Friday) in the range."))
+                    if st.form_submit_button(_("Record days"), key="fit_days_submit"):
+                        worked = weekdays(days_from, days_until)
+                        if not worked:
+                            st.error(
+                                _("Not saved:") + " " + _("There is no weekday in that range.")
+                            )
+                        elif (
+                            result := change(record_days, job_id=job_id, days=worked, half=half)
+                        ) is not None:
+                            count = result[0]
+                            if count is None:
+                                done(_("Saved. These days do not count against the limit."))
+                            done(
+                                _("Saved. Days used in {year}: {used} of {limit}.").format(
+                                    year=count.year, used=f"{count.used:g}", limit=count.limit
+                                ),
+                                "warning" if count.warning else "success",
+                            )
+
+        with st.expander(_("Permit"), expanded=False), st.form("fit_form_permit"):
+            cols = list(st.columns(3))
+            permit_kind = cols[0].selectbox(
+                _("Kind"), list(PermitKind), format_func=word, key="fit_permit_kind"
+            )
+            valid_from = cols[1].date_input(_("Valid from"), value=today, key="fit_permit_from")
+            valid_until = cols[2].date_input(_("Valid until"), value=None, key="fit_permit_until")
+            if st.form_submit_button(_("Add permit"), key="fit_permit_submit"):
+                save(
+                    fit.add_permit,
+                    participant_id=pid,
+                    kind=permit_kind,
+                    valid_from=valid_from,
+                    valid_until=valid_until,
+                )
+
+# --- Offers: the list, a new one, and one offer's registrations -------------------------------
+
+with tab_offers:
+    st.dataframe(
+        [
+            {
+                _("Kind"): word(o.kind),
+                _("Title"): o.title,
+                _("Date"): local(o.starts_at),
+                _("Place"): o.place,
+                _("Capacity"): o.capacity,
+                _("Registered"): o.registered,
+                _("Waiting list"): o.waiting,
+                _("Status"): offer_state(o.status),
+            }
+            for o in offers
+        ],
+        hide_index=True,
+        width="stretch",
+        key="fit_offers_table",
+    )
+
+    with st.expander(_("New offer"), expanded=not offers), st.form("fit_form_offer"):
+        cols = list(st.columns(2))
+        offer_kind = cols[0].selectbox(
+            _("Kind"), list(OfferKind), format_func=word, key="fit_offer_kind"
+        )
+        offer_title = cols[1].text_input(_("Title"), key="fit_offer_title")
+        cols = list(st.columns(3))
+        offer_day = cols[0].date_input(_("Date"), value=today, key="fit_offer_day")
+        offer_start = cols[1].time_input(_("From"), value=time(10, 0), key="fit_offer_start")
+        offer_end = cols[2].time_input(_("Until"), value=time(12, 0), key="fit_offer_end")
+        cols = list(st.columns(3))
+        offer_place = cols[0].text_input(_("Place"), key="fit_offer_place")
+        offer_capacity = cols[1].number_input(
+            _("Places"), min_value=1, max_value=10_000, value=20, step=1, key="fit_offer_capacity"
+        )
+        offer_company = cols[2].text_input(_("Company (optional)"), key="fit_offer_company")
+        if st.form_submit_button(_("Create offer"), key="fit_offer_submit"):
+            save(
+                fit.create_offer,
+                kind=offer_kind,
+                title=offer_title,
+                starts_at=datetime.combine(offer_day, offer_start or time(0), tzinfo=zone),
+                ends_at=datetime.combine(offer_day, offer_end or time(0), tzinfo=zone),
+                place=offer_place,
+                capacity=int(offer_capacity),
+                company=offer_company or None,
+            )
+
+    if offers:
+        offers_by_id = {o.id: o for o in offers}
+        oid = int(
+            st.selectbox(
+                _("Offer"),
+                list(offers_by_id),
+                # Date and title only: a label that changes with the offer's state would leave
+                # the chosen option showing the old one.
+                format_func=lambda i: (
+                    f"{local(offers_by_id[i].starts_at)} · {offers_by_id[i].title}"
+                ),
+                key="fit_offer",
+            )
+            or offers[0].id
+        )
+        offer = offers_by_id[oid]
+        with database().read() as session:
+            registrations = registration_rows(session, actor, offer_id=oid)
+        st.markdown(
+            f"**{offer.title}** · {word(offer.kind)} · {local(offer.starts_at)}–"
+            f"{offer.ends_at.astimezone(zone):%H:%M} · {offer.place}"
+            + (f" · {offer.company}" if offer.company else "")
+        )
+        st.caption(
+            _("{registered} of {capacity} places taken, {waiting} on the waiting list.").format(
+                registered=offer.registered, capacity=offer.capacity, waiting=offer.waiting
+            )
+        )
+        if registrations:
+            st.dataframe(
+                [
+                    {
+                        _("Name"): r.name,
+                        _("Reference"): r.reference,
+                        _("Status"): registration_state(r.status),
+                        _("Registered on"): local(r.registered_at),
+                    }
+                    for r in registrations
+                ],
+                hide_index=True,
+                width="stretch",
+                key=f"fit_registrations_{oid}",
+            )
+        else:
+            st.caption(_("Nobody has registered yet."))
+
+        enrolled = [p.id for p in participants if p.status == FitStatus.enrolled]
+        if offer.status == OfferStatus.planned and enrolled:
+            with st.form(f"fit_form_register_{oid}"):
+                who = st.selectbox(
+                    _("Participant"), enrolled, format_func=person, key=f"fit_register_who_{oid}"
+                )
+                if st.form_submit_button(_("Register"), key=f"fit_register_submit_{oid}"):
+                    made = change(fit.register, offer_id=oid, participant_id=who)
+                    if made is not None and who is not None:
+                        if made.status == RegistrationStatus.registered:
+                            done(_("{name} has a place.").format(name=by_id[who].name))
+                        done(
+                            _("The offer is full: {name} is on the waiting list.").format(
+                                name=by_id[who].name
+                            ),
+                            "info",
+                        )
+
+        active = {
+            r.id: r
+            for r in registrations
+            if r.status in (RegistrationStatus.registered, RegistrationStatus.waitlisted)
+        }
+        if active:
+            with st.form(f"fit_form_unregister_{oid}"):
+                cols = list(st.columns(2))
+                registration_id = cols[0].selectbox(
+                    _("Registration"),
+                    list(active),
+                    # The name only: a label that changes with the state (a place freed up)
+                    # would no longer match the option chosen on the screen.
+                    format_func=lambda i: active[i].name,
+                    key=f"fit_unregister_which_{oid}",
+                )
+                why = cols[1].text_input(_("Reason"), key=f"fit_unregister_reason_{oid}")
+                if st.form_submit_button(
+                    _("Cancel registration"), key=f"fit_unregister_submit_{oid}"
+                ):
+                    save(
+                        fit.cancel_registration,
+                        registration_id=registration_id,
+                        reason=why.strip() or "cancelled by the student",
+                    )
+
+        holding = {str(s) for s in PLACE_HOLDING}
+        holders = {r.participant_id: r.name for r in registrations if r.status in holding}
+        if holders and offer.status != OfferStatus.cancelled:
+            with st.form(f"fit_form_attendance_{oid}"):
+                came = st.multiselect(
+                    _("Attended"),
+                    list(holders),
+                    default=[
+                        r.participant_id
+                        for r in registrations
+                        if r.status == RegistrationStatus.attended
+                    ],
+                    format_func=holders.__getitem__,
+                    key=f"fit_attended_{oid}",
+                )
+                st.caption(_("Everyone else with a place is recorded as not having come."))
+                if st.form_submit_button(_("Save attendance"), key=f"fit_attendance_submit_{oid}"):
+                    save(fit.record_attendance, offer_id=oid, attended=came)
+
+        if offer.status == OfferStatus.planned:
+            with st.form(f"fit_form_capacity_{oid}"):
+                capacity = st.number_input(
+                    _("Places"),
+                    min_value=1,
+                    max_value=10_000,
+                    value=offer.capacity,
+                    step=1,
+                    key=f"fit_capacity_{oid}",
+                )
+                if st.form_submit_button(_("Change places"), key=f"fit_capacity_submit_{oid}"):
+                    save(
+                        fit.change_capacity,
+                        offer_id=oid,
+                        capacity=int(capacity),
+                        expected_version=prev_offers.get(str(oid), offer.version),
+                    )
+            with st.form(f"fit_form_cancel_{oid}"):
+                reason = st.text_input(_("Reason"), key=f"fit_cancel_reason_{oid}")
+                if st.form_submit_button(_("Cancel offer"), key=f"fit_cancel_submit_{oid}"):
+                    save(fit.cancel_offer, offer_id=oid, reason=reason)
+
+# --- Enrol: a student of a case joins the programme -------------------------------------------
+
+with tab_enrol:
+    st.caption(
+        _(
+            "Enrolling records the case's FIT@THGA step as done; THGA needs the accepted "
+            "handoff (and so the student's consent)."
+        )
+    )
+    with st.form("fit_form_enrol"):
+        cols = list(st.columns(2))
+        reference = cols[0].text_input(_("Case reference"), key="fit_enrol_reference")
+        channel = cols[1].selectbox(
+            _("Channel"), list(FitChannel), format_func=word, key="fit_enrol_channel"
+        )
+        cols = list(st.columns(3))
+        programme = cols[0].text_input(_("Study programme"), key="fit_enrol_programme")
+        semester = cols[1].number_input(
+            _("Semester"), min_value=1, max_value=20, value=1, step=1, key="fit_enrol_semester"
+        )
+        enrolled_on = cols[2].date_input(
+            _("Enrolled on"), value=today, max_value=today, key="fit_enrol_on"
+        )
+        if st.form_submit_button(_("Enrol"), key="fit_enrol_submit"):
+            ref = reference.strip().upper()
+            if (
+                change(
+                    fit.enrol,
+                    reference=ref,
+                    channel=channel,
+                    study_programme=programme,
+                    semester=int(semester),
+                    enrolled_on=enrolled_on,
+                )
+                is not None
+            ):
+                follow_up(ref)  # the case's next steps may open now; it sets the message
+                st.rerun()
