@@ -530,3 +530,25 @@ def test_the_programme_figures_match_an_independent_count(db, actors):
     assert want["job_entries_in_region"] == 5 and got.job_entries_in_region is None
     with db.read() as s, pytest.raises(PermissionDenied):
         outcomes.fit_programme(s, actor=thga, year=year)
+
+
+def test_walk_ins_are_recorded_and_mistaken_days_can_be_taken_back(db, actors):
+    a, b = enrolled(db, actors, 2)
+    thga = actors["thga.nowak"]
+    oid = offer(db, actors, capacity=1)
+    with db.transaction() as s:
+        fit.register(s, actor=thga, offer_id=oid, participant_id=a, now=NOW)
+    after = LATER + timedelta(hours=5)
+    with db.transaction() as s:
+        fit.record_attendance(s, actor=thga, offer_id=oid, attended=[a], walk_ins=[b], now=after)
+    with db.read() as s:
+        assert statuses(s) == {a: "attended", b: "attended"}
+    work = job(db, actors, a, JobKind.working_student)
+    days = weekdays(date(2025, 5, 5), 3)
+    record(db, actors, work, days)
+    with db.transaction() as s:
+        assert fit.remove_work_days(s, actor=thga, job_id=work, days=days[:1], now=NOW) == 1
+    with db.read() as s:
+        assert fit.day_count(s, participant_id=a, year=2025).used == 2
+    with db.transaction() as s, pytest.raises(ValidationFailed, match="Not recorded"):
+        fit.remove_work_days(s, actor=thga, job_id=work, days=days[:1], now=NOW)

@@ -578,11 +578,13 @@ def record_attendance(
     actor: Actor,
     offer_id: int,
     attended: Iterable[int],
+    walk_ins: Iterable[int] = (),
     now: datetime | None = None,
 ) -> FitOffer:
     """After the offer: who came (participant ids); the others with a place did not show.
 
-    Marks the offer as held. Can be corrected by calling it again."""
+    ``walk_ins`` are participants who came without a place (a job fair is open to all): they
+    are recorded as attended. Marks the offer as held. Can be corrected by calling it again."""
     require_programme_staff(actor, "record attendance")
     now = now or utcnow()
     offer = _offer(session, offer_id, lock=True)
@@ -603,7 +605,33 @@ def record_attendance(
     unknown = came - set(holders)
     if unknown:
         raise ValidationFailed(
-            f"Participants {sorted(unknown)} had no place on this offer; register them first."
+            f"Participants {sorted(unknown)} had no place on this offer; "
+            "record them as walk-ins or register them first."
+        )
+    for participant_id in set(walk_ins) - set(holders):
+        participant = _participant(session, participant_id)
+        existing = session.scalar(
+            select(FitRegistration).where(
+                FitRegistration.offer_id == offer.id,
+                FitRegistration.participant_id == participant.id,
+            )
+        )
+        registration = existing or FitRegistration(
+            offer_id=offer.id, participant_id=participant.id, registered_at=now
+        )
+        registration.status = RegistrationStatus.attended
+        registration.placed_at = registration.placed_at or now
+        registration.updated_at = now
+        session.add(registration)
+        _record(
+            session,
+            actor,
+            "fit.walk_in",
+            "fit_participant",
+            participant.id,
+            now,
+            case_id=participant.case_id,
+            offer_id=offer.id,
         )
     for participant_id, registration in holders.items():
         status = (
@@ -689,6 +717,8 @@ def add_job(
     participant = _participant(session, participant_id)
     if ends_on is not None and ends_on < starts_on:
         raise ValidationFailed("A job cannot end before it starts.")
+    if offer_id is not None:
+        _offer(session, offer_id)  # a placement names an offer that exists
     job = FitJob(
         participant_id=participant.id,
         employer=_text(employer, "employer"),
@@ -816,6 +846,45 @@ def record_work_days(
         count = day_count(session, participant_id=participant.id, year=year)
         warn_day_limit(session, participant=participant, count=count, now=now)
     return count
+
+
+def remove_work_days(
+    session: Session,
+    *,
+    actor: Actor,
+    job_id: int,
+    days: Sequence[date],
+    now: datetime | None = None,
+) -> int:
+    """Correct a mistake: take recorded days off a job (the audit trail keeps that it happened)."""
+    require_programme_staff(actor, "correct working days")
+    now = now or utcnow()
+    job = session.get(FitJob, job_id)
+    if job is None:
+        raise NotFoundError(f"No job {job_id}.")
+    rows = list(
+        session.scalars(
+            select(FitWorkDay).where(FitWorkDay.job_id == job.id, FitWorkDay.day.in_(days))
+        )
+    )
+    missing = set(days) - {r.day for r in rows}
+    if missing:
+        listed = ", ".join(sorted(d.isoformat() for d in missing))
+        raise ValidationFailed(f"Not recorded for this job: {listed}.")
+    for row in rows:
+        session.delete(row)
+    participant = _participant(session, job.participant_id)
+    _record(
+        session,
+        actor,
+        "fit.work_days_removed",
+        "fit_job",
+        job.id,
+        now,
+        case_id=participant.case_id,
+        days=[d.isoformat() for d in sorted(days)],
+    )
+    return len(rows)
 
 
 def warn_day_limit(
