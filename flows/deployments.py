@@ -10,6 +10,7 @@ from prefect.schedules import Cron, Interval
 
 from flows.clocks import clock_sweep, partner_digest
 from flows.delivery import deliver_outbox
+from flows.fit import fit_daily
 from flows.journey import advance_cases, advance_journey
 from flows.reports import issue_report
 from tracker.config import get_settings
@@ -50,6 +51,13 @@ def deployments() -> list[RunnerDeployment]:
             description="Each partner's daily queue digest.",
             schedules=[Cron(settings.digest_cron, timezone=settings.timezone)],
             tags=["digest"],
+        ),
+        fit_daily.to_deployment(
+            name="fit-daily",
+            description="FIT@THGA: offer reminders, feedback requests, permit and day-limit "
+            "warnings.",
+            schedules=[Cron(settings.fit_daily_cron, timezone=settings.timezone)],
+            tags=["fit"],
         ),
         issue_report.to_deployment(
             name="monthly-report",

@@ -14,13 +14,32 @@ from tracker import queries
 from tracker.clocks import add_months
 from tracker.db import Database
 from tracker.demo import CRAFTS_DECLINE, load_demo
-from tracker.enums import ACTIVE_HANDOFF_STATES, FINISHED_STEP_STATES, CaseStatus, StepState
+from tracker.enums import (
+    ACTIVE_HANDOFF_STATES,
+    FINISHED_STEP_STATES,
+    JOBS_NOT_COUNTED,
+    PLACE_HOLDING,
+    CaseStatus,
+    FitStatus,
+    JobKind,
+    OfferKind,
+    OfferStatus,
+    PermitKind,
+    RegistrationStatus,
+    StepState,
+)
 from tracker.errors import ValidationFailed
 from tracker.migrate import upgrade
 from tracker.models import (
     AuditEvent,
     Case,
     Consent,
+    FitJob,
+    FitOffer,
+    FitParticipant,
+    FitPermit,
+    FitRegistration,
+    FitWorkDay,
     Handoff,
     Newcomer,
     Organisation,
@@ -28,7 +47,8 @@ from tracker.models import (
     Step,
 )
 from tracker.schemas import NewcomerIn
-from tracker.services import accept_handoff, complete_handoff
+from tracker.services import accept_handoff, complete_handoff, fit
+from tracker.services.fit import DAY_LIMIT, JOB_SEARCH_MONTHS
 
 AS_OF = date(2026, 11, 20)
 
@@ -368,3 +388,257 @@ def test_a_demo_case_can_be_carried_on_through_the_services(db, actors):
     with db.read() as s:
         view = queries.case_view(s, actor=actors["cm.mueller"], reference=item.reference)
     assert next(st for st in view.steps if st.key == item.step).state == "done"
+
+
+# --- FIT@THGA ------------------------------------------------------------------------------------
+
+FIT_END = datetime(AS_OF.year, AS_OF.month, AS_OF.day, tzinfo=UTC) + timedelta(days=1)
+THGA_PROGRAMMES = {
+    "Geoingenieurwesen und Nachbergbau",
+    "Maschinenbau",
+    "Elektro- und Informationstechnik",
+    "Angewandte Materialwissenschaften",
+    "Wirtschaftsingenieurwesen",
+    "Vermessung und Geoinformatik",
+    "Rohstoffingenieurwesen",
+}
+
+
+def _fit_steps(s, key: str) -> dict[int, datetime]:
+    """Newcomer id -> when their step ``key`` was done."""
+    return dict(
+        s.execute(
+            select(Case.newcomer_id, Step.done_at)
+            .join(Step, Step.case_id == Case.id)
+            .where(Step.key == key, Step.state == StepState.done)
+        ).all()
+    )
+
+
+def test_every_student_with_the_fit_step_done_is_a_participant_108_of_them_in_2024(empty_db):
+    load_demo(empty_db, people=400, seed=11, as_of=AS_OF)
+    with empty_db.read() as s:
+        people = s.scalars(select(FitParticipant).order_by(FitParticipant.id)).all()
+        enrolled = _fit_steps(s, "fit_enrollment")
+        started = _fit_steps(s, "job_entry")
+        case_of = dict(s.execute(select(Case.newcomer_id, Case.id)).all())
+        permits = s.scalars(select(FitPermit)).all()
+        enrol_events = Counter(
+            s.scalars(select(AuditEvent.case_id).where(AuditEvent.action == "fit.enrolled"))
+        )
+        s.expunge_all()
+    assert sum(p.enrolled_on.year == 2024 for p in people) == 108
+    assert {p.newcomer_id for p in people} == set(enrolled)  # every one, and no one else
+    by_id = {p.id: p for p in people}
+    for p in people:
+        assert p.enrolled_on == enrolled[p.newcomer_id].date()
+        assert p.case_id == case_of[p.newcomer_id]
+        assert enrol_events[p.case_id] == 1
+        assert p.study_programme in THGA_PROGRAMMES and 1 <= p.semester <= 20
+        # The job entry is the case's job_entry step: the same day, or none yet.
+        job_day = started.get(p.newcomer_id)
+        assert p.job_started_on == (job_day.date() if job_day else None)
+        assert (p.job_employer is None) == (p.job_started_on is None)
+        assert (p.job_in_region is None) == (p.job_started_on is None)
+        assert (p.graduated_on is not None) == (p.status == FitStatus.graduated)
+        assert (p.left_on is not None) == (p.status in (FitStatus.dropped_out, FitStatus.withdrawn))
+        for day in (p.graduated_on, p.left_on):
+            assert day is None or p.enrolled_on <= day <= AS_OF
+    statuses = Counter(p.status for p in people)
+    assert statuses[FitStatus.graduated] > 30 and statuses[FitStatus.enrolled] > 10
+    assert 1 <= statuses[FitStatus.dropped_out] <= 0.1 * len(people)
+    assert len({p.channel for p in people}) >= 5
+    assert len({p.study_programme for p in people}) == len(THGA_PROGRAMMES)
+
+    kinds = Counter(permit.kind for permit in permits)
+    assert kinds[PermitKind.student] > 50 and kinds[PermitKind.job_search] > 10
+    for permit in permits:
+        assert permit.created_at < FIT_END
+        assert permit.valid_until is None or permit.valid_until >= permit.valid_from
+        if permit.kind == PermitKind.job_search:
+            # §20: after graduating, at most 18 months.
+            owner = by_id[permit.participant_id]
+            assert owner.graduated_on is not None and permit.valid_from > owner.graduated_on
+            assert permit.valid_until <= add_months(permit.valid_from, JOB_SEARCH_MONTHS)
+
+
+def test_demo_offers_are_never_oversold_and_attended_only_once_they_took_place(empty_db):
+    load_demo(empty_db, people=400, seed=11, as_of=AS_OF)
+    with empty_db.read() as s:
+        offers = {o.id: o for o in s.scalars(select(FitOffer))}
+        regs = s.scalars(select(FitRegistration)).all()
+        enrolled_at = dict(s.execute(select(FitParticipant.id, FitParticipant.created_at)).all())
+        leaving = {p.id: p.graduated_on or p.left_on for p in s.scalars(select(FitParticipant))}
+        messages = s.scalars(select(OutboxMessage).where(OutboxMessage.kind.like("fit_%"))).all()
+        s.expunge_all()
+    # Every kind in every year of the programme calendar, planned with places and times.
+    for year in (2024, 2025, 2026):
+        kinds = {o.kind for o in offers.values() if o.starts_at.year == year}
+        assert kinds == set(OfferKind), year
+    for o in offers.values():
+        assert o.capacity >= 1 and o.ends_at > o.starts_at and o.created_at < o.starts_at
+        past = o.ends_at < FIT_END
+        assert o.status == (
+            OfferStatus.cancelled if o.status == OfferStatus.cancelled else
+            OfferStatus.held if past else OfferStatus.planned
+        )  # fmt: skip
+    taken = Counter(r.offer_id for r in regs if r.status in PLACE_HOLDING)
+    assert all(taken[oid] <= o.capacity for oid, o in offers.items())
+    assert any(taken[oid] == o.capacity for oid, o in offers.items())  # some were full
+    statuses = Counter(r.status for r in regs)
+    assert statuses[RegistrationStatus.waitlisted] > 0
+    assert statuses[RegistrationStatus.attended] > statuses[RegistrationStatus.no_show] > 0
+    for r in regs:
+        offer = offers[r.offer_id]
+        # Registered while enrolled in FIT, before the offer started and before the cut.
+        assert enrolled_at[r.participant_id] <= r.registered_at < offer.starts_at
+        left = leaving[r.participant_id]
+        assert left is None or r.registered_at.date() <= left
+        assert r.registered_at <= r.updated_at < FIT_END
+        if r.status in (RegistrationStatus.attended, RegistrationStatus.no_show):
+            assert offer.status == OfferStatus.held and offer.starts_at < FIT_END
+        if offer.status == OfferStatus.held:
+            assert r.status not in (RegistrationStatus.registered,)
+        if r.status in PLACE_HOLDING:
+            assert r.placed_at is not None and r.registered_at <= r.placed_at
+        if offer.status == OfferStatus.cancelled:
+            assert r.status == RegistrationStatus.cancelled
+    # Messages to students carry the offer, never anyone else's data.
+    by_kind = Counter(m.kind for m in messages)
+    assert by_kind["fit_offer_reminder"] > 0 and by_kind["fit_feedback"] > 0
+    for m in messages:
+        if m.kind in ("fit_offer_reminder", "fit_feedback", "fit_place_freed"):
+            assert set(m.context) == {"offer_title", "offer_kind", "starts_at", "ends_at", "place"}
+        assert "reference" not in m.context or m.kind == "fit_day_limit_manager"
+        assert m.created_at < FIT_END
+    keys = [m.idempotency_key for m in messages]
+    assert len(keys) == len(set(keys))
+
+
+def test_demo_working_days_stay_within_the_limit_unless_warned_over_it(empty_db):
+    load_demo(empty_db, people=400, seed=11, as_of=AS_OF)
+    with empty_db.read() as s:
+        jobs = {j.id: j for j in s.scalars(select(FitJob))}
+        days = s.execute(select(FitWorkDay.job_id, FitWorkDay.day, FitWorkDay.half)).all()
+        warned = set(
+            s.scalars(
+                select(OutboxMessage.idempotency_key).where(OutboxMessage.kind == "fit_day_limit")
+            )
+        )
+        managers = set(
+            s.scalars(
+                select(OutboxMessage.idempotency_key).where(
+                    OutboxMessage.kind == "fit_day_limit_manager"
+                )
+            )
+        )
+        s.expunge_all()
+    assert {j.kind for j in jobs.values()} >= {
+        JobKind.working_student,
+        JobKind.mandatory_internship,
+        JobKind.university_assistant,
+    }
+    per_day: dict[tuple[int, date], bool] = {}
+    for job_id, day, half in days:
+        job = jobs[job_id]
+        assert job.starts_on <= day <= (job.ends_on or day) and day <= AS_OF
+        assert day.weekday() < 5
+        if job.kind in JOBS_NOT_COUNTED:
+            continue
+        key = (job.participant_id, day)
+        per_day[key] = per_day.get(key, True) and half  # full if any job that day was full
+    used: Counter[tuple[int, int]] = Counter()
+    for (participant, day), half in per_day.items():
+        used[(participant, day.year)] += 0.5 if half else 1
+    assert used, "no working student in the demo"
+    near = 0
+    for (participant, year), total in used.items():
+        over = f"fit_days:{participant}:{year}:over" in warned
+        if total > DAY_LIMIT:
+            assert over, (participant, year, total)  # deliberately over: and warned
+        assert over == (total > DAY_LIMIT)
+        if total >= DAY_LIMIT - 20:
+            assert f"fit_days:{participant}:{year}:near" in warned or over
+            near += 1
+        else:
+            assert f"fit_days:{participant}:{year}:near" not in warned
+    assert near >= 1  # a few close to the limit
+    assert {k.replace("fit_days:", "fit_days_cm:") for k in warned} == managers
+
+
+def test_the_same_seed_gives_the_same_fit_programme(tmp_path):
+    def fingerprint(db: Database) -> list[tuple]:
+        with db.read() as s:
+            return [
+                *s.execute(
+                    select(
+                        Case.reference,
+                        FitParticipant.study_programme,
+                        FitParticipant.status,
+                        FitParticipant.graduated_on,
+                        FitParticipant.job_started_on,
+                    )
+                    .join(Case, FitParticipant.case_id == Case.id)
+                    .order_by(FitParticipant.id)
+                ).all(),
+                *s.execute(
+                    select(Case.reference, FitOffer.title, FitRegistration.status)
+                    .join(FitParticipant, FitRegistration.participant_id == FitParticipant.id)
+                    .join(Case, FitParticipant.case_id == Case.id)
+                    .join(FitOffer, FitRegistration.offer_id == FitOffer.id)
+                    .order_by(FitRegistration.id)
+                ).all(),
+                *s.execute(select(FitWorkDay.day, FitWorkDay.half).order_by(FitWorkDay.id)).all(),
+            ]
+
+    prints = []
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        db = _sqlite(tmp_path, name)
+        load_demo(db, people=150, seed=seed, as_of=AS_OF)
+        prints.append(fingerprint(db))
+        db.dispose()
+    assert prints[0] == prints[1]
+    assert len(prints[0]) > 200
+    assert prints[2] != prints[0]
+
+
+def test_demo_fit_participants_can_be_carried_on_through_the_services(db, actors):
+    load_demo(db, people=400, seed=3, as_of=AS_OF)
+    thga = actors["thga.nowak"]
+    now = FIT_END + timedelta(hours=8)
+    with db.read() as s:
+        offer = s.scalars(
+            select(FitOffer)
+            .where(FitOffer.status == OfferStatus.planned, FitOffer.starts_at > now)
+            .order_by(FitOffer.starts_at)
+        ).first()
+        assert offer is not None, "the demo should leave offers to come"
+        taken = s.scalar(
+            select(func.count())
+            .select_from(FitRegistration)
+            .where(
+                FitRegistration.offer_id == offer.id,
+                FitRegistration.status.in_([st.value for st in PLACE_HOLDING]),
+            )
+        )
+        already = set(
+            s.scalars(
+                select(FitRegistration.participant_id).where(FitRegistration.offer_id == offer.id)
+            )
+        )
+        free = [
+            p
+            for p in s.scalars(
+                select(FitParticipant.id).where(FitParticipant.status == FitStatus.enrolled)
+            )
+            if p not in already
+        ]
+        offer_id, capacity = offer.id, offer.capacity
+    assert free, "the demo should have students still enrolled"
+    with db.transaction() as s:
+        reg = fit.register(s, actor=thga, offer_id=offer_id, participant_id=free[0], now=now)
+    expected = RegistrationStatus.registered if taken < capacity else RegistrationStatus.waitlisted
+    assert reg.status == expected
+    with db.transaction() as s:
+        count = fit.day_count(s, participant_id=free[0], year=AS_OF.year)
+    assert count.used <= DAY_LIMIT

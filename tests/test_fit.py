@@ -552,3 +552,21 @@ def test_walk_ins_are_recorded_and_mistaken_days_can_be_taken_back(db, actors):
         assert fit.day_count(s, participant_id=a, year=2025).used == 2
     with db.transaction() as s, pytest.raises(ValidationFailed, match="Not recorded"):
         fit.remove_work_days(s, actor=thga, job_id=work, days=days[:1], now=NOW)
+
+
+def test_the_waiting_list_skips_someone_no_longer_enrolled_and_fills_the_place(db, actors):
+    a, b, c = enrolled(db, actors, 3)
+    thga = actors["thga.nowak"]
+    oid = offer(db, actors, capacity=1)
+    with db.transaction() as s:
+        first = fit.register(s, actor=thga, offer_id=oid, participant_id=a, now=NOW).id
+        fit.register(s, actor=thga, offer_id=oid, participant_id=b, now=NOW)
+        fit.register(s, actor=thga, offer_id=oid, participant_id=c, now=NOW)
+    with db.transaction() as s:
+        fit.change_status(
+            s, actor=thga, participant_id=b, status=FitStatus.graduated, on=NOW.date(), now=NOW
+        )
+    with db.transaction() as s:
+        fit.cancel_registration(s, actor=thga, registration_id=first, now=NOW)
+    with db.read() as s:
+        assert statuses(s) == {a: "cancelled", b: "waitlisted", c: "registered"}

@@ -216,6 +216,7 @@ def test_every_deployment_the_tracker_starts_exists_with_its_schedule():
         "partner-digest/partner-digest",
         "issue-report/monthly-report",
         "issue-report/fit-report",
+        "fit-daily/fit-daily",
     }
     assert built["issue-report/monthly-report"].parameters == {"kind": "monthly"}
     assert built["issue-report/fit-report"].parameters == {"kind": "fit"}

@@ -27,7 +27,17 @@ from tests.helpers import advance, start_case
 from tracker.config import get_settings
 from tracker.db import Database
 from tracker.demo import PARTNER_BY_ORG
-from tracker.enums import ACTIVE_STEP_STATES, CaseStatus, HandoffState, Profile, Purpose
+from tracker.enums import (
+    ACTIVE_STEP_STATES,
+    CaseStatus,
+    FitChannel,
+    HandoffState,
+    JobKind,
+    OfferKind,
+    PermitKind,
+    Profile,
+    Purpose,
+)
 from tracker.models import Case, Handoff, Organisation, OutboxMessage, Step
 from tracker.pathway import Pathway, PathwayStep, get_registry
 from tracker.rendering import (
@@ -45,6 +55,7 @@ from tracker.services import (
     accept_handoff,
     complete_step,
     decline_handoff,
+    fit,
     offer_handoff,
     return_handoff,
 )
@@ -197,6 +208,59 @@ def _digest(pathway: Pathway, step: PathwayStep) -> list[dict[str, Any]]:
     ]
 
 
+FIT_OFFER_KINDS = [
+    "application_training",
+    "salary_training",
+    "work_culture_seminar",
+    "excursion",
+    "job_fair",
+    "working_student_placement",
+]
+
+
+def _fit_offer(pathway: Pathway, step: PathwayStep) -> list[dict[str, Any]]:
+    # fit._offer_context (fit_place_freed, fit_offer_reminder, fit_feedback): UTC timestamps.
+    # 22:30 UTC is already the next day in Bochum; the last offer runs over two days.
+    times = [
+        ("2026-05-01T22:30:00+00:00", "2026-05-01T23:15:00+00:00"),
+        *[(f"2026-05-0{d}T07:00:00+00:00", f"2026-05-0{d}T15:00:00+00:00") for d in (2, 3, 4, 5)],
+        ("2026-05-06T07:00:00+00:00", "2026-05-07T15:00:00+00:00"),
+    ]
+    return [
+        {
+            "offer_title": f"Karrieretag Ruhr {i + 1}",
+            "offer_kind": kind,
+            "starts_at": starts,
+            "ends_at": ends,
+            "place": "THGA, Hörsaal 2",
+        }
+        for i, (kind, (starts, ends)) in enumerate(zip(FIT_OFFER_KINDS, times, strict=True))
+    ]
+
+
+def _fit_permit(pathway: Pathway, step: PathwayStep) -> list[dict[str, Any]]:
+    # fit.send_daily (fit_permit_ending)
+    return [
+        {"permit": permit, "valid_until": DUE.isoformat(), "days_left": days}
+        for permit in ("student", "job_search", "work")
+        for days in (0, 1, 45)
+    ]
+
+
+def _fit_days(pathway: Pathway, step: PathwayStep) -> list[dict[str, Any]]:
+    # fit.warn_day_limit (fit_day_limit): used is a float, remaining 0 (int) once over
+    return [
+        {"year": 2025, "used": 120.5, "limit": 140, "remaining": 19.5, "level": "near"},
+        {"year": 2025, "used": 140.0, "limit": 140, "remaining": 0.0, "level": "near"},
+        {"year": 2025, "used": 141.0, "limit": 140, "remaining": 0, "level": "over"},
+    ]
+
+
+def _fit_days_manager(pathway: Pathway, step: PathwayStep) -> list[dict[str, Any]]:
+    # fit.warn_day_limit (fit_day_limit_manager): the same, with the case reference
+    return [{**ctx, "reference": REFERENCE} for ctx in _fit_days(pathway, step)]
+
+
 CONTEXTS: dict[str, Callable[[Pathway, PathwayStep], list[dict[str, Any]]]] = {
     "welcome": _plain,
     "case_closed": _plain,
@@ -208,6 +272,12 @@ CONTEXTS: dict[str, Callable[[Pathway, PathwayStep], list[dict[str, Any]]]] = {
     "escalation": _clock("overdue"),
     "handoff_unanswered": _unanswered,
     "digest": _digest,
+    "fit_place_freed": _fit_offer,
+    "fit_offer_reminder": _fit_offer,
+    "fit_feedback": _fit_offer,
+    "fit_permit_ending": _fit_permit,
+    "fit_day_limit": _fit_days,
+    "fit_day_limit_manager": _fit_days_manager,
 }
 
 
@@ -554,13 +624,29 @@ def test_the_html_loads_nothing_and_styles_inline() -> None:
 # --- data stays data ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "lang"), PAIRS)
+# Free text programme staff type in (or a word we have no translation for) reaches messages too.
+TEXT_FIELDS = ("offer_title", "place", "permit")
+
+
+def _carries_text(kind: str) -> bool:
+    context = contexts(kind, PATHWAYS[0], PATHWAYS[0].steps[0])[0]
+    return bool({"reference", "items", *TEXT_FIELDS} & set(context))
+
+
+# fit_day_limit carries only numbers, dates and levels: nothing typed in to inject.
+TEXT_PAIRS = [(kind, lang) for kind, lang in PAIRS if _carries_text(kind)]
+
+
+@pytest.mark.parametrize(("kind", "lang"), TEXT_PAIRS)
 def test_injection_in_references_and_names_stays_literal_and_escaped(kind: str, lang: str) -> None:
     pathway = PATHWAYS[0]
     step = pathway.steps[0]
     context = contexts(kind, pathway, step)[0]
     if "reference" in context:
         context["reference"] = PAYLOAD
+    for key in TEXT_FIELDS:  # typed in by programme staff (or a kind we have no word for)
+        if key in context:
+            context[key] = PAYLOAD
     for item in context.get("items", []):
         item["reference"] = PAYLOAD
     # Organisation names are typed in by an administrator: data as well.
@@ -595,6 +681,8 @@ def test_a_body_that_looks_like_markup_or_layout_cannot_change_the_structure() -
 
 
 # --- the table against the services ---------------------------------------------------------------
+
+# Context values that are text someone typed in: offer titles and places (FIT@THGA).
 
 PROFILE_FACTS: dict[Profile, dict[str, Any]] = {
     Profile.skilled_worker: {"purpose": Purpose.work},
@@ -700,6 +788,57 @@ def run_every_service_that_sends(db: Database, actors: Actors) -> None:
         assert _status(db, ref) == CaseStatus.closed
 
 
+def run_the_fit_services_that_send(db: Database, actors: Actors) -> None:
+    """FIT@THGA: a place freed on a full offer, the daily reminders, feedback and permit
+    warnings, and the working-day warnings (near, then over the limit)."""
+    cm, thga = actors["cm.mueller"], actors["thga.nowak"]
+    people = []
+    for i in range(2):
+        ref = start_case(
+            db, cm, now=NOW, purpose=Purpose.study, given_name=f"{NAME} {i}",
+            email=f"fit{i}@example.net", preferred_language="ar",
+        )  # fmt: skip
+        for key in ("housing", "registration"):
+            with db.transaction() as s:
+                complete_step(s, actor=cm, reference=ref, step_key=key, now=NOW)
+            advance(db, cm, ref, now=NOW)
+        with db.transaction() as s:
+            people.append(
+                fit.enrol(
+                    s, actor=cm, reference=ref, channel=FitChannel.lecturer,
+                    study_programme="Maschinenbau", semester=1, now=NOW,
+                ).id
+            )  # fmt: skip
+    starts = NOW + timedelta(days=30)
+    with db.transaction() as s:
+        offer = fit.create_offer(
+            s, actor=thga, kind=OfferKind.job_fair, title=NAME, starts_at=starts,
+            ends_at=starts + timedelta(hours=5), place=NAME, capacity=1, now=NOW,
+        ).id  # fmt: skip
+    with db.transaction() as s:
+        first = fit.register(s, actor=thga, offer_id=offer, participant_id=people[0], now=NOW).id
+        fit.register(s, actor=thga, offer_id=offer, participant_id=people[1], now=NOW)
+    with db.transaction() as s:
+        fit.cancel_registration(s, actor=thga, registration_id=first, now=NOW)
+    with db.transaction() as s:
+        fit.add_permit(
+            s, actor=thga, participant_id=people[0], kind=PermitKind.student,
+            valid_from=NOW.date(), valid_until=starts.date(), now=NOW,
+        )  # fmt: skip
+    for day in (starts.date() - timedelta(days=1), starts.date() + timedelta(days=1)):
+        with db.transaction() as s:
+            fit.send_daily(s, today=day, now=NOW)
+    with db.transaction() as s:
+        job = fit.add_job(
+            s, actor=thga, participant_id=people[0], employer=NAME,
+            kind=JobKind.working_student, starts_on=date(2025, 1, 1), now=NOW,
+        ).id  # fmt: skip
+    days = [date(2025, 1, 1) + timedelta(days=n) for n in range(200)]
+    for chunk, half in ((days[:120], False), (days[120:122], True), (days[122:142], False)):
+        with db.transaction() as s:
+            fit.record_work_days(s, actor=thga, job_id=job, days=chunk, half=half, now=NOW)
+
+
 def outbox(db: Database) -> list[OutboxMessage]:
     with db.read() as s:
         rows = list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
@@ -728,6 +867,7 @@ def test_the_contexts_here_are_the_ones_the_services_enqueue(
     db: Database, actors: Actors, tmp_path: Path
 ) -> None:
     run_every_service_that_sends(db, actors)
+    run_the_fit_services_that_send(db, actors)
     rows = outbox(db)
     enqueued = {r.kind for r in rows}
     assert enqueued == set(KINDS), (

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any, TypeGuard, cast
+from zoneinfo import ZoneInfo
 
 from faker import Faker
 from sqlalchemy import Table, func, insert, select, text
@@ -27,13 +28,38 @@ from sqlalchemy.orm import Session
 
 from tracker import clocks
 from tracker.access import Actor
+from tracker.config import get_settings
 from tracker.db import Database
-from tracker.enums import CaseStatus, HandoffState, OutboxStatus, Purpose, Role, StepState
+from tracker.enums import (
+    JOBS_NOT_COUNTED,
+    PLACE_HOLDING,
+    CaseStatus,
+    ContactKind,
+    FitChannel,
+    FitStatus,
+    HandoffState,
+    JobKind,
+    OfferKind,
+    OfferStatus,
+    OutboxStatus,
+    PermitKind,
+    Purpose,
+    RegistrationStatus,
+    Role,
+    StepState,
+)
 from tracker.errors import ValidationFailed
 from tracker.models import (
     AuditEvent,
     Case,
     Consent,
+    FitContact,
+    FitJob,
+    FitOffer,
+    FitParticipant,
+    FitPermit,
+    FitRegistration,
+    FitWorkDay,
     Handoff,
     Newcomer,
     Organisation,
@@ -47,6 +73,9 @@ from tracker.schemas import LANGUAGES, match_key
 from tracker.services._base import REFERENCE_ALPHABET, utcnow
 from tracker.services.admin import SETUP, add_user, seed_organisations
 from tracker.services.cases import HOLD_CONSENT_MISSING
+from tracker.services.fit import DAY_LIMIT, JOB_SEARCH_MONTHS
+from tracker.services.fit import FIT_STEP as FIT_STEP_KEY
+from tracker.services.fit import PROGRAMME_ORG as FIT_PROGRAMME_ORG
 
 DEMO_PASSWORD = "willkommen"  # demo data only; never used outside `onboarding demo`
 
@@ -380,6 +409,7 @@ class DemoGenerator:
         self.fakers = {loc: Faker(loc) for loc, _, _ in NON_EU + EU}
         self.pathways = {p.profile.value: p for p in registry.latest()}
         self.orders = {k: _topological(p) for k, p in self.pathways.items()}
+        self.fit: _FitDemo | None = None  # set by load_demo when the pathways have FIT
 
     @property
     def has_fit(self) -> bool:
@@ -390,7 +420,10 @@ class DemoGenerator:
         """Draw person number ``index`` and write their journey as it stands at ``as_of``."""
         story = self.simulate(index, fit_cohort=fit_cohort)
         story.reference = self._reference(random.Random(f"{self.seed}:{index}:reference"))
-        _Cut(self, batch, story).write()
+        cut = _Cut(self, batch, story)
+        cut.write()
+        if self.fit is not None:
+            self.fit.collect(index, story, cut)
 
     def simulate(self, index: int, *, fit_cohort: bool) -> _Story:
         """The person's whole journey, drawn from the seed and the index alone.
@@ -1057,6 +1090,1069 @@ def _offer_key(handoff_id: int, created_at: datetime, offered_at: datetime) -> s
     return key
 
 
+# -- FIT@THGA: the programme's own records of the students whose FIT step is done ---------------
+#
+# Drawn like the journeys: each participant from random streams of their own
+# ("<seed>:<index>:fit..."), the offers from a fixed programme calendar, all without looking at
+# the cut-off day, then cut at the end of ``as_of``. Places go to registrations in the order
+# they came, offer by offer, exactly as tracker/services/fit.py hands them out (a waiting list,
+# moving up when someone cancels or leaves); the messages and audit events are the ones those
+# services and the fit-daily flow would have written.
+
+FIT_STAFF = PARTNER_BY_ORG.get(FIT_PROGRAMME_ORG, "thga.nowak")
+FIT_PROGRAMMES: list[tuple[str, int]] = [
+    ("Geoingenieurwesen und Nachbergbau", 18),
+    ("Maschinenbau", 22),
+    ("Elektro- und Informationstechnik", 18),
+    ("Angewandte Materialwissenschaften", 8),
+    ("Wirtschaftsingenieurwesen", 16),
+    ("Vermessung und Geoinformatik", 10),
+    ("Rohstoffingenieurwesen", 8),
+]
+FIT_CHANNELS: list[tuple[FitChannel, int]] = [
+    (FitChannel.orientation_week, 30),
+    (FitChannel.international_office, 24),
+    (FitChannel.lecturer, 12),
+    (FitChannel.fellow_student, 15),
+    (FitChannel.welcome_office, 11),
+    (FitChannel.social_media, 6),
+    (FitChannel.other, 2),
+]
+# Companies of the programme's network (invented): name, town, in the region (Bochum / Ruhr).
+FIT_COMPANIES: list[tuple[str, str, bool]] = [
+    ("Ruhr Tunnelbau GmbH", "Bochum", True),
+    ("Emscher Geotechnik GmbH", "Gelsenkirchen", True),
+    ("Bochumer Maschinenwerke AG", "Bochum", True),
+    ("Westfalen Energienetze GmbH", "Dortmund", True),
+    ("Revier Vermessung und Geodaten GmbH", "Herne", True),
+    ("Grubenwasser Consult GmbH", "Essen", True),
+    ("Kohlenpott Automation GmbH", "Bochum", True),
+    ("RuhrMaterials Prüflabor GmbH", "Essen", True),
+    ("Lippe Wasserbau GmbH", "Lünen", True),
+    ("Hattinger Stahlguss GmbH", "Hattingen", True),
+    ("Bergbau-Nachsorge Ruhr gGmbH", "Bochum", True),
+    ("Sauerland Rohstoffe GmbH", "Arnsberg", False),
+    ("Rheinische Bohrtechnik GmbH", "Köln", False),
+    ("Nordsee Windtechnik GmbH", "Bremerhaven", False),
+    ("Lausitz Energie Service GmbH", "Cottbus", False),
+    ("Bayern Geoinformatik AG", "München", False),
+]
+FIT_ASSISTANT_EMPLOYERS = [
+    "THGA – Forschungszentrum Nachbergbau",
+    "THGA – Institut für Maschinenbau",
+    "THGA – Labor für Elektrotechnik",
+]
+FIT_OFFER_YEARS = (2024, 2025, 2026)
+# kind, months, titles (taken in turn), local start, hours, place, capacity range
+FIT_CALENDAR: list[
+    tuple[OfferKind, tuple[int, ...], list[str], time, float, str, tuple[int, int]]
+] = [
+    (
+        OfferKind.application_training,
+        (1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12),
+        [
+            "Bewerbungstraining: Lebenslauf und Anschreiben",
+            "Bewerbungstraining: Vorstellungsgespräche üben",
+            "Bewerbungstraining: Online-Profile und Initiativbewerbung",
+        ],
+        time(14, 0),
+        3.5,
+        "THGA, Haus 1, Raum 104",
+        (16, 20),
+    ),
+    (
+        OfferKind.salary_training,
+        (2, 5, 7, 11),
+        ["Gehaltsverhandlung für den Berufseinstieg"],
+        time(15, 0),
+        3,
+        "THGA, Haus 2, Raum 201",
+        (12, 15),
+    ),
+    (
+        OfferKind.work_culture_seminar,
+        (1, 4, 6, 10, 12),
+        [
+            "Arbeitskultur in Deutschland: Kommunikation, Hierarchie, Feedback",
+            "Arbeiten in Deutschland: Verträge, Probezeit, Arbeitszeit",
+        ],
+        time(9, 30),
+        6.5,
+        "THGA, Haus 3, Seminarraum",
+        (20, 25),
+    ),
+    (OfferKind.excursion, (3, 6, 9, 11), [], time(8, 30), 7, "", (18, 24)),
+    (
+        OfferKind.job_fair,
+        (5, 11),
+        ["Karrieretag Ruhr", "THGA-Firmenkontaktmesse"],
+        time(10, 0),
+        6,
+        "",
+        (80, 150),
+    ),
+    (
+        OfferKind.working_student_placement,
+        (3, 10),
+        ["Speed-Dating: Werkstudierendenstellen in der Region"],
+        time(16, 0),
+        2.5,
+        "THGA, Haus 1, Foyer",
+        (12, 16),
+    ),
+]
+FIT_FAIR_PLACES = {
+    "Karrieretag Ruhr": "RuhrCongress Bochum",
+    "THGA-Firmenkontaktmesse": "THGA, Audimax",
+}
+FIT_OFFER_CANCEL_RATE = 0.04
+FIT_OFFER_CANCEL_REASONS = [
+    "Referentin erkrankt / speaker ill",
+    "Unternehmen hat den Termin abgesagt / the company cancelled",
+]
+FIT_INTEREST = {
+    OfferKind.application_training: 1.0,
+    OfferKind.salary_training: 0.8,
+    OfferKind.work_culture_seminar: 0.9,
+    OfferKind.excursion: 1.3,
+    OfferKind.job_fair: 2.2,
+    OfferKind.working_student_placement: 1.1,
+}
+FIT_CONTACT_KIND = {
+    OfferKind.excursion: (ContactKind.company_visit, 0.6),
+    OfferKind.job_fair: (ContactKind.job_fair_talk, 0.7),
+    OfferKind.working_student_placement: (ContactKind.interview, 0.4),
+}
+FIT_STUDENT_CANCEL = "cancelled by the student"  # the service's default reason
+FIT_LEFT = "left the programme"
+# How a working student works: full days a week, half days a week, full-time months (breaks).
+FIT_WORK_PATTERNS: list[tuple[str, int, int, tuple[int, ...], int]] = [
+    ("light", 2, 0, (), 45),
+    ("half", 0, 4, (), 20),
+    ("moderate", 2, 0, (8, 9), 23),
+    ("heavy", 3, 0, (3, 8, 9), 12),
+]
+# A few heavy workers go over the limit (a case for the warnings); everyone else stops at it.
+FIT_OVER_RATE = 0.2
+
+
+@dataclass
+class _FitOfferPlan:
+    kind: OfferKind
+    title: str
+    starts_at: datetime
+    ends_at: datetime
+    place: str
+    company: str | None
+    capacity: int
+    created_at: datetime
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+    id: int | None = None
+    existing: bool = False
+    taken_before: int = 0  # places held by registrations from an earlier load
+
+
+@dataclass
+class _FitPerson:
+    index: int
+    newcomer_id: int
+    case_id: int
+    reference: str
+    language: str
+    manager_id: int
+    enrolled_at: datetime  # the FIT step was done
+    enrol_actor: str
+    job_entry: datetime | None  # the case's job_entry step is done (in the whole story)
+    residence_title: datetime | None
+    # Drawn in FitDemo.participant:
+    id: int = 0
+    leaves_at: datetime | None = None  # graduated, dropped out or withdrawn: no longer enrolled
+    status: FitStatus = FitStatus.enrolled
+    studies_end: date | None = None
+
+
+@dataclass
+class _FitReg:
+    person: _FitPerson
+    registered_at: datetime
+    cancel_at: datetime | None
+    cancel_reason: str
+    attends: bool
+    row: dict[str, Any] | None = None
+
+
+def _fit_weekday(day: date) -> date:
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+def _fit_catalogue(zone: ZoneInfo) -> list[_FitOfferPlan]:
+    """The programme calendar 2024-2026: the same on every load, whatever the seed."""
+    rng = random.Random("fit-offers")
+    plans = []
+    for year in FIT_OFFER_YEARS:
+        for kind, months, titles, start, hours, place, (low, high) in FIT_CALENDAR:
+            for n, month in enumerate(months):
+                day = _fit_weekday(date(year, month, rng.randint(4, 24)))
+                starts = datetime.combine(day, start, tzinfo=zone).astimezone(UTC)
+                company_name, town, _ = rng.choice(FIT_COMPANIES)
+                company: str | None = None
+                if kind == OfferKind.excursion:
+                    title, company, where = f"Exkursion: {company_name}", company_name, town
+                elif kind == OfferKind.job_fair:
+                    title = f"{titles[n % len(titles)]} {year}"
+                    where = FIT_FAIR_PLACES[titles[n % len(titles)]]
+                else:
+                    title, where = titles[(year + n) % len(titles)], place
+                created = starts - timedelta(days=rng.randint(40, 80), hours=rng.randint(0, 5))
+                plan = _FitOfferPlan(
+                    kind=kind,
+                    title=title,
+                    starts_at=starts,
+                    ends_at=starts + timedelta(hours=hours),
+                    place=where if kind != OfferKind.excursion else f"{company_name}, {where}",
+                    company=company,
+                    capacity=rng.randint(low, high),
+                    created_at=max(created, SETUP_TIME + timedelta(days=1)),
+                )
+                if rng.random() < FIT_OFFER_CANCEL_RATE:
+                    plan.cancelled_at = starts - timedelta(days=rng.randint(3, 10), hours=2)
+                    plan.cancel_reason = rng.choice(FIT_OFFER_CANCEL_REASONS)
+                plans.append(plan)
+    return sorted(plans, key=lambda p: (p.starts_at, p.title))
+
+
+class _FitDemo:
+    """Collects the participants while the journeys are written; writes the FIT rows after."""
+
+    TABLE_NAMES = (
+        "fit_offers",
+        "fit_participants",
+        "fit_registrations",
+        "fit_contacts",
+        "fit_jobs",
+        "fit_work_days",
+        "fit_permits",
+    )
+
+    def __init__(self, gen: DemoGenerator, session: Session) -> None:
+        self.gen = gen
+        self.seed = gen.seed
+        self.zone = ZoneInfo(get_settings().timezone)
+        self.end = datetime.combine(gen.as_of + timedelta(days=1), time(0), tzinfo=UTC)
+        self.margin = get_settings().fit_day_warning_margin
+        self.people: list[_FitPerson] = []
+        self.rows: dict[str, list[dict[str, Any]]] = {
+            name: [] for name in (*self.TABLE_NAMES, "audit_events", "outbox")
+        }
+        self.plans = _fit_catalogue(self.zone)
+        known = {
+            (title, starts.astimezone(UTC)): (oid, status)
+            for oid, title, starts, status in session.execute(
+                select(FitOffer.id, FitOffer.title, FitOffer.starts_at, FitOffer.status)
+            )
+        }
+        taken = dict(
+            session.execute(
+                select(FitRegistration.offer_id, func.count())
+                .where(FitRegistration.status.in_([s.value for s in PLACE_HOLDING]))
+                .group_by(FitRegistration.offer_id)
+            ).all()
+        )
+        for plan in self.plans:
+            found = known.get((plan.title, plan.starts_at))
+            if found:
+                plan.id, plan.existing = found[0], True
+                plan.taken_before = int(taken.get(found[0], 0))
+                if found[1] == OfferStatus.cancelled and plan.cancelled_at is None:
+                    plan.cancelled_at = plan.created_at
+        self.registrations: dict[int, list[_FitReg]] = {}
+        self._left_counts: dict[int, int] = {}  # participant -> registrations their leaving freed
+        self._counted: dict[int, dict[int, list[tuple[date, bool]]]] = {}  # recorded, counting
+        self._warned: set[str] = set()
+        self._attended: set[tuple[int, int]] = set()  # (participant, offer) who came
+
+    def happened(self, moment: datetime | None) -> TypeGuard[datetime]:
+        return moment is not None and moment < self.end
+
+    def collect(self, index: int, story: _Story, cut: _Cut) -> None:
+        """Remember a person whose FIT step is done by the cut: they are a participant."""
+        step = story.step(FIT_STEP_KEY)
+        if step is None or not step.done or not cut.happened(step.finished):
+            return
+        job = story.step("job_entry")
+        title = story.step("residence_title")
+        self.people.append(
+            _FitPerson(
+                index=index,
+                newcomer_id=cut.newcomer_id,
+                case_id=cut.case_id,
+                reference=story.reference,
+                language=story.lang,
+                manager_id=cut.manager_id,
+                enrolled_at=step.finished,
+                enrol_actor=step.actor,
+                job_entry=job.finished if job and job.done else None,
+                residence_title=title.finished if title and title.done else None,
+            )
+        )
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self) -> dict[str, list[dict[str, Any]]]:
+        for plan in sorted(self.plans, key=lambda p: p.created_at):
+            self.offer(plan)
+        for person in self.people:
+            self.participant(person)
+        for plan in self.plans:
+            self.run_offer(plan)
+        self.status_events()
+        self._attended = {
+            (r.person.id, offer_id)
+            for offer_id, regs in self.registrations.items()
+            for r in regs
+            if r.row is not None and r.row["status"] == RegistrationStatus.attended.value
+        }
+        for person in self.people:
+            self.contacts(person)
+            self.jobs(person)
+            self.permits(person)
+        return self.rows
+
+    def offer(self, plan: _FitOfferPlan) -> None:
+        if plan.existing or not self.happened(plan.created_at):
+            return
+        plan.id = self.gen.ids.take("fit_offers")
+        self.rows["fit_offers"].append(
+            {
+                "id": plan.id,
+                "kind": plan.kind.value,
+                "title": plan.title,
+                "starts_at": plan.starts_at,
+                "ends_at": plan.ends_at,
+                "place": plan.place,
+                "company": plan.company,
+                "capacity": plan.capacity,
+                "status": OfferStatus.planned.value,
+                "created_at": plan.created_at,
+                "version": 1,
+            }
+        )
+        self.event(
+            plan.created_at,
+            FIT_STAFF,
+            "fit.offer_created",
+            "fit_offer",
+            plan.id,
+            None,
+            kind=plan.kind.value,
+            capacity=plan.capacity,
+        )
+
+    def participant(self, p: _FitPerson) -> None:
+        rng = random.Random(f"{self.seed}:{p.index}:fit")
+        channel = rng.choices([c for c, _ in FIT_CHANNELS], [w for _, w in FIT_CHANNELS])[0]
+        programme = rng.choices([n for n, _ in FIT_PROGRAMMES], [w for _, w in FIT_PROGRAMMES])[0]
+        semester = rng.choices([1, 2, 3, 4], [60, 20, 12, 8])[0]
+        engagement = rng.choices([0.02, 0.08, 0.15, 0.25, 0.4], [8, 25, 35, 22, 10])[0]
+        reliability = rng.uniform(0.6, 0.97)
+        fate, fate_days, before_job, alone = (
+            rng.random(),
+            rng.randint(150, 700),
+            rng.randint(30, 240),
+            rng.randint(420, 1100),
+        )
+        employer = rng.choice(FIT_COMPANIES)
+        enrolled = p.enrolled_at.date()
+        p.id = self.gen.ids.take("fit_participants")
+        if fate < 0.05:
+            status, on = FitStatus.dropped_out, enrolled + timedelta(days=fate_days)
+            p.studies_end = on
+        elif fate < 0.09:
+            status, on = FitStatus.withdrawn, enrolled + timedelta(days=fate_days // 2 + 60)
+            p.studies_end = enrolled + timedelta(days=alone)
+        else:
+            status = FitStatus.graduated
+            if p.job_entry is not None:
+                job_day = p.job_entry.date()
+                on = max(job_day - timedelta(days=before_job), enrolled + timedelta(days=120))
+                on = min(on, job_day)
+            else:
+                on = enrolled + timedelta(days=alone)
+            p.studies_end = on
+        p.leaves_at = datetime.combine(on, time(10, rng.randint(0, 59)), tzinfo=UTC)
+        p.status = status
+        if p.studies_end is not None and status == FitStatus.graduated:
+            # The semester fits the time left to the degree: a 7-semester bachelor's, or a
+            # 3-semester master's for those who finish within a year and a half.
+            left = max(1, -(-(p.studies_end - enrolled).days // 182))
+            semester = max(1, (7 if left > 3 else 3) - left + 1)
+        row: dict[str, Any] = {
+            "id": p.id,
+            "newcomer_id": p.newcomer_id,
+            "case_id": p.case_id,
+            "enrolled_on": enrolled,
+            "channel": channel.value,
+            "study_programme": programme,
+            "semester": semester,
+            "status": FitStatus.enrolled.value,
+            "graduated_on": None,
+            "left_on": None,
+            "job_employer": None,
+            "job_started_on": None,
+            "job_in_region": None,
+            "created_at": p.enrolled_at,
+            "version": 1,
+        }
+        self.rows["fit_participants"].append(row)
+        self.event(
+            p.enrolled_at,
+            p.enrol_actor,
+            "fit.enrolled",
+            "fit_participant",
+            p.id,
+            p.case_id,
+            channel=channel.value,
+            semester=semester,
+        )
+        if self.happened(p.leaves_at):
+            row["status"] = status.value
+            row["graduated_on" if status == FitStatus.graduated else "left_on"] = on
+        if self.happened(p.job_entry):
+            # As the case's job_entry step: THGA records it the day the Welcome Office does.
+            name, _town, in_region = employer
+            row.update(
+                job_employer=name, job_started_on=p.job_entry.date(), job_in_region=in_region
+            )
+            self.event(
+                p.job_entry,
+                FIT_STAFF,
+                "fit.job_entry",
+                "fit_participant",
+                p.id,
+                p.case_id,
+                started_on=p.job_entry.date().isoformat(),
+                in_region=in_region,
+            )
+        # Which offers they sign up for: a fixed number of draws per offer of the calendar.
+        for plan in self.plans:
+            interest, lead, cancels, when, attends = (rng.random() for _ in range(5))
+            starts = plan.starts_at
+            registered = starts - timedelta(days=3 + int(lead * 32), hours=int(lead * 7))
+            registered = max(registered, plan.created_at, p.enrolled_at) + timedelta(minutes=30)
+            if (
+                plan.id is None
+                or interest >= engagement * FIT_INTEREST[plan.kind]
+                or registered > starts - timedelta(days=2)
+                or registered >= p.leaves_at
+                or (plan.cancelled_at is not None and registered >= plan.cancelled_at)
+            ):
+                continue
+            cancel_at = None
+            if cancels < 0.08:
+                cancel_at = registered + (starts - timedelta(days=1) - registered) * when
+            self.registrations.setdefault(plan.id, []).append(
+                _FitReg(
+                    person=p,
+                    registered_at=registered,
+                    cancel_at=cancel_at,
+                    cancel_reason=FIT_STUDENT_CANCEL,
+                    attends=attends < reliability,
+                )
+            )
+
+    def run_offer(self, plan: _FitOfferPlan) -> None:
+        """Hand out the offer's places in the order things happened, up to the cut."""
+        if plan.id is None:
+            return
+        regs = self.registrations.get(plan.id, [])
+        local_start = plan.starts_at.astimezone(self.zone).date()
+        local_end = plan.ends_at.astimezone(self.zone).date()
+        timeline: list[tuple[datetime, int, int, str, _FitReg | None]] = []
+        for n, reg in enumerate(regs):
+            timeline.append((reg.registered_at, 0, n, "register", reg))
+            if reg.cancel_at is not None:
+                timeline.append((reg.cancel_at, 1, n, "cancel", reg))
+            leaves = reg.person.leaves_at
+            if reg.person.status != FitStatus.graduated and leaves and leaves < plan.starts_at:
+                timeline.append((leaves, 1, n, "left", reg))
+        if plan.cancelled_at is not None:
+            timeline.append((plan.cancelled_at, 2, 0, "offer_cancelled", None))
+        else:
+            timeline.append((self._morning(local_start - timedelta(days=1)), 3, 0, "remind", None))
+            timeline.append((plan.ends_at + timedelta(minutes=30), 4, 0, "attendance", None))
+            timeline.append((self._morning(local_end + timedelta(days=1)), 5, 0, "feedback", None))
+        holders = plan.taken_before
+        waiting: list[_FitReg] = []
+        status = OfferStatus.planned
+        left_count: dict[int, int] = {}
+        for at, _, _, what, item in sorted(timeline, key=lambda e: e[:3]):
+            if not self.happened(at):
+                break
+            if what == "register" and item is not None:
+                if status != OfferStatus.planned:
+                    continue
+                has_place = holders < plan.capacity
+                if not has_place and len(waiting) >= max(3, plan.capacity // 4):
+                    continue  # told the waiting list is long, they do not sign up
+                item.row = self.registration(plan, item, has_place)
+                if has_place:
+                    holders += 1
+                else:
+                    waiting.append(item)
+            elif what in ("cancel", "left") and item is not None and item.row is not None:
+                if item.row["status"] not in ("registered", "waitlisted"):
+                    continue
+                had_place = item.row["status"] == "registered"
+                reason = FIT_LEFT if what == "left" else item.cancel_reason
+                item.row.update(status=RegistrationStatus.cancelled.value, updated_at=at)
+                self.event(
+                    at,
+                    FIT_STAFF,
+                    "fit.registration_cancelled",
+                    "fit_registration",
+                    item.row["id"],
+                    item.person.case_id,
+                    reason,
+                    offer_id=plan.id,
+                )
+                if what == "left":
+                    left_count[item.person.id] = left_count.get(item.person.id, 0) + 1
+                if had_place:
+                    holders -= 1
+                    holders += self.promote(plan, waiting, holders, at)
+                else:
+                    waiting.remove(item)
+            elif what == "offer_cancelled":
+                status = OfferStatus.cancelled
+                for r in regs:
+                    if r.row is not None and r.row["status"] in ("registered", "waitlisted"):
+                        r.row.update(status=RegistrationStatus.cancelled.value, updated_at=at)
+                if not plan.existing:
+                    self.event(
+                        at,
+                        FIT_STAFF,
+                        "fit.offer_cancelled",
+                        "fit_offer",
+                        plan.id,
+                        None,
+                        plan.cancel_reason,
+                    )
+            elif what == "remind":
+                for r in regs:
+                    if r.row is not None and r.row["status"] == "registered":
+                        key = f"fit_reminder:{r.row['id']}:{plan.starts_at.date().isoformat()}"
+                        self.tell(r.person, key, "fit_offer_reminder", at, _offer_context(plan))
+            elif what == "attendance":
+                status = OfferStatus.held
+                came = missed = 0
+                for r in regs:
+                    if r.row is not None and r.row["status"] == "registered":
+                        value = (
+                            RegistrationStatus.attended if r.attends else RegistrationStatus.no_show
+                        )
+                        r.row.update(status=value.value, updated_at=at)
+                        came += r.attends
+                        missed += not r.attends
+                if not plan.existing:
+                    self.event(
+                        at,
+                        FIT_STAFF,
+                        "fit.attendance",
+                        "fit_offer",
+                        plan.id,
+                        None,
+                        attended=came,
+                        no_show=missed,
+                    )
+            elif what == "feedback":
+                for r in regs:
+                    if r.row is not None and r.row["status"] in ("registered", "attended"):
+                        key = f"fit_feedback:{r.row['id']}"
+                        self.tell(r.person, key, "fit_feedback", at, _offer_context(plan))
+        if not plan.existing:
+            for row in self.rows["fit_offers"]:
+                if row["id"] == plan.id:
+                    row["status"] = status.value
+        for person_id, count in left_count.items():
+            self._left_counts[person_id] = self._left_counts.get(person_id, 0) + count
+
+    def promote(
+        self, plan: _FitOfferPlan, waiting: list[_FitReg], holders: int, at: datetime
+    ) -> int:
+        """fit._promote: the first on the waiting list get the free places (if still enrolled)."""
+        moved = 0
+        for reg in list(waiting[: max(plan.capacity - holders, 0)]):
+            leaves = reg.person.leaves_at
+            if leaves is not None and leaves <= at:
+                continue
+            assert reg.row is not None
+            reg.row.update(status=RegistrationStatus.registered.value, placed_at=at, updated_at=at)
+            waiting.remove(reg)
+            moved += 1
+            self.event(
+                at,
+                FIT_STAFF,
+                "fit.moved_up",
+                "fit_registration",
+                reg.row["id"],
+                reg.person.case_id,
+                offer_id=plan.id,
+            )
+            key = f"fit_place:{reg.row['id']}:{at.date().isoformat()}"
+            self.tell(reg.person, key, "fit_place_freed", at, _offer_context(plan))
+        return moved
+
+    def registration(self, plan: _FitOfferPlan, reg: _FitReg, has_place: bool) -> dict[str, Any]:
+        status = RegistrationStatus.registered if has_place else RegistrationStatus.waitlisted
+        row: dict[str, Any] = {
+            "id": self.gen.ids.take("fit_registrations"),
+            "offer_id": plan.id,
+            "participant_id": reg.person.id,
+            "status": status.value,
+            "registered_at": reg.registered_at,
+            "placed_at": reg.registered_at if has_place else None,
+            "updated_at": reg.registered_at,
+        }
+        self.rows["fit_registrations"].append(row)
+        self.event(
+            reg.registered_at,
+            FIT_STAFF,
+            f"fit.{status.value}",
+            "fit_registration",
+            row["id"],
+            reg.person.case_id,
+            offer_id=plan.id,
+        )
+        return row
+
+    def contacts(self, p: _FitPerson) -> None:
+        """Company contacts: at fairs and visits they came to, and a few mentorings."""
+        rng = random.Random(f"{self.seed}:{p.index}:fit-contacts")
+        for plan in self.plans:
+            chance, lag, pick = rng.random(), rng.randint(0, 3), rng.choice(FIT_COMPANIES)
+            came = (p.id, plan.id) in self._attended
+            if not came or plan.kind not in FIT_CONTACT_KIND:
+                continue
+            kind, rate = FIT_CONTACT_KIND[plan.kind]
+            if chance < rate:
+                day = plan.starts_at.astimezone(self.zone).date()
+                self.contact(p, plan.company or pick[0], kind, day, lag, plan.id)
+        mentor, after, company, lag = (
+            rng.random(),
+            rng.randint(30, 240),
+            rng.choice(FIT_COMPANIES),
+            rng.randint(0, 3),
+        )
+        if mentor < 0.15:
+            day = p.enrolled_at.date() + timedelta(days=after)
+            if p.leaves_at is None or day < p.leaves_at.date():
+                self.contact(p, company[0], ContactKind.mentoring, day, lag, None)
+
+    def contact(
+        self,
+        p: _FitPerson,
+        company: str,
+        kind: ContactKind,
+        day: date,
+        lag: int,
+        offer_id: int | None,
+    ) -> None:
+        at = datetime.combine(day + timedelta(days=lag), time(11), tzinfo=UTC)
+        if not self.happened(at) or day > at.date():
+            return
+        cid = self.gen.ids.take("fit_contacts")
+        self.rows["fit_contacts"].append(
+            {
+                "id": cid,
+                "participant_id": p.id,
+                "company": company,
+                "kind": kind.value,
+                "contact_on": day,
+                "offer_id": offer_id,
+                "created_at": at,
+            }
+        )
+        self.event(at, FIT_STAFF, "fit.contact", "fit_contact", cid, p.case_id, kind=kind.value)
+
+    def jobs(self, p: _FitPerson) -> None:
+        """Jobs while studying, their working days recorded month by month, and the warnings."""
+        rng = random.Random(f"{self.seed}:{p.index}:fit-jobs")
+        # A fixed number of draws, in a fixed order, whatever is used.
+        working, voluntary, mandatory, assistant = (rng.random() for _ in range(4))
+        ws_start, ws_length = rng.randint(45, 400), rng.randint(120, 700)
+        pattern = rng.choices(FIT_WORK_PATTERNS, [w for *_, w in FIT_WORK_PATTERNS])[0]
+        over, over_by = rng.random(), rng.randint(2, 6)
+        ws_employer = rng.choice(FIT_COMPANIES)
+        chosen_days = rng.sample(range(5), 3)
+        vacation = {rng.randint(10, 30), rng.randint(31, 50), 52, 1}
+        lag = rng.randint(0, 3)
+        intern_start, intern_weeks = rng.randint(120, 500), rng.randint(8, 12)
+        intern_employer = rng.choice(FIT_COMPANIES)
+        assistant_start, assistant_length = rng.randint(60, 300), rng.randint(120, 365)
+        assistant_employer = rng.choice(FIT_ASSISTANT_EMPLOYERS)
+        applied, interview = rng.randint(20, 60), rng.randint(5, 19)
+
+        enrolled = p.enrolled_at.date()
+        last = (p.studies_end or enrolled + timedelta(days=1500)) - timedelta(days=1)
+        if working < 0.4:
+            name, full, half, breaks, _ = pattern
+            start = _fit_weekday(enrolled + timedelta(days=ws_start))
+            end = min(start + timedelta(days=ws_length), last)
+            # Students stop at the limit; a few heavy workers go over it (the demo's warnings).
+            cap = DAY_LIMIT + (over_by if name == "heavy" and over < FIT_OVER_RATE else 0)
+            weekdays = {0, 1, 2, 3} if half else set(chosen_days[:full])
+            days: list[tuple[date, bool]] = []
+            used: dict[int, float] = {}
+            for day in _fit_weekdays(start, end):
+                full_time = day.month in breaks
+                if day.isocalendar().week in vacation or not (
+                    full_time or day.weekday() in weekdays
+                ):
+                    continue
+                is_half = bool(half) and not full_time
+                if used.get(day.year, 0.0) + (0.5 if is_half else 1.0) <= cap:
+                    used[day.year] = used.get(day.year, 0.0) + (0.5 if is_half else 1.0)
+                    days.append((day, is_half))
+            if end >= start + timedelta(days=28):
+                company, _, in_region = ws_employer
+                job = self.job(p, company, JobKind.working_student, start, end, in_region)
+                if job is not None:
+                    for contact_kind, day in (
+                        (ContactKind.application, start - timedelta(days=applied)),
+                        (ContactKind.interview, start - timedelta(days=interview)),
+                    ):
+                        if day >= enrolled:
+                            self.contact(p, company, contact_kind, day, 1, None)
+                    self.record_days(p, job, days, lag, counts=True)
+        elif voluntary < 0.15:
+            # A voluntary internship counts against the limit: some weeks full time.
+            start = _fit_weekday(enrolled + timedelta(days=intern_start))
+            end = min(start + timedelta(weeks=intern_weeks), last)
+            company, _, in_region = intern_employer
+            if end > start:
+                job = self.job(p, company, JobKind.voluntary_internship, start, end, in_region)
+                if job is not None:
+                    full_days = [(d, False) for d in _fit_weekdays(start, end)]
+                    self.record_days(p, job, full_days, lag, counts=True)
+        if mandatory < 0.15:
+            # The internship the study regulations require does not count.
+            start = _fit_weekday(enrolled + timedelta(days=intern_start + 30))
+            end = min(start + timedelta(weeks=intern_weeks), last)
+            company, _, in_region = intern_employer
+            if end > start:
+                job = self.job(p, company, JobKind.mandatory_internship, start, end, in_region)
+                if job is not None:
+                    full_days = [(d, False) for d in _fit_weekdays(start, end)]
+                    self.record_days(p, job, full_days, lag, counts=False)
+        if assistant < 0.12:
+            # A student assistant at THGA (two half days a week): does not count either.
+            start = _fit_weekday(enrolled + timedelta(days=assistant_start))
+            end = min(start + timedelta(days=assistant_length), last)
+            if end > start:
+                kind = JobKind.university_assistant
+                job = self.job(p, assistant_employer, kind, start, end, True)
+                if job is not None:
+                    halves = [(d, True) for d in _fit_weekdays(start, end) if d.weekday() in (1, 3)]
+                    self.record_days(p, job, halves, lag, counts=False)
+
+    def _job_created(self, p: _FitPerson, start: date) -> datetime:
+        created = datetime.combine(start - timedelta(days=7), time(10), tzinfo=UTC)
+        return max(created, p.enrolled_at + timedelta(hours=1))
+
+    def job(
+        self, p: _FitPerson, employer: str, kind: JobKind, start: date, end: date, in_region: bool
+    ) -> int | None:
+        created = self._job_created(p, start)
+        if not self.happened(created):
+            return None
+        jid = self.gen.ids.take("fit_jobs")
+        self.rows["fit_jobs"].append(
+            {
+                "id": jid,
+                "participant_id": p.id,
+                "employer": employer,
+                "kind": kind.value,
+                "starts_on": start,
+                "ends_on": end,
+                "in_region": in_region,
+                "offer_id": None,
+                "created_at": created,
+            }
+        )
+        self.event(
+            created,
+            FIT_STAFF,
+            "fit.job",
+            "fit_job",
+            jid,
+            p.case_id,
+            kind=kind.value,
+            counts=kind not in JOBS_NOT_COUNTED,
+        )
+        return jid
+
+    def record_days(
+        self, p: _FitPerson, jid: int, days: list[tuple[date, bool]], lag: int, *, counts: bool
+    ) -> None:
+        """THGA records a month's days early in the next month (one call per month and kind
+        of day); after each call for a counting job, the year's count is checked."""
+        months: dict[tuple[int, int, bool], list[date]] = {}
+        for day, half in days:
+            months.setdefault((day.year, day.month, half), []).append(day)
+        for (year, month, half), chunk in sorted(months.items()):
+            first = date(year + month // 12, month % 12 + 1, 1)
+            at = datetime.combine(first + timedelta(days=lag), time(10, 15), tzinfo=UTC)
+            if not self.happened(at):
+                continue
+            for day in chunk:
+                self.rows["fit_work_days"].append(
+                    {
+                        "id": self.gen.ids.take("fit_work_days"),
+                        "job_id": jid,
+                        "day": day,
+                        "half": half,
+                    }
+                )
+            self.event(
+                at,
+                FIT_STAFF,
+                "fit.work_days",
+                "fit_job",
+                jid,
+                p.case_id,
+                days=len(chunk),
+                half=half,
+            )
+            if counts:
+                self._counted.setdefault(p.id, {}).setdefault(year, []).extend(
+                    (day, half) for day in chunk
+                )
+                self.warn(p, year, at)
+
+    def warn(self, p: _FitPerson, year: int, at: datetime) -> None:
+        """fit.warn_day_limit, once per participant, year and level."""
+        days = self._counted[p.id][year]
+        half = sum(1 for _, h in days if h)
+        used = (len(days) - half) + half / 2
+        if used < DAY_LIMIT - self.margin:
+            return
+        level = "over" if used > DAY_LIMIT else "near"
+        key = f"fit_days:{p.id}:{year}:{level}"
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        remaining = DAY_LIMIT - used
+        context = {
+            "year": year,
+            "used": used,
+            "limit": DAY_LIMIT,
+            "remaining": max(remaining, 0),
+            "level": level,
+        }
+        self.tell(p, key, "fit_day_limit", at, context)
+        self.message(
+            f"fit_days_cm:{p.id}:{year}:{level}",
+            "fit_day_limit_manager",
+            at,
+            case_id=p.case_id,
+            user=p.manager_id,
+            context={**context, "reference": p.reference},
+        )
+
+    def permits(self, p: _FitPerson) -> None:
+        """The student permit (extended while studying), then §20 job search or a work permit."""
+        rng = random.Random(f"{self.seed}:{p.index}:fit-permits")
+        lags = [rng.randint(5, 55) for _ in range(6)]
+        search_after, search_lag = rng.randint(3, 20), rng.randint(0, 3)
+        if p.residence_title is None:
+            return
+        plans: list[tuple[PermitKind, date, date | None, datetime]] = []
+        start = p.residence_title.date()
+        created = max(p.residence_title, p.enrolled_at) + timedelta(hours=2)
+        studies_end = p.studies_end or start + timedelta(days=2000)
+        for lag in lags:
+            until = clocks.add_months(start, 24) - timedelta(days=1)
+            plans.append((PermitKind.student, start, until, created))
+            if studies_end <= until - timedelta(days=30):
+                break
+            start = until + timedelta(days=1)
+            created = datetime.combine(until - timedelta(days=lag), time(9, 30), tzinfo=UTC)
+        if p.status == FitStatus.graduated and p.studies_end is not None:
+            job_day = p.job_entry.date() if p.job_entry else None
+            if job_day is None or job_day > p.studies_end + timedelta(days=30):
+                begins = p.studies_end + timedelta(days=search_after)
+                ends = clocks.add_months(begins, JOB_SEARCH_MONTHS) - timedelta(days=1)
+                at = datetime.combine(begins + timedelta(days=search_lag), time(10), tzinfo=UTC)
+                plans.append((PermitKind.job_search, begins, ends, at))
+            if job_day is not None:
+                at = datetime.combine(job_day + timedelta(days=1), time(10), tzinfo=UTC)
+                plans.append((PermitKind.work, job_day, clocks.add_months(job_day, 48), at))
+        written: list[tuple[int, PermitKind, date, date | None, datetime]] = []
+        for kind, valid_from, valid_until, at in plans:
+            if not self.happened(at):
+                continue
+            pid = self.gen.ids.take("fit_permits")
+            written.append((pid, kind, valid_from, valid_until, at))
+            self.rows["fit_permits"].append(
+                {
+                    "id": pid,
+                    "participant_id": p.id,
+                    "kind": kind.value,
+                    "valid_from": valid_from,
+                    "valid_until": valid_until,
+                    "created_at": at,
+                }
+            )
+            self.event(
+                at,
+                FIT_STAFF,
+                "fit.permit",
+                "fit_permit",
+                pid,
+                p.case_id,
+                kind=kind.value,
+                valid_until=valid_until.isoformat() if valid_until else None,
+            )
+        window = timedelta(days=get_settings().fit_permit_warning_days)
+        for pid, kind, since, ends_on, at in written:
+            if ends_on is None:
+                continue
+            # The first morning run that sees the permit within the window warns, unless a
+            # newer permit is recorded by then (fit.send_daily).
+            day = max(ends_on - window, at.astimezone(self.zone).date())
+            run = self._morning(day)
+            if run < at:
+                day += timedelta(days=1)
+                run = self._morning(day)
+            newer = any(b > since and a <= run for q, _, b, _, a in written if q != pid)
+            if day > ends_on or newer or not self.happened(run):
+                continue
+            context = {
+                "permit": kind.value,
+                "valid_until": ends_on.isoformat(),
+                "days_left": (ends_on - day).days,
+            }
+            self.tell(
+                p, f"fit_permit:{pid}:{ends_on.isoformat()}", "fit_permit_ending", run, context
+            )
+
+    def status_events(self) -> None:
+        """Graduation, dropping out, withdrawal: with the places it freed (counted by then)."""
+        for p in self.people:
+            if not self.happened(p.leaves_at):
+                continue
+            on = p.leaves_at.date()
+            self.event(
+                p.leaves_at,
+                FIT_STAFF,
+                f"fit.{p.status.value}",
+                "fit_participant",
+                p.id,
+                p.case_id,
+                on=on.isoformat(),
+                registrations_cancelled=self._left_counts.get(p.id, 0),
+            )
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _morning(self, day: date) -> datetime:
+        """When the fit-daily flow runs on ``day`` (08:00 in Bochum)."""
+        return datetime.combine(day, time(8), tzinfo=self.zone).astimezone(UTC)
+
+    def tell(
+        self, p: _FitPerson, key: str, kind: str, at: datetime, context: dict[str, Any]
+    ) -> None:
+        self.message(
+            key,
+            kind,
+            at,
+            case_id=p.case_id,
+            newcomer=p.newcomer_id,
+            language=p.language,
+            context=context,
+        )
+
+    def message(
+        self,
+        key: str,
+        kind: str,
+        at: datetime,
+        *,
+        case_id: int,
+        context: dict[str, Any],
+        language: str = "de",
+        newcomer: int | None = None,
+        user: int | None = None,
+    ) -> None:
+        self.rows["outbox"].append(
+            {
+                "id": self.gen.ids.take("outbox"),
+                "idempotency_key": key,
+                "kind": kind,
+                "case_id": case_id,
+                "recipient_org_id": None,
+                "recipient_user_id": user,
+                "recipient_newcomer_id": newcomer,
+                "language": language,
+                "context": context,
+                "status": OutboxStatus.sent.value,
+                "attempts": 1,
+                "last_error": None,
+                "created_at": at,
+                "next_attempt_at": at,
+                "sent_at": at + timedelta(minutes=1),
+            }
+        )
+
+    def event(
+        self,
+        when: datetime,
+        actor: str,
+        action: str,
+        etype: str,
+        eid: int | None,
+        case_id: int | None,
+        reason: str | None = None,
+        **details: Any,
+    ) -> None:
+        self.rows["audit_events"].append(
+            {
+                "id": self.gen.ids.take("audit_events"),
+                "occurred_at": when,
+                "actor_id": self.gen.users.get(actor),
+                "actor": actor,
+                "action": action,
+                "case_id": case_id,
+                "entity_type": etype,
+                "entity_id": eid,
+                "reason": reason,
+                "details": details,
+            }
+        )
+
+
+def _fit_weekdays(start: date, end: date) -> list[date]:
+    return [
+        start + timedelta(days=n)
+        for n in range((end - start).days + 1)
+        if (start + timedelta(days=n)).weekday() < 5
+    ]
+
+
+def _offer_context(plan: _FitOfferPlan) -> dict[str, Any]:
+    """fit._offer_context: what the student needs to come, no one else's data."""
+    return {
+        "offer_title": plan.title,
+        "offer_kind": plan.kind.value,
+        "starts_at": plan.starts_at.isoformat(),
+        "ends_at": plan.ends_at.isoformat(),
+        "place": plan.place,
+    }
+
+
 TABLES: list[tuple[str, Table]] = [
     (name, cast(Table, model.__table__))
     for name, model in [
@@ -1067,6 +2163,19 @@ TABLES: list[tuple[str, Table]] = [
         ("consents", Consent),
         ("audit_events", AuditEvent),
         ("outbox", OutboxMessage),
+    ]
+]
+
+FIT_TABLES: list[tuple[str, Table]] = [
+    (name, cast(Table, model.__table__))
+    for name, model in [
+        ("fit_offers", FitOffer),
+        ("fit_participants", FitParticipant),
+        ("fit_registrations", FitRegistration),
+        ("fit_contacts", FitContact),
+        ("fit_jobs", FitJob),
+        ("fit_work_days", FitWorkDay),
+        ("fit_permits", FitPermit),
     ]
 ]
 
@@ -1118,7 +2227,7 @@ def load_demo(
         ids = _Ids(
             {
                 name: (session.scalar(select(func.max(table.c.id))) or 0) + 1
-                for name, table in TABLES
+                for name, table in TABLES + FIT_TABLES
             }
         )
         refs = set(session.scalars(select(Case.reference)))
@@ -1133,6 +2242,9 @@ def load_demo(
         as_of=as_of,
         existing_refs=refs,
     )
+    if gen.has_fit:
+        with db.read() as session:
+            gen.fit = _FitDemo(gen, session)
     # The FIT 2024 cohort is 108 students in all: top it up to that, never beyond.
     room = people if people >= 360 else round(people * 0.3)
     fit_cohort = min(max(0, FIT_COHORT_SIZE - fit_done), room) if gen.has_fit else 0
@@ -1152,9 +2264,18 @@ def load_demo(
         done += size
         if progress:
             progress(size)
+    if gen.fit is not None:
+        # FIT@THGA after everyone: places go to registrations in the order they came.
+        fit_rows = gen.fit.write()
+        with db.transaction() as session:
+            for name, table in FIT_TABLES + [t for t in TABLES if t[0] in fit_rows]:
+                rows = fit_rows[name]
+                for start in range(0, len(rows), 10_000):
+                    session.execute(insert(table), rows[start : start + 10_000])
+                counts[name] = counts.get(name, 0) + len(rows)
     if not db.is_sqlite:
         with db.transaction() as session:
-            for name, _ in TABLES:
+            for name, _ in TABLES + FIT_TABLES:
                 session.execute(
                     text(
                         f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "

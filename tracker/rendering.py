@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date
+from babel.dates import format_date, format_time
 from babel.numbers import format_decimal
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, pass_context
 from jinja2.runtime import Context, Undefined
@@ -98,6 +98,16 @@ def _date_filter(ctx: Context, value: date | datetime | str, fmt: str = "long") 
 
 
 @pass_context
+def _time_filter(ctx: Context, value: datetime | str, fmt: str = "short") -> str:
+    """The time of day in the office's time zone (a stored UTC timestamp of 08:00 is 10:00)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(ZoneInfo(get_settings().timezone))
+    return format_time(value, format=fmt, locale=_lang(ctx))
+
+
+@pass_context
 def _number_filter(ctx: Context, value: int | float) -> str:
     return format_decimal(_defined(value), locale=_lang(ctx))
 
@@ -141,6 +151,7 @@ def get_environment() -> SandboxedEnvironment:
     )
     env.filters["date"] = _date_filter
     env.filters["number"] = _number_filter
+    env.filters["time"] = _time_filter
     env.filters["step_title"] = _step_title_filter
     env.filters["organisation_name"] = _organisation_name
     env.globals["office"] = get_settings().office_name

@@ -352,11 +352,13 @@ def _waiting(session: Session, offer_id: int) -> list[FitRegistration]:
 def _promote(session: Session, actor: Actor, offer: FitOffer, now: datetime) -> list[int]:
     """Give free places to the waiting list in the order people registered."""
     free = offer.capacity - _taken(session, offer.id)
-    promoted = []
-    for registration in _waiting(session, offer.id)[: max(free, 0)]:
+    promoted: list[int] = []
+    for registration in _waiting(session, offer.id):
+        if len(promoted) >= free:
+            break
         participant = session.get(FitParticipant, registration.participant_id)
         if participant is None or participant.status != FitStatus.enrolled:
-            continue
+            continue  # no longer studying: the next in line gets the place
         registration.status = RegistrationStatus.registered
         registration.placed_at = now
         registration.updated_at = now
@@ -890,7 +892,9 @@ def remove_work_days(
 def warn_day_limit(
     session: Session, *, participant: FitParticipant, count: DayCount, now: datetime
 ) -> bool:
-    """Queue the day-limit warning for this year and level if it is due (once each)."""
+    """Queue the day-limit warning for this year and level if it is due (once each).
+
+    Returns whether a warning to the student was queued now (False if already sent)."""
     if not count.warning:
         return False
     level = "over" if count.over else "near"
@@ -901,7 +905,7 @@ def warn_day_limit(
         "remaining": max(count.remaining, 0),
         "level": level,
     }
-    outbox.enqueue(
+    queued = outbox.enqueue(
         session,
         key=f"fit_days:{participant.id}:{count.year}:{level}",
         kind="fit_day_limit",
@@ -922,7 +926,7 @@ def warn_day_limit(
             context={**context, "reference": _reference(session, participant)},
             now=now,
         )
-    return True
+    return queued is not None
 
 
 def _reference(session: Session, participant: FitParticipant) -> str:
@@ -1060,6 +1064,8 @@ def send_daily(session: Session, *, today: date, now: datetime | None = None) ->
         select(FitPermit, FitParticipant)
         .join(FitParticipant, FitPermit.participant_id == FitParticipant.id)
         .where(
+            # A student who left the programme is no longer the programme's to remind.
+            FitParticipant.status.in_([FitStatus.enrolled, FitStatus.graduated]),
             FitPermit.valid_until.is_not(None),
             FitPermit.valid_until >= today,
             FitPermit.valid_until <= horizon,
