@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Literal, get_args
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Date, Integer, and_, case, distinct, extract, func, or_, select
@@ -35,7 +36,14 @@ from sqlalchemy.sql.functions import FunctionElement
 from tracker import clocks
 from tracker.access import Actor
 from tracker.config import get_settings
-from tracker.enums import ACTIVE_STEP_STATES, CaseStatus, HandoffState, Role, StepState
+from tracker.enums import (
+    ACTIVE_STEP_STATES,
+    JOBS_NOT_COUNTED,
+    CaseStatus,
+    HandoffState,
+    Role,
+    StepState,
+)
 from tracker.errors import PermissionDenied, ValidationFailed
 from tracker.models import Case, Handoff, Newcomer, Organisation, Step
 from tracker.pathway import get_registry
@@ -1488,7 +1496,9 @@ def fit_programme(session: Session, *, actor: Actor, year: int) -> FitProgramme:
     from tracker.models import FitContact, FitJob, FitOffer, FitParticipant, FitRegistration
 
     _require_leadership(actor)
-    start, end = _year_bounds(year)
+    # Offers happen at a time of day: the year is Bochum's (00:30 on 1 January belongs to it).
+    zone = ZoneInfo(get_settings().timezone)
+    start, end = datetime(year, 1, 1, tzinfo=zone), datetime(year + 1, 1, 1, tzinfo=zone)
     first, last = date(year, 1, 1), date(year, 12, 31)
     held = and_(
         FitOffer.status == OfferStatus.held, FitOffer.starts_at >= start, FitOffer.starts_at < end
@@ -1541,7 +1551,9 @@ def fit_programme(session: Session, *, actor: Actor, year: int) -> FitProgramme:
         select(func.count(), func.count(FitJob.offer_id)).where(
             FitJob.starts_on >= first,
             FitJob.starts_on <= last,
-            FitJob.kind.in_(["working_student", "voluntary_internship", "other"]),
+            # Jobs while studying that count against the day limit: working-student jobs,
+            # voluntary internships, other jobs (the same kinds the staff page counts).
+            FitJob.kind.not_in([k.value for k in JOBS_NOT_COUNTED]),
         )
     ).one()
 

@@ -2,21 +2,18 @@
 
 Programme staff are THGA's partner agents, case managers and admins (the service layer's
 `require_programme_staff`); leadership sees the programme as aggregates on Outcomes and Reports.
-Every change is one `tracker.services.fit` call through `change`; every read is in the section
-right below, each function taking (session, actor) and checking the actor first.
+Every change is one `tracker.services.fit` call through `change`; every read is one
+`tracker.fit_queries` function, which checks the actor first and returns plain data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import streamlit as st
-from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import Session
 
 from dashboard.common import (
     _,
@@ -28,6 +25,7 @@ from dashboard.common import (
     seen_versions,
     show_flash,
 )
+from tracker import fit_queries
 from tracker.access import Actor
 from tracker.clocks import local_today
 from tracker.config import get_settings
@@ -43,311 +41,10 @@ from tracker.enums import (
     RegistrationStatus,
 )
 from tracker.errors import PermissionDenied
-from tracker.models import (
-    Case,
-    FitContact,
-    FitJob,
-    FitOffer,
-    FitParticipant,
-    FitRegistration,
-    FitWorkDay,
-    Newcomer,
-)
 from tracker.services import fit
 
-# =================================================================================================
-# Reads: every SELECT of this page (to move to tracker/fit_queries.py). Each takes (session,
-# actor), refuses anyone but programme staff first, and returns plain data.
-# =================================================================================================
-
-
-@dataclass(frozen=True)
-class Figures:
-    year: int
-    enrolled: int
-    offers_held: int
-    attended: int
-    no_shows: int
-    contacts: int
-    jobs: int  # working-student jobs and placements from offers, started in the year
-    graduates: int
-    dropouts: int
-    job_entries: int
-
-
-@dataclass(frozen=True)
-class ParticipantRow:
-    id: int
-    version: int
-    name: str
-    reference: str
-    study_programme: str
-    semester: int
-    channel: str
-    status: str
-    enrolled_on: date
-    left_on: date | None  # graduated, dropped out or withdrawn on
-    job_employer: str | None
-    job_started_on: date | None
-    job_in_region: bool | None
-    days: fit.DayCount
-
-
-@dataclass(frozen=True)
-class OfferRow:
-    id: int
-    version: int
-    kind: str
-    title: str
-    starts_at: datetime
-    ends_at: datetime
-    place: str
-    company: str | None
-    capacity: int
-    status: str
-    registered: int  # holding a place (registered, attended or no-show)
-    waiting: int
-
-
-@dataclass(frozen=True)
-class RegistrationRow:
-    id: int
-    participant_id: int
-    name: str
-    reference: str
-    status: str
-    registered_at: datetime
-    placed_at: datetime | None
-
-
-@dataclass(frozen=True)
-class JobRow:
-    id: int
-    employer: str
-    kind: str
-    starts_on: date
-    ends_on: date | None
-    in_region: bool
-    full_days: int
-    half_days: int
-
-
-FIRST_YEAR = 2024  # the year choice goes back at least this far (the programme's reports do)
-
-
-def _zone() -> ZoneInfo:
-    return ZoneInfo(get_settings().timezone)
-
-
-def _year_bounds(year: int) -> tuple[datetime, datetime]:
-    """The calendar year in the office's time zone, as aware timestamps."""
-    zone = _zone()
-    return datetime(year, 1, 1, tzinfo=zone), datetime(year + 1, 1, 1, tzinfo=zone)
-
-
-def _count(session: Session, stmt: Select[Any]) -> int:
-    return int(session.scalar(stmt) or 0)
-
-
-def programme_years(session: Session, actor: Actor) -> list[int]:
-    """The years to choose from, the latest first: from the programme's first year with data
-    (2024 at the latest) to this year, or a later one with offers already planned."""
-    fit.require_programme_staff(actor, "see the programme")
-    this_year = local_today().year
-    first = session.scalar(select(func.min(FitParticipant.enrolled_on)))
-    first_offer, last_offer = session.execute(
-        select(func.min(FitOffer.starts_at), func.max(FitOffer.starts_at))
-    ).one()
-    years = {this_year, FIRST_YEAR}
-    years.update(d.year for d in (first, first_offer, last_offer) if d is not None)
-    return list(range(max(years), min(years) - 1, -1))
-
-
-def programme_figures(session: Session, actor: Actor, *, year: int) -> Figures:
-    fit.require_programme_staff(actor, "see the programme figures")
-    first, last = date(year, 1, 1), date(year, 12, 31)
-    start, end = _year_bounds(year)
-    in_year = and_(FitOffer.starts_at >= start, FitOffer.starts_at < end)
-    attendance = {
-        str(status): int(n)
-        for status, n in session.execute(
-            select(FitRegistration.status, func.count())
-            .join(FitOffer, FitRegistration.offer_id == FitOffer.id)
-            .where(
-                in_year,
-                FitRegistration.status.in_(
-                    [RegistrationStatus.attended, RegistrationStatus.no_show]
-                ),
-            )
-            .group_by(FitRegistration.status)
-        )
-    }
-    people = select(func.count()).select_from(FitParticipant)
-    return Figures(
-        year=year,
-        enrolled=_count(session, people.where(FitParticipant.enrolled_on.between(first, last))),
-        offers_held=_count(
-            session,
-            select(func.count())
-            .select_from(FitOffer)
-            .where(in_year, FitOffer.status == OfferStatus.held),
-        ),
-        attended=attendance.get(RegistrationStatus.attended, 0),
-        no_shows=attendance.get(RegistrationStatus.no_show, 0),
-        contacts=_count(
-            session,
-            select(func.count())
-            .select_from(FitContact)
-            .where(FitContact.contact_on.between(first, last)),
-        ),
-        jobs=_count(
-            session,
-            select(func.count())
-            .select_from(FitJob)
-            .where(
-                FitJob.starts_on.between(first, last),
-                or_(FitJob.kind == JobKind.working_student, FitJob.offer_id.is_not(None)),
-            ),
-        ),
-        graduates=_count(
-            session,
-            people.where(
-                FitParticipant.status == FitStatus.graduated,
-                FitParticipant.graduated_on.between(first, last),
-            ),
-        ),
-        dropouts=_count(
-            session,
-            people.where(
-                FitParticipant.status == FitStatus.dropped_out,
-                FitParticipant.left_on.between(first, last),
-            ),
-        ),
-        job_entries=_count(
-            session, people.where(FitParticipant.job_started_on.between(first, last))
-        ),
-    )
-
-
-def participant_rows(session: Session, actor: Actor, *, year: int) -> list[ParticipantRow]:
-    """Every participant, with the days worked in ``year`` that count against the limit."""
-    fit.require_programme_staff(actor, "see the participants")
-    rows = session.execute(
-        select(FitParticipant, Newcomer.given_name, Newcomer.family_name, Case.reference)
-        .join(Newcomer, FitParticipant.newcomer_id == Newcomer.id)
-        .join(Case, FitParticipant.case_id == Case.id)
-        .order_by(Newcomer.family_name, Newcomer.given_name, FitParticipant.id)
-    ).all()
-    return [
-        ParticipantRow(
-            id=p.id,
-            version=p.version,
-            name=f"{given} {family}",
-            reference=reference,
-            study_programme=p.study_programme,
-            semester=p.semester,
-            channel=str(p.channel),
-            status=str(p.status),
-            enrolled_on=p.enrolled_on,
-            left_on=p.graduated_on or p.left_on,
-            job_employer=p.job_employer,
-            job_started_on=p.job_started_on,
-            job_in_region=p.job_in_region,
-            days=fit.day_count(session, participant_id=p.id, year=year),
-        )
-        for p, given, family, reference in rows
-    ]
-
-
-def offer_rows(session: Session, actor: Actor) -> list[OfferRow]:
-    """Every offer, the latest first, with its places taken and its waiting list."""
-    fit.require_programme_staff(actor, "see the offers")
-    counts: dict[int, dict[str, int]] = {}
-    for offer_id, status, n in session.execute(
-        select(FitRegistration.offer_id, FitRegistration.status, func.count()).group_by(
-            FitRegistration.offer_id, FitRegistration.status
-        )
-    ):
-        counts.setdefault(offer_id, {})[str(status)] = int(n)
-    holding = {str(s) for s in PLACE_HOLDING}
-    return [
-        OfferRow(
-            id=o.id,
-            version=o.version,
-            kind=str(o.kind),
-            title=o.title,
-            starts_at=o.starts_at,
-            ends_at=o.ends_at,
-            place=o.place,
-            company=o.company,
-            capacity=o.capacity,
-            status=str(o.status),
-            registered=sum(n for s, n in counts.get(o.id, {}).items() if s in holding),
-            waiting=counts.get(o.id, {}).get(RegistrationStatus.waitlisted, 0),
-        )
-        for o in session.scalars(select(FitOffer).order_by(FitOffer.starts_at.desc(), FitOffer.id))
-    ]
-
-
-def registration_rows(session: Session, actor: Actor, *, offer_id: int) -> list[RegistrationRow]:
-    """An offer's registrations in the order people registered (the waiting list's order)."""
-    fit.require_programme_staff(actor, "see registrations")
-    rows = session.execute(
-        select(FitRegistration, Newcomer.given_name, Newcomer.family_name, Case.reference)
-        .join(FitParticipant, FitRegistration.participant_id == FitParticipant.id)
-        .join(Newcomer, FitParticipant.newcomer_id == Newcomer.id)
-        .join(Case, FitParticipant.case_id == Case.id)
-        .where(FitRegistration.offer_id == offer_id)
-        .order_by(FitRegistration.registered_at, FitRegistration.id)
-    ).all()
-    return [
-        RegistrationRow(
-            id=r.id,
-            participant_id=r.participant_id,
-            name=f"{given} {family}",
-            reference=reference,
-            status=str(r.status),
-            registered_at=r.registered_at,
-            placed_at=r.placed_at,
-        )
-        for r, given, family, reference in rows
-    ]
-
-
-def participant_jobs(session: Session, actor: Actor, *, participant_id: int) -> list[JobRow]:
-    """A participant's jobs while studying, with the days recorded for each (all years)."""
-    fit.require_programme_staff(actor, "see jobs")
-    days: dict[int, tuple[int, int]] = {}
-    for job_id, half, n in session.execute(
-        select(FitWorkDay.job_id, FitWorkDay.half, func.count())
-        .join(FitJob, FitWorkDay.job_id == FitJob.id)
-        .where(FitJob.participant_id == participant_id)
-        .group_by(FitWorkDay.job_id, FitWorkDay.half)
-    ):
-        full_days, half_days = days.get(job_id, (0, 0))
-        days[job_id] = (full_days, half_days + n) if half else (full_days + n, half_days)
-    return [
-        JobRow(
-            id=j.id,
-            employer=j.employer,
-            kind=str(j.kind),
-            starts_on=j.starts_on,
-            ends_on=j.ends_on,
-            in_region=j.in_region,
-            full_days=days.get(j.id, (0, 0))[0],
-            half_days=days.get(j.id, (0, 0))[1],
-        )
-        for j in session.scalars(
-            select(FitJob)
-            .where(FitJob.participant_id == participant_id)
-            .order_by(FitJob.starts_on.desc(), FitJob.id)
-        )
-    ]
-
-
-# =================================================================================================
-# The page
-# =================================================================================================
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def word(value: str) -> str:
@@ -408,8 +105,17 @@ def registration_state(value: str) -> str:
     return states.get(value, value)
 
 
+def _zone() -> ZoneInfo:
+    return ZoneInfo(get_settings().timezone)
+
+
 def local(moment: datetime | None) -> str:
     return moment.astimezone(_zone()).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def days_used(count: fit_queries.DayCountView) -> str:
+    """Days used of the limit (e.g. 12.5 / 140), marked when near or over it."""
+    return f"{count.used:g} / {count.limit}" + (" ⚠" if count.warning else "")
 
 
 def weekdays(first: date, last: date) -> list[date]:
@@ -454,14 +160,15 @@ st.title(_("FIT@THGA"))
 st.caption(_("The talent programme: its figures, its participants and its offers."))
 
 with database().read() as session:
-    years = programme_years(session, actor)
+    years = fit_queries.programme_years(session, actor=actor)
 year = int(
     st.selectbox(_("Year"), years, index=years.index(today.year), key="fit_year") or today.year
 )
 with database().read() as session:
-    figures = programme_figures(session, actor, year=year)
-    participants = participant_rows(session, actor, year=year)
-    offers = offer_rows(session, actor)
+    figures = fit_queries.programme_counts(session, actor=actor, year=year)
+    participants = fit_queries.participants(session, actor=actor, order="name")
+    days = fit_queries.day_counts(session, actor=actor, year=year)  # read after them: none missing
+    offers = fit_queries.offers(session, actor=actor, latest_first=True)
 remember_versions("fit-participants", {str(p.id): p.version for p in participants})
 remember_versions("fit-offers", {str(o.id): o.version for o in offers})
 
@@ -469,12 +176,12 @@ tiles = st.columns(5)
 tiles[0].metric(_("Enrolled"), figures.enrolled)
 tiles[1].metric(_("Offers held"), figures.offers_held)
 tiles[2].metric(_("Attended"), figures.attended)
-tiles[3].metric(_("No-shows"), figures.no_shows)
-tiles[4].metric(_("Company contacts"), figures.contacts)
+tiles[3].metric(_("No-shows"), figures.no_show)
+tiles[4].metric(_("Company contacts"), figures.company_contacts)
 tiles = st.columns(5)
-tiles[0].metric(_("Working-student jobs"), figures.jobs)
-tiles[1].metric(_("Graduates"), figures.graduates)
-tiles[2].metric(_("Dropouts"), figures.dropouts)
+tiles[0].metric(_("Working-student jobs"), figures.working_student_jobs)
+tiles[1].metric(_("Graduates"), figures.graduated)
+tiles[2].metric(_("Dropouts"), figures.dropped_out)
 tiles[3].metric(_("Job entries"), figures.job_entries)
 
 by_id = {p.id: p for p in participants}
@@ -500,9 +207,9 @@ with tab_people:
                 _("Study programme"): p.study_programme,
                 _("Semester"): p.semester,
                 _("Channel"): word(p.channel),
-                _("Status"): word(p.status) + (f" ({p.left_on})" if p.left_on else ""),
+                _("Status"): word(p.status) + (f" ({p.ended_on})" if p.ended_on else ""),
                 _("Enrolled on"): p.enrolled_on.isoformat(),
-                days_column: f"{p.days.used:g} / {p.days.limit}" + (" ⚠" if p.days.warning else ""),
+                days_column: days_used(days[p.id]),
                 _("Job entry"): (
                     f"{p.job_employer} ({p.job_started_on})" if p.job_employer else ""
                 ),
@@ -513,14 +220,14 @@ with tab_people:
         width="stretch",
         key="fit_people_table",
     )
-    near = [p for p in participants if p.days.warning]
+    near = [p for p in participants if days[p.id].warning]
     if near:
         st.warning(
             _("Near or over the limit of {limit} working days in {year}:").format(
                 limit=fit.DAY_LIMIT, year=year
             )
             + " "
-            + ", ".join(f"{p.name} ({p.days.used:g})" for p in near)
+            + ", ".join(f"{p.name} ({days[p.id].used:g})" for p in near)
         )
     if not participants:
         st.info(_("No participants yet: enrol a student in the Enrol tab."))
@@ -595,7 +302,7 @@ with tab_people:
 
         with st.expander(_("Jobs and working days"), expanded=False):
             with database().read() as session:
-                jobs = {j.id: j for j in participant_jobs(session, actor, participant_id=pid)}
+                jobs = {j.id: j for j in fit_queries.jobs(session, actor=actor, participant_id=pid)}
             if jobs:
                 st.dataframe(
                     [
@@ -617,7 +324,7 @@ with tab_people:
                 _(
                     "{used} of {limit} days used in {year}: two half days count as one; "
                     "mandatory internships and university assistant jobs do not count."
-                ).format(used=f"{chosen.days.used:g}", limit=chosen.days.limit, year=year)
+                ).format(used=f"{days[pid].used:g}", limit=days[pid].limit, year=year)
             )
             with st.form("fit_form_job"):
                 cols = list(st.columns(3))
@@ -706,8 +413,8 @@ with tab_offers:
                 _("Date"): local(o.starts_at),
                 _("Place"): o.place,
                 _("Capacity"): o.capacity,
-                _("Registered"): o.registered,
-                _("Waiting list"): o.waiting,
+                _("Registered"): o.places_taken,
+                _("Waiting list"): o.waitlisted,
                 _("Status"): offer_state(o.status),
             }
             for o in offers
@@ -762,7 +469,7 @@ with tab_offers:
         )
         offer = offers_by_id[oid]
         with database().read() as session:
-            registrations = registration_rows(session, actor, offer_id=oid)
+            registrations = fit_queries.registrations(session, actor=actor, offer_id=oid)
         st.markdown(
             f"**{offer.title}** · {word(offer.kind)} · {local(offer.starts_at)}–"
             f"{offer.ends_at.astimezone(zone):%H:%M} · {offer.place}"
@@ -770,7 +477,7 @@ with tab_offers:
         )
         st.caption(
             _("{registered} of {capacity} places taken, {waiting} on the waiting list.").format(
-                registered=offer.registered, capacity=offer.capacity, waiting=offer.waiting
+                registered=offer.places_taken, capacity=offer.capacity, waiting=offer.waitlisted
             )
         )
         if registrations:
