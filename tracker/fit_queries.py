@@ -36,6 +36,7 @@ from tracker.models import (
     Newcomer,
 )
 from tracker.services.fit import DayCount, day_count, require_programme_staff
+from tracker.services.fit import day_counts as fit_day_counts
 
 FIRST_YEAR = 2024  # the year choice goes back at least this far (the programme's reports do)
 # Jobs while studying that the programme counts as working-student jobs (leadership's figure
@@ -295,8 +296,10 @@ def participants(
 def day_counts(session: Session, *, actor: Actor, year: int) -> dict[int, DayCountView]:
     """Every participant's days worked in ``year`` that count against the limit, by id."""
     require_programme_staff(actor, "see working days")
+    counted = fit_day_counts(session, year=year)
+    none = DayCount(year=year, full=0, half=0)
     return {
-        pid: _day_view(pid, day_count(session, participant_id=pid, year=year))
+        pid: _day_view(pid, counted.get(pid, none))
         for pid in session.scalars(select(FitParticipant.id).order_by(FitParticipant.id))
     }
 

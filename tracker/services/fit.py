@@ -777,20 +777,37 @@ class DayCount:
 def day_count(session: Session, *, participant_id: int, year: int) -> DayCount:
     """Days worked in ``year`` in jobs that count (not mandatory internships, not assistant
     jobs). A day worked in two counting jobs counts once, as a full day if either was full."""
-    rows = session.execute(
+    return day_counts(session, year=year, participant_ids=[participant_id]).get(
+        participant_id, DayCount(year=year, full=0, half=0)
+    )
+
+
+def day_counts(
+    session: Session, *, year: int, participant_ids: Sequence[int] | None = None
+) -> dict[int, DayCount]:
+    """The same count for many participants in one query (those with days in ``year``)."""
+    stmt = (
         # 1 for a half day, 0 for a full one: the minimum is 0 if any job that day was full.
-        select(FitWorkDay.day, func.min(cast(FitWorkDay.half, Integer)))
+        select(FitJob.participant_id, FitWorkDay.day, func.min(cast(FitWorkDay.half, Integer)))
         .join(FitJob, FitWorkDay.job_id == FitJob.id)
         .where(
-            FitJob.participant_id == participant_id,
             FitJob.kind.not_in([k.value for k in JOBS_NOT_COUNTED]),
             FitWorkDay.day >= date(year, 1, 1),
             FitWorkDay.day <= date(year, 12, 31),
         )
-        .group_by(FitWorkDay.day)
-    ).all()
-    half = sum(1 for _, h in rows if h)
-    return DayCount(year=year, full=len(rows) - half, half=half)
+        .group_by(FitJob.participant_id, FitWorkDay.day)
+    )
+    if participant_ids is not None:
+        stmt = stmt.where(FitJob.participant_id.in_(list(participant_ids)))
+    full: dict[int, int] = {}
+    half: dict[int, int] = {}
+    for pid, _day, is_half in session.execute(stmt):
+        target = half if is_half else full
+        target[pid] = target.get(pid, 0) + 1
+    return {
+        pid: DayCount(year=year, full=full.get(pid, 0), half=half.get(pid, 0))
+        for pid in set(full) | set(half)
+    }
 
 
 def record_work_days(
