@@ -17,7 +17,7 @@ app = typer.Typer(help="The tracker's Prefect flows.", no_args_is_help=True)
 def serve(
     limit: Annotated[int, typer.Option(help="How many flow runs this process runs at once.")] = 4,
 ) -> None:
-    """Serve all deployments (advance, sweep, delivery, digest) until stopped."""
+    """Serve all deployments (advance, sweep, delivery, digest, reports, FIT) until stopped."""
     use_prefect_environment()
     from prefect import serve as prefect_serve
 
@@ -42,6 +42,27 @@ def run_delivery(limit: int = 100) -> None:
     from flows.delivery import deliver_outbox
 
     typer.echo(json.dumps(asyncio.run(deliver_outbox(limit=limit))))
+
+
+@app.command("fit")
+def run_fit(day: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None) -> None:
+    """Run the FIT@THGA daily run (reminders, feedback, warnings) once, now."""
+    use_prefect_environment()
+    from flows.fit import fit_daily
+
+    typer.echo(json.dumps(fit_daily(day=day), default=str))
+
+
+@app.command("report")
+def run_report(
+    kind: Annotated[str, typer.Argument(help="monthly or fit")] = "monthly",
+    period: Annotated[str | None, typer.Option(help="YYYY-MM or YYYY (default: the last)")] = None,
+) -> None:
+    """Issue (generate and keep) a report once, now, like the schedule does."""
+    use_prefect_environment()
+    from flows.reports import issue_report
+
+    typer.echo(json.dumps(issue_report(kind=kind, period=period), default=str))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -282,3 +282,21 @@ def test_the_scheduled_report_flow_keeps_last_months_report_once(flow_db, actors
     with db.read() as s:
         content = reports.stored_report(s, actor=actors["admin"], report_id=pdf.id).content
     assert "Monthly report October 2026" in PdfReader(io.BytesIO(content)).pages[0].extract_text()
+
+
+def test_onboarding_flows_runs_the_fit_day_and_a_report_once(flow_db, actors):
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.serve import app
+
+    runner = CliRunner()
+    fit_run = runner.invoke(app, ["fit", "--day", "2026-03-03"])
+    assert fit_run.exit_code == 0, fit_run.output
+    assert json.loads(fit_run.stdout)["reminders"] == 0
+    first = runner.invoke(app, ["report", "fit", "--period", "2025"])
+    again = runner.invoke(app, ["report", "fit", "--period", "2025"])
+    assert first.exit_code == 0 and again.exit_code == 0, first.output
+    assert json.loads(first.stdout)["kept"] == 5
+    assert json.loads(again.stdout)["skipped"] is True
