@@ -24,8 +24,7 @@ def default_period(kind: str, today: date) -> str:
 @task(task_run_name="already kept? {kind} {period}")
 def already_kept(kind: str, period: str) -> bool:
     with database().read() as session:
-        kept = reports.stored_reports(session, actor=ACTOR)
-    return any(r.kind == kind and r.period == period for r in kept)
+        return bool(reports.stored_reports(session, actor=ACTOR, kind=kind, period=period))
 
 
 @task(task_run_name="render {kind} {period}")

@@ -7,13 +7,15 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import text
 
 from tracker.access import Actor, actor_for
-from tracker.db import Database
+from tracker.config import get_settings
+from tracker.db import Database, get_database
 from tracker.demo import ensure_demo_users
 from tracker.migrate import upgrade
 from tracker.models import Base
@@ -133,3 +135,27 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Invoke the `onboarding` CLI against the test database; returns (exit code, stdout,
+    stderr). Changes advance inline (no Prefect)."""
+    from typer.testing import CliRunner
+
+    from tracker.cli import app
+
+    runner = CliRunner()
+    monkeypatch.setenv("ONBOARDING_DATABASE_URL", db.url)
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("ONBOARDING_ORCHESTRATION", "inline")
+    get_settings.cache_clear()
+    get_database.cache_clear()
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(app, list(args))
+        return result.exit_code, result.stdout, result.stderr
+
+    yield invoke
+    get_database.cache_clear()
+    get_settings.cache_clear()

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from tracker.cli import app
@@ -16,24 +15,6 @@ from tracker.config import get_settings
 from tracker.db import get_database
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def cli(db, monkeypatch):
-    """Invoke the CLI against the test database; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("ONBOARDING_DATABASE_URL", db.url)
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setenv("ONBOARDING_ORCHESTRATION", "inline")
-    get_settings.cache_clear()
-    get_database.cache_clear()
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        result = runner.invoke(app, list(args))
-        return result.exit_code, result.stdout, result.stderr
-
-    yield invoke
-    get_database.cache_clear()
-    get_settings.cache_clear()
 
 
 def _json(cli, *args):

@@ -12,9 +12,6 @@ from typer.testing import CliRunner
 
 from tests.conftest import NOW
 from tests.helpers import advance, start_case
-from tracker.cli import app
-from tracker.config import get_settings
-from tracker.db import get_database
 from tracker.enums import FitStatus, OfferKind, RegistrationStatus, StepState
 from tracker.models import FitOffer, FitRegistration, OutboxMessage, Step
 from tracker.services import complete_step, fit
@@ -22,24 +19,6 @@ from tracker.services import complete_step, fit
 runner = CliRunner()
 BOCHUM = ZoneInfo("Europe/Berlin")
 TODAY = datetime.now(BOCHUM).date()
-
-
-@pytest.fixture
-def cli(db, monkeypatch):
-    """Invoke the CLI against the test database; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv("ONBOARDING_DATABASE_URL", db.url)
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setenv("ONBOARDING_ORCHESTRATION", "inline")
-    get_settings.cache_clear()
-    get_database.cache_clear()
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        result = runner.invoke(app, list(args))
-        return result.exit_code, result.stdout, result.stderr
-
-    yield invoke
-    get_database.cache_clear()
-    get_settings.cache_clear()
 
 
 def ok(cli, *args: str) -> str:

@@ -426,28 +426,6 @@ def _dict_keys(node: nodes.Node, prefix: str = "") -> set[str]:
     return out
 
 
-@pytest.fixture
-def cli(db, monkeypatch):
-    from typer.testing import CliRunner
-
-    from tracker.cli import app
-    from tracker.config import get_settings
-    from tracker.db import get_database
-
-    monkeypatch.setenv("ONBOARDING_DATABASE_URL", db.url)
-    get_settings.cache_clear()
-    get_database.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        result = runner.invoke(app, list(args))
-        return result.exit_code, result.stdout, result.stderr
-
-    yield invoke
-    get_database.cache_clear()
-    get_settings.cache_clear()
-
-
 def test_cli_writes_each_format_and_refuses_partners(db, actors, demo, cli, tmp_path):
     code, _out, err = cli(
         "report",

@@ -159,6 +159,20 @@ def _print_json(value: Any) -> None:
     out.print_json(json.dumps(plain(value), ensure_ascii=False, default=str))
 
 
+def _write_file(content: bytes, name: str, output: Path | None) -> None:
+    """Write a generated file: to ``output`` (a file, a folder for ``name``, or - for
+    standard output), or to ``name`` here."""
+    if output is not None and str(output) == "-":
+        sys.stdout.buffer.write(content)
+        sys.stdout.buffer.flush()
+        return
+    target = output or Path(name)
+    if target.is_dir():
+        target = target / name
+    target.write_bytes(content)
+    err.print(f"Wrote {target} ({len(content):,} bytes).")
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "–"
@@ -641,9 +655,7 @@ def case_letter(
         return
     with _friendly():
         pdf = html_to_pdf(html)
-    target = output or Path(f"willkommen-{reference}.pdf")
-    target.write_bytes(pdf)
-    err.print(f"Written to {target} ({len(pdf):,} bytes)")
+    _write_file(pdf, f"willkommen-{reference}.pdf", output)
 
 
 @case_app.command("timeline")
@@ -1332,15 +1344,7 @@ def _report(
             if wanted
             else reports.render(data, kind=kind, period=period, fmt=fmt, language=language)
         )
-    if output is not None and str(output) == "-":
-        sys.stdout.buffer.write(file.content)
-        sys.stdout.buffer.flush()
-        return
-    target = output or Path(file.file_name)
-    if target.is_dir():
-        target = target / file.file_name
-    target.write_bytes(file.content)
-    err.print(f"Wrote {target} ({len(file.content):,} bytes).")
+    _write_file(file.content, file.file_name, output)
 
 
 @report_app.command("monthly")
@@ -1428,11 +1432,7 @@ def report_get(
     from tracker.reports import stored_report
 
     file = _read(as_user, stored_report, report_id=report_id)
-    target = output or Path(file.file_name)
-    if target.is_dir():
-        target = target / file.file_name
-    target.write_bytes(file.content)
-    err.print(f"Wrote {target} ({len(file.content):,} bytes).")
+    _write_file(file.content, file.file_name, output)
 
 
 # -- FIT@THGA --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from tracker.rendering import (
     TEMPLATES_DIR,
     TemplateMissing,
     get_environment,
+    template_languages,
     text_direction,
 )
 
@@ -48,8 +49,7 @@ class LetterStep:
 
 def letter_languages() -> list[str]:
     """Languages with a letter template; a translator adds one by adding welcome.<lang>.html."""
-    found = sorted(p.name.split(".")[1] for p in (TEMPLATES_DIR / "letters").glob("welcome.*.html"))
-    return sorted(found, key=lambda lang: (lang != FALLBACK_LANGUAGE, lang))
+    return template_languages("letters", "welcome")
 
 
 def letter_language(preferred: str | None, language: str | None = None) -> str:

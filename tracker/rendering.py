@@ -243,6 +243,13 @@ def _base(language: str) -> str:
     return re.split(r"[_-]", language)[0]
 
 
+def template_languages(folder: str, stem: str, suffix: str = "html") -> list[str]:
+    """The languages ``{folder}/{stem}.<lang>.{suffix}`` exists in, German first: a translator
+    adds one by adding a file."""
+    found = {p.name.split(".")[-2] for p in (TEMPLATES_DIR / folder).glob(f"{stem}.*.{suffix}")}
+    return sorted(found, key=lambda lang: (lang != FALLBACK_LANGUAGE, lang))
+
+
 def _candidates(language: str) -> list[str]:
     """The wanted language, its base language (pt_BR -> pt), then the fallback."""
     langs = [language]

@@ -37,6 +37,7 @@ from tracker.rendering import (
     TEMPLATES_DIR,
     TemplateMissing,
     get_environment,
+    template_languages,
     text_direction,
 )
 
@@ -67,19 +68,23 @@ class ReportFile:
 
     @property
     def file_name(self) -> str:
-        name = "monatsbericht" if self.kind == "monthly" else "fit-jahresbericht"
-        suffix = f"-{self.language}" if self.format in ("html", "pdf") else ""
-        return f"{name}-{self.period}{suffix}.{self.format}"
+        return file_name(self.kind, self.period, self.language, self.format)
 
     @property
     def media_type(self) -> str:
         return MEDIA_TYPES[self.format]
 
 
+def file_name(kind: str, period: str, language: str, fmt: str) -> str:
+    """What a report file is called, e.g. monatsbericht-2026-10-de.pdf (CSV/JSON: no language)."""
+    name = "monatsbericht" if kind == "monthly" else "fit-jahresbericht"
+    suffix = f"-{language}" if fmt in ("html", "pdf") else ""
+    return f"{name}-{period}{suffix}.{fmt}"
+
+
 def report_languages(kind: str) -> list[str]:
     """Languages a report has a template for (a translator adds one by adding a file)."""
-    found = sorted(p.name.split(".")[1] for p in (TEMPLATES_DIR / "reports").glob(f"{kind}.*.html"))
-    return sorted(found, key=lambda lang: (lang != FALLBACK_LANGUAGE, lang))
+    return template_languages("reports", kind)
 
 
 def parse_period(kind: str, period: str) -> tuple[int, int | None]:
@@ -360,11 +365,24 @@ def _require_reports(actor: Actor) -> None:
         raise PermissionDenied("Reports are for leadership and administrators only.")
 
 
-def stored_reports(session: Session, *, actor: Actor, limit: int = 200) -> list[StoredReportInfo]:
-    """The issued reports, newest period first (without their content)."""
+def stored_reports(
+    session: Session,
+    *,
+    actor: Actor,
+    kind: str | None = None,
+    period: str | None = None,
+    limit: int = 200,
+) -> list[StoredReportInfo]:
+    """The issued reports (of one report and period if named), newest period first, without
+    their content."""
     _require_reports(actor)
+    filters = [
+        *([StoredReport.kind == kind] if kind else []),
+        *([StoredReport.period == period] if period else []),
+    ]
     rows = session.scalars(
         select(StoredReport)
+        .where(*filters)
         .order_by(
             StoredReport.period.desc(),
             StoredReport.kind,
@@ -384,7 +402,7 @@ def stored_reports(session: Session, *, actor: Actor, limit: int = 200) -> list[
             generated_by=r.generated_by,
             size=r.size,
             sha256=r.sha256,
-            file_name=ReportFile(r.kind, r.period, r.language, r.format, b"").file_name,
+            file_name=file_name(r.kind, r.period, r.language, r.format),
         )
         for r in rows
     ]

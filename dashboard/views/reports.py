@@ -64,12 +64,11 @@ language = cols[2].selectbox(
 )
 buttons = st.columns(4)
 for column, fmt in zip(buttons, reports.REPORT_FORMATS, strict=True):
-    name = reports.ReportFile(kind, period, language if fmt in ("html", "pdf") else "", fmt, b"")
     column.download_button(
         _("Download {format}").format(format=LABELS[fmt]),
         data=generator(actor, kind, period, fmt, language),
-        file_name=name.file_name,
-        mime=name.media_type,
+        file_name=reports.file_name(kind, period, language, fmt),
+        mime=reports.MEDIA_TYPES[fmt],
         on_click="ignore",
         key=f"report_{fmt}",
         width="stretch",

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, and_, cast, func, select
+from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.orm import Session
 
 from tracker import audit, clocks, outbox
@@ -373,13 +374,11 @@ def _promote(session: Session, actor: Actor, offer: FitOffer, now: datetime) -> 
             case_id=participant.case_id,
             offer_id=offer.id,
         )
-        outbox.enqueue(
+        _to_student(
             session,
+            participant,
             key=f"fit_place:{registration.id}:{now.date().isoformat()}",
             kind="fit_place_freed",
-            case_id=participant.case_id,
-            recipient_newcomer_id=participant.newcomer_id,
-            language=_language(session, participant),
             context=_offer_context(offer),
             now=now,
         )
@@ -922,13 +921,11 @@ def warn_day_limit(
         "remaining": max(count.remaining, 0),
         "level": level,
     }
-    queued = outbox.enqueue(
+    queued = _to_student(
         session,
+        participant,
         key=f"fit_days:{participant.id}:{count.year}:{level}",
         kind="fit_day_limit",
-        case_id=participant.case_id,
-        recipient_newcomer_id=participant.newcomer_id,
-        language=_language(session, participant),
         context=context,
         now=now,
     )
@@ -943,7 +940,7 @@ def warn_day_limit(
             context={**context, "reference": _reference(session, participant)},
             now=now,
         )
-    return queued is not None
+    return queued
 
 
 def _reference(session: Session, participant: FitParticipant) -> str:
@@ -1012,6 +1009,30 @@ class DailyResult:
     permit_warnings: int
 
 
+def _to_student(
+    session: Session,
+    participant: FitParticipant,
+    *,
+    key: str,
+    kind: str,
+    context: dict[str, object],
+    now: datetime,
+    language: str | None = None,
+) -> bool:
+    """Queue one message to the student (once per key); True if it was queued now."""
+    queued = outbox.enqueue(
+        session,
+        key=key,
+        kind=kind,
+        case_id=participant.case_id,
+        recipient_newcomer_id=participant.newcomer_id,
+        language=language or _language(session, participant),
+        context=context,
+        now=now,
+    )
+    return queued is not None
+
+
 def send_daily(session: Session, *, today: date, now: datetime | None = None) -> DailyResult:
     """Reminders for tomorrow's offers, feedback requests for yesterday's, permit warnings.
 
@@ -1020,102 +1041,85 @@ def send_daily(session: Session, *, today: date, now: datetime | None = None) ->
     now = now or utcnow()
     zone = ZoneInfo(get_settings().timezone)
     day_start = datetime.combine(today, datetime.min.time(), tzinfo=zone)
+
+    def registrations(*conds: Any) -> Any:
+        # The student's language comes along, rather than one query per message.
+        return session.execute(
+            select(FitRegistration, FitOffer, FitParticipant, Newcomer.preferred_language)
+            .join(FitOffer, FitRegistration.offer_id == FitOffer.id)
+            .join(FitParticipant, FitRegistration.participant_id == FitParticipant.id)
+            .join(Newcomer, FitParticipant.newcomer_id == Newcomer.id)
+            .where(*conds)
+        )
+
     reminders = feedback = permits = 0
-    tomorrow = and_(
+    for registration, offer, participant, language in registrations(
         FitOffer.starts_at >= day_start + timedelta(days=1),
         FitOffer.starts_at < day_start + timedelta(days=2),
-    )
-    for registration, offer, participant in session.execute(
-        select(FitRegistration, FitOffer, FitParticipant)
-        .join(FitOffer, FitRegistration.offer_id == FitOffer.id)
-        .join(FitParticipant, FitRegistration.participant_id == FitParticipant.id)
-        .where(
-            tomorrow,
-            FitOffer.status == OfferStatus.planned,
-            FitRegistration.status == RegistrationStatus.registered,
-        )
+        FitOffer.status == OfferStatus.planned,
+        FitRegistration.status == RegistrationStatus.registered,
     ):
-        reminders += (
-            outbox.enqueue(
-                session,
-                key=f"fit_reminder:{registration.id}:{offer.starts_at.date().isoformat()}",
-                kind="fit_offer_reminder",
-                case_id=participant.case_id,
-                recipient_newcomer_id=participant.newcomer_id,
-                language=_language(session, participant),
-                context=_offer_context(offer),
-                now=now,
-            )
-            is not None
+        reminders += _to_student(
+            session,
+            participant,
+            key=f"fit_reminder:{registration.id}:{offer.starts_at.date().isoformat()}",
+            kind="fit_offer_reminder",
+            context=_offer_context(offer),
+            language=language,
+            now=now,
         )
-    yesterday = and_(
-        FitOffer.ends_at >= day_start - timedelta(days=1), FitOffer.ends_at < day_start
-    )
-    for registration, offer, participant in session.execute(
-        select(FitRegistration, FitOffer, FitParticipant)
-        .join(FitOffer, FitRegistration.offer_id == FitOffer.id)
-        .join(FitParticipant, FitRegistration.participant_id == FitParticipant.id)
-        .where(
-            yesterday,
-            FitOffer.status != OfferStatus.cancelled,
-            FitRegistration.status.in_(
-                [RegistrationStatus.registered, RegistrationStatus.attended]
-            ),
-        )
+    for registration, offer, participant, language in registrations(
+        FitOffer.ends_at >= day_start - timedelta(days=1),
+        FitOffer.ends_at < day_start,
+        FitOffer.status != OfferStatus.cancelled,
+        FitRegistration.status.in_([RegistrationStatus.registered, RegistrationStatus.attended]),
     ):
-        feedback += (
-            outbox.enqueue(
-                session,
-                key=f"fit_feedback:{registration.id}",
-                kind="fit_feedback",
-                case_id=participant.case_id,
-                recipient_newcomer_id=participant.newcomer_id,
-                language=_language(session, participant),
-                context=_offer_context(offer),
-                now=now,
-            )
-            is not None
+        feedback += _to_student(
+            session,
+            participant,
+            key=f"fit_feedback:{registration.id}",
+            kind="fit_feedback",
+            context=_offer_context(offer),
+            language=language,
+            now=now,
         )
     horizon = today + timedelta(days=get_settings().fit_permit_warning_days)
-    for permit, participant in session.execute(
-        select(FitPermit, FitParticipant)
+    later = FitPermit.__table__.alias("later")
+    # A newer permit of a later kind (or the same kind, extended) makes the warning moot.
+    followed = (
+        select(later.c.id)
+        .where(
+            later.c.participant_id == FitPermit.participant_id,
+            later.c.id != FitPermit.id,
+            later.c.valid_from > FitPermit.valid_from,
+        )
+        .exists()
+    )
+    for permit, participant, language in session.execute(
+        select(FitPermit, FitParticipant, Newcomer.preferred_language)
         .join(FitParticipant, FitPermit.participant_id == FitParticipant.id)
+        .join(Newcomer, FitParticipant.newcomer_id == Newcomer.id)
         .where(
             # A student who left the programme is no longer the programme's to remind.
             FitParticipant.status.in_([FitStatus.enrolled, FitStatus.graduated]),
             FitPermit.valid_until.is_not(None),
             FitPermit.valid_until >= today,
             FitPermit.valid_until <= horizon,
+            ~followed,
         )
     ):
-        # A newer permit of a later kind (or the same kind, extended) makes the warning moot.
-        newer = session.scalar(
-            select(func.count())
-            .select_from(FitPermit)
-            .where(
-                FitPermit.participant_id == participant.id,
-                FitPermit.id != permit.id,
-                FitPermit.valid_from > permit.valid_from,
-            )
-        )
-        if newer:
-            continue
         assert permit.valid_until is not None
-        permits += (
-            outbox.enqueue(
-                session,
-                key=f"fit_permit:{permit.id}:{permit.valid_until.isoformat()}",
-                kind="fit_permit_ending",
-                case_id=participant.case_id,
-                recipient_newcomer_id=participant.newcomer_id,
-                language=_language(session, participant),
-                context={
-                    "permit": str(permit.kind),
-                    "valid_until": permit.valid_until.isoformat(),
-                    "days_left": (permit.valid_until - today).days,
-                },
-                now=now,
-            )
-            is not None
+        permits += _to_student(
+            session,
+            participant,
+            key=f"fit_permit:{permit.id}:{permit.valid_until.isoformat()}",
+            kind="fit_permit_ending",
+            context={
+                "permit": str(permit.kind),
+                "valid_until": permit.valid_until.isoformat(),
+                "days_left": (permit.valid_until - today).days,
+            },
+            language=language,
+            now=now,
         )
     return DailyResult(reminders=reminders, feedback_requests=feedback, permit_warnings=permits)
