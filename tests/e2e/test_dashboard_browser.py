@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +97,45 @@ def _wait_until_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> N
     raise AssertionError(f"streamlit did not become healthy at {url}:\n{log.read_text()}")
 
 
+@contextmanager
+def served_dashboard(env: dict[str, str], root: Path) -> Iterator[str]:
+    """`streamlit run dashboard/app.py` on a free local port with these settings; yields its
+    URL once healthy, and stops it afterwards."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = root / "streamlit.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(BIN / "streamlit"),
+                "run",
+                "dashboard/app.py",
+                "--server.address",
+                "127.0.0.1",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_healthy(proc, url, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     """The demo database with two fresh cases, and `streamlit run` serving the app on it."""
@@ -122,39 +162,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     finally:
         db.dispose()
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = root / "streamlit.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "streamlit"),
-                "run",
-                "dashboard/app.py",
-                "--server.address",
-                "127.0.0.1",
-                "--server.port",
-                str(port),
-                "--server.headless",
-                "true",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_healthy(proc, url, log)
+    with served_dashboard(env, root) as url:
         yield Dashboard(url, partner_case, manager_case, screens)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ the helpers are those of test_dashboard_browser.py.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,14 +21,12 @@ from playwright.sync_api import Locator, Page, expect
 from tests.conftest import NOW, Actors
 from tests.e2e import test_dashboard_browser as base
 from tests.e2e.test_dashboard_browser import (
-    BIN,
-    ROOT,
     _free_port,
     _onboarding,
-    _wait_until_healthy,
     cell,
     metric,
     nav_link,
+    served_dashboard,
     settle,
     shoot,
     sign_in,
@@ -107,39 +104,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FitDashboard
     finally:
         db.dispose()
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = root / "streamlit.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(BIN / "streamlit"),
-                "run",
-                "dashboard/app.py",
-                "--server.address",
-                "127.0.0.1",
-                "--server.port",
-                str(port),
-                "--server.headless",
-                "true",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_healthy(proc, url, log)
+    with served_dashboard(env, root) as url:
         yield FitDashboard(url, db_url, name, "Gehaltsverhandlung", screens)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def job_fair(dashboard: FitDashboard, starts_at: datetime) -> int:
