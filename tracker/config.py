@@ -93,6 +93,36 @@ class Settings(BaseSettings):
         default=10, gt=0, description="Seconds to wait on each SMTP connect, read or write."
     )
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
+    # Privacy and sign-in (issue 7).
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="'production' refuses to start without a secret key and refuses demo data.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Server secret (at least 32 characters); required in production. It keys "
+        "the hashes that let a tombstone be matched to a case reference without storing it.",
+    )
+    session_hours: float = Field(
+        default=8, gt=0, description="A dashboard sign-in ends this many hours after it began."
+    )
+    session_idle_minutes: float = Field(
+        default=30, gt=0, description="A dashboard sign-in ends after this long without a click."
+    )
+    retention_months: int = Field(
+        default=12,
+        ge=1,
+        description="Closed and cancelled cases are anonymised this many months after they end.",
+    )
+    retention_cron: str = Field(
+        default="30 2 * * *", description="When the retention run anonymises expired cases."
+    )
+    access_log_window_minutes: int = Field(
+        default=15,
+        ge=0,
+        description="A repeated view of the same person by the same user for the same purpose "
+        "within this window is logged once.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

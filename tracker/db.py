@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from tracker import access_log
 from tracker.config import get_settings
 from tracker.errors import ConcurrentEditError
 
@@ -78,6 +79,9 @@ class Database:
         session = self._write_sessions()
         try:
             yield session
+            views = access_log.take_pending(session)
+            if views:
+                access_log.write(session, views)
             session.commit()
         except StaleDataError as exc:
             session.rollback()
@@ -92,13 +96,20 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only session for queries; anything it changed is rolled back."""
+        """A read-only session for queries; anything it changed is rolled back.
+
+        The people the queries showed are written to the access log when the block ends
+        normally (in a short write transaction of its own)."""
         session = self._read_sessions()
         try:
             yield session
+            views = access_log.take_pending(session)
         finally:
             session.rollback()
             session.close()
+        if views:
+            with self.transaction() as log_session:
+                access_log.write(log_session, views)
 
     def dispose(self) -> None:
         self.writer.dispose()

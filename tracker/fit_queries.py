@@ -20,7 +20,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from tracker import clocks
+from tracker import access_log, clocks
 from tracker.access import Actor
 from tracker.config import get_settings
 from tracker.enums import PLACE_HOLDING, FitStatus, JobKind, OfferStatus, RegistrationStatus
@@ -271,6 +271,8 @@ def participants(
         )
     if status is not None:
         stmt = stmt.where(FitParticipant.status == status)
+    rows = session.execute(stmt).all()
+    access_log.note(session, actor, [p.case_id for p, *_ in rows], "fit")
     return [
         ParticipantRow(
             id=p.id,
@@ -289,7 +291,7 @@ def participants(
             job_started_on=p.job_started_on,
             job_in_region=p.job_in_region,
         )
-        for p, reference, given, family in session.execute(stmt).all()
+        for p, reference, given, family in rows
     ]
 
 
@@ -431,13 +433,14 @@ def registrations(session: Session, *, actor: Actor, offer_id: int) -> list[Regi
     """An offer's registrations in the order people registered (the waiting list's order)."""
     require_programme_staff(actor, "see registrations")
     rows = session.execute(
-        select(FitRegistration, Newcomer.given_name, Newcomer.family_name, Case.reference)
+        select(FitRegistration, Newcomer.given_name, Newcomer.family_name, Case.reference, Case.id)
         .join(FitParticipant, FitRegistration.participant_id == FitParticipant.id)
         .join(Newcomer, FitParticipant.newcomer_id == Newcomer.id)
         .join(Case, FitParticipant.case_id == Case.id)
         .where(FitRegistration.offer_id == offer_id)
         .order_by(FitRegistration.registered_at, FitRegistration.id)
     ).all()
+    access_log.note(session, actor, [row.id for row in rows], "fit")
     return [
         RegistrationRow(
             id=r.id,
@@ -449,5 +452,5 @@ def registrations(session: Session, *, actor: Actor, offer_id: int) -> list[Regi
             registered_at=r.registered_at,
             placed_at=r.placed_at,
         )
-        for r, given, family, reference in rows
+        for r, given, family, reference, _case_id in rows
     ]

@@ -142,6 +142,9 @@ class Newcomer(Base):
     # Lower-cased "family|given|birth" used to flag likely duplicates on import.
     match_key: Mapped[str] = mapped_column(String(420), index=True)
     created_at: Mapped[datetime]
+    # Set when the retention run has removed everything that names the person; the row
+    # stays only so that the anonymous statistics of their closed cases stay right.
+    anonymised_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     cases: Mapped[list[Case]] = relationship(back_populates="newcomer")
@@ -306,6 +309,48 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (Index("ix_audit_case_time", "case_id", "occurred_at"),)
+
+
+class AccessLogEntry(Base):
+    """Who looked at which person's case, when and for what (Art. 5(2), 15 GDPR).
+
+    A repeated view of the same case by the same user for the same purpose within a short
+    window is one entry (``access_log_window_minutes``)."""
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    occurred_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(80))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    purpose: Mapped[str] = mapped_column(String(20))  # case, queue, list, timeline, export ...
+
+    __table_args__ = (
+        Index("ix_access_log_case_time", "case_id", "occurred_at"),
+        Index("ix_access_log_actor_time", "actor", "occurred_at"),
+    )
+
+
+class Erasure(Base):
+    """The tombstone of an erased or anonymised case: no personal data, append-only.
+
+    Its existence is what allows the database to let the case's audit events go (see the
+    triggers in migration 0004); nothing else may delete an audit event."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    erased_at: Mapped[datetime]
+    erased_by: Mapped[str] = mapped_column(String(80))  # username or "system:<job>"
+    basis: Mapped[str] = mapped_column(String(20))  # request (Art. 17) or retention
+    case_id: Mapped[int] = mapped_column(Integer, index=True)  # no foreign key: may be gone
+    newcomer_id: Mapped[int] = mapped_column(Integer, index=True)
+    # HMAC of the case reference under the server secret: lets the office confirm that a
+    # given reference was erased, without the tombstone holding the reference itself.
+    reference_hash: Mapped[str] = mapped_column(String(64), index=True)
+    removed: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # rows per table
 
 
 class OutboxMessage(Base):
@@ -485,7 +530,11 @@ class FitPermit(Base):
     __table_args__ = (Index("ix_fit_permits_until", "valid_until"),)
 
 
+@event.listens_for(Erasure, "before_update")
+@event.listens_for(Erasure, "before_delete")
 @event.listens_for(AuditEvent, "before_update")
 @event.listens_for(AuditEvent, "before_delete")
-def _refuse_audit_change(_mapper: Mapper[Any], _connection: Any, target: AuditEvent) -> None:
-    raise PermissionError(f"audit event {target.id} is append-only")
+def _refuse_audit_change(
+    _mapper: Mapper[Any], _connection: Any, target: AuditEvent | Erasure
+) -> None:
+    raise PermissionError(f"{target.__tablename__} row {target.id} is append-only")

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
-from tracker import clocks
+from tracker import access_log, clocks
 from tracker.access import (
     VISIBLE_TO_PARTNER,
     Actor,
@@ -271,6 +271,7 @@ def case_view(
             )
     else:
         raise PermissionDenied(f"{actor.role} may not read cases.")
+    access_log.note(session, actor, [case.id], "case")
     return CaseView(
         reference=case.reference,
         status=case.status,
@@ -371,6 +372,7 @@ def list_cases(
     )
     rows = session.execute(stmt).all()
     ids = [r.id for r in rows]
+    access_log.note(session, actor, ids, "list")
     active_by_case: dict[int, list[str]] = {i: [] for i in ids}
     overdue_by_case: dict[int, int] = dict.fromkeys(ids, 0)
     if ids:
@@ -479,7 +481,9 @@ def partner_queue(
     catalogue = get_registry().catalogue
     soon = get_settings().due_soon_days
     items = []
+    seen: list[int] = []
     for handoff, step, reference, newcomer in session.execute(stmt):
+        seen.append(handoff.case_id)
         entry = catalogue.get(step.key)
         fields = set(entry.partner_fields) if entry else {"given_name", "family_name"}
         items.append(
@@ -504,6 +508,7 @@ def partner_queue(
                 newcomer=_newcomer_fields(newcomer, fields),
             )
         )
+    access_log.note(session, actor, seen, "queue")
     return items
 
 
@@ -515,6 +520,7 @@ def timeline(session: Session, *, actor: Actor, reference: str) -> list[Timeline
     case_id = session.scalar(select(Case.id).where(Case.reference == reference.strip().upper()))
     if case_id is None:
         raise NotFoundError(f"No case with reference {reference!r}.")
+    access_log.note(session, actor, [case_id], "timeline")
     events = session.scalars(
         select(AuditEvent)
         .where(AuditEvent.case_id == case_id)
