@@ -12,6 +12,7 @@ from flows.clocks import clock_sweep, partner_digest
 from flows.delivery import deliver_outbox
 from flows.fit import fit_daily
 from flows.journey import advance_cases, advance_journey
+from flows.privacy import retention
 from flows.reports import issue_report
 from tracker.config import get_settings
 
@@ -72,6 +73,14 @@ def deployments() -> list[RunnerDeployment]:
             schedules=[Cron(settings.fit_report_cron, timezone=settings.timezone)],
             parameters={"kind": "fit"},
             tags=["reports"],
+        ),
+        retention.to_deployment(
+            name="retention",
+            description="Anonymise people whose cases ended more than the retention period "
+            "ago (default 12 months); anonymous figures stay.",
+            schedules=[Cron(settings.retention_cron, timezone=settings.timezone)],
+            concurrency_limit=1,
+            tags=["privacy"],
         ),
     ]
     # `to_deployment` is typed as "sync or coroutine"; called from sync code it is sync.

@@ -65,5 +65,14 @@ def run_report(
     typer.echo(json.dumps(issue_report(kind=kind, period=period), default=str))
 
 
+@app.command("retention")
+def run_retention(day: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None) -> None:
+    """Anonymise the people due for retention once, now, like the schedule does."""
+    use_prefect_environment()
+    from flows.privacy import retention
+
+    typer.echo(json.dumps(retention(day=day), default=str))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import NOW
-from tests.helpers import PARTNERS
+from tests.helpers import PARTNERS, start_case
 from tracker import queries
 from tracker.config import get_settings
 from tracker.db import get_database
@@ -217,13 +217,33 @@ def test_every_deployment_the_tracker_starts_exists_with_its_schedule():
         "issue-report/monthly-report",
         "issue-report/fit-report",
         "fit-daily/fit-daily",
+        "retention/retention",
     }
+    assert built["retention/retention"].schedules
     assert built["issue-report/monthly-report"].parameters == {"kind": "monthly"}
     assert built["issue-report/fit-report"].parameters == {"kind": "fit"}
     assert built["issue-report/monthly-report"].schedules
     assert built["clock-sweep/clock-sweep"].schedules
     assert built["partner-digest/partner-digest"].schedules
     assert not built[ADVANCE_DEPLOYMENT].schedules
+
+
+def test_the_retention_flow_anonymises_who_is_due_once(flow_db, actors):
+    from flows.privacy import retention
+    from tracker.models import Newcomer
+    from tracker.services import cancel_case
+
+    cm = actors["cm.mueller"]
+    refs = [start_case(flow_db, cm, now=NOW, given_name=f"Ret{i}") for i in range(3)]
+    for ref in refs[:2]:
+        with flow_db.transaction() as s:
+            cancel_case(s, actor=cm, reference=ref, reason="moved away", now=NOW)
+    first = retention(day="2027-03-10", batch_size=1)
+    assert first["anonymised"] == 2 and first["batches"] == 3
+    assert retention(day="2027-03-10")["anonymised"] == 0
+    with flow_db.read() as s:
+        names = sorted(s.scalars(select(Newcomer.given_name)))
+    assert names == ["Ret2", "–", "–"]
 
 
 def test_runs_are_named_by_case_reference_never_by_name(flow_db, actors):

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import LargeBinary, func, select, text
 
 from tests.conftest import NOW
-from tests.helpers import start_case
+from tests.helpers import advance, start_case
 from tests.test_fit import student_with_open_fit_step
 from tracker import fit_queries, outcomes
 from tracker.config import get_settings
@@ -529,3 +529,58 @@ def test_the_retention_run_respects_the_configured_period(db, actors, monkeypatc
     assert cells_naming(db, ["Priya", "Raman", ref]) == []
     with db.read() as s:
         assert [e.basis for e in s.scalars(select(Erasure))] == ["retention"]
+
+
+# --- minimum data across partners --------------------------------------------------------------
+
+
+def test_other_partners_learn_of_the_employment_agencys_work_only_as_a_flag(db, actors):
+    """The employment agency's step (social data, §67 SGB X) reaches nobody else but the
+    case manager: no outcome, date or reason – at most 'done or not' where a step needs it."""
+    from tracker.services import accept_handoff, complete_handoff, start_step
+
+    cm, afa = actors["cm.mueller"], actors["afa.becker"]
+    ref = start_case(db, cm, now=NOW)
+    secret = "Vorrangprüfung negativ, Arbeitgeber Zeitarbeit"
+    with db.transaction() as s:
+        accept_handoff(s, actor=afa, reference=ref, step_key="job_offer", now=NOW)
+    with db.transaction() as s:
+        block_step(s, actor=cm, reference=ref, step_key="job_offer", reason=secret, now=NOW)
+    with db.transaction() as s:
+        start_step(s, actor=cm, reference=ref, step_key="job_offer", now=NOW)
+    with db.transaction() as s:
+        complete_handoff(
+            s, actor=afa, reference=ref, step_key="job_offer", outcome="approved", now=NOW
+        )
+    ihk = actors["ihk.hoffmann"]
+    with db.read() as s:
+        seen_by_ihk = case_view(s, actor=ihk, reference=ref).model_dump_json()
+        queue = [q.model_dump_json() for q in partner_queue(s, actor=ihk)]
+        seen_by_cm = case_view(s, actor=cm, reference=ref)
+    assert {st.key for st in seen_by_cm.steps} >= {"job_offer"}
+    assert "approved" in seen_by_cm.model_dump_json()
+    for blob in [seen_by_ihk, *queue]:
+        assert "job_offer" not in blob and "approved" not in blob and secret not in blob
+        assert "afa-bochum" not in blob and "Agentur für Arbeit" not in blob
+
+
+def test_a_partner_sees_what_its_step_waits_for_only_as_done_or_not(db, actors):
+    from tracker.services import accept_handoff, complete_handoff
+
+    cm, stadt = actors["cm.mueller"], actors["stadt.weber"]
+    ref = start_case(db, cm, now=NOW, purpose="study", nationality="VN")
+    with db.transaction() as s:
+        accept_handoff(
+            s, actor=actors["akafoe.fischer"], reference=ref, step_key="housing", now=NOW
+        )
+    with db.transaction() as s:
+        complete_handoff(
+            s, actor=actors["akafoe.fischer"], reference=ref, step_key="housing", now=NOW
+        )
+    advance(db, cm, ref, now=NOW)
+    with db.read() as s:
+        view = case_view(s, actor=stadt, reference=ref)
+    (registration,) = [st for st in view.steps if st.key == "registration"]
+    assert registration.prerequisites == {"housing": True}
+    assert [st.key for st in view.steps] == ["registration"]  # not the housing step itself
+    assert "AKAFÖ" not in view.model_dump_json()

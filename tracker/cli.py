@@ -1829,6 +1829,115 @@ def fit_permit_add(
     out.print(f"Permit {permit.id} recorded for participant {participant_id}.")
 
 
+# --- rights of the person: Art. 15 export, Art. 17 erasure, access log, retention ----------
+
+
+@app.command("export")
+def export_person_data(
+    user: AsUser,
+    reference: str,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="json (complete, machine-readable), html or pdf.")
+    ] = "json",
+    language: Annotated[str, typer.Option("--language", "-l", help="de or en (html, pdf).")] = "de",
+    output: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="A file, a folder, or - for standard output."),
+    ] = None,
+) -> None:
+    """Everything held about the person behind a case (Art. 15 GDPR); the export is logged."""
+    from tracker.privacy import render_export
+    from tracker.services.privacy import export_person
+
+    data = _change(user, export_person, reference=reference)
+    with _friendly():
+        file = render_export(data, fmt=fmt, language=language)
+    _write_file(file.content, file.name, output)
+
+
+@app.command("erase")
+def erase_person_data(
+    user: AsUser,
+    reference: str,
+    confirm: Annotated[
+        str | None,
+        typer.Option(help="The case reference again, to confirm without being asked."),
+    ] = None,
+) -> None:
+    """Erase everything held about the person behind a case (Art. 17 GDPR; admins).
+
+    Cannot be undone. Only a tombstone without personal data stays in the audit trail."""
+    from tracker.services.privacy import erase_person
+
+    if confirm is None:
+        err.print(
+            f"[bold red]Erasing {escape(reference)}[/] removes the person, all their cases, "
+            "messages, FIT@THGA records, access log and history. This cannot be undone."
+        )
+        confirm = typer.prompt("Type the case reference again to confirm")
+    removal = _change(user, erase_person, reference=reference, confirm=confirm)
+    counts = ", ".join(f"{table} {n}" for table, n in removal.removed.items() if n)
+    out.print(f"Erased {removal.reference}: {counts}. Tombstone {removal.erasure_ids}.")
+
+
+@app.command("erasures")
+def erasure_check(user: AsUser, reference: str, as_json: Json = False) -> None:
+    """Was the person behind this case reference erased or anonymised? (admins)"""
+    from tracker.services.privacy import erasures_for
+
+    rows = [
+        {"id": e.id, "erased_at": e.erased_at, "erased_by": e.erased_by, "basis": e.basis}
+        for e in _read(user, erasures_for, reference=reference)
+    ]
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        out.print(f"No erasure recorded for {escape(reference)}.")
+    for row in [] if as_json else rows:
+        out.print(f"Tombstone {row['id']}: {row['basis']} on {_fmt(row['erased_at'])}.")
+
+
+@app.command("access-log")
+def access_log_show(user: AsUser, reference: str, as_json: Json = False) -> None:
+    """Who has viewed the person behind a case, newest first."""
+    from tracker.privacy import access_history
+
+    rows = _read(user, access_history, reference=reference)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("When", "Who", "Organisation", "What")
+    for row in rows:
+        table.add_row(_fmt(row.occurred_at), row.actor, row.organisation or "–", row.purpose)
+    out.print(table)
+
+
+@app.command("retention")
+def retention_run(
+    user: AsUser,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count who is due.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Anonymise the people whose cases all ended more than ONBOARDING_RETENTION_MONTHS ago
+    (what the scheduled retention flow does; admins)."""
+    from tracker.access import require_admin
+    from tracker.services._base import utcnow
+    from tracker.services.privacy import anonymise_expired, expired_newcomers
+
+    with _friendly():
+        require_admin(_actor(user), "run the retention")
+    now = utcnow()
+    if dry_run:
+        with _db().read() as session:
+            due = len(expired_newcomers(session, now=now, limit=1_000_000))
+        _print_json({"due": due}) if as_json else out.print(f"{due} people are due.")
+        return
+    done = 0
+    while batch := _change(user, anonymise_expired, now=now, limit=100):
+        done += len(batch)
+    _print_json({"anonymised": done}) if as_json else out.print(f"Anonymised {done} people.")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -69,6 +69,10 @@ class StepView(BaseModel):
     version: int
     handoff: HandoffView | None
     past_handoffs: list[HandoffView]
+    # The steps this one needs, each only as a flag: done (or skipped) or not. This is all a
+    # partner learns of other organisations' steps – e.g. of the employment agency's approval,
+    # which is social data (§67 SGB X): never its outcome, dates or reasons.
+    prerequisites: dict[str, bool] = {}
 
 
 class ConsentView(BaseModel):
@@ -174,7 +178,13 @@ def _handoff_view(h: Handoff) -> HandoffView:
     )
 
 
-def _step_view(step: Step, today: date, soon: int, only_org: int | None = None) -> StepView:
+def _step_view(
+    step: Step,
+    today: date,
+    soon: int,
+    only_org: int | None = None,
+    finished: frozenset[str] = frozenset(),
+) -> StepView:
     entry = get_registry().catalogue.get(step.key)
     handoffs = [h for h in step.handoffs if only_org is None or h.organisation_id == only_org]
     active = [h for h in handoffs if h.state in ACTIVE_HANDOFF_STATES]
@@ -202,6 +212,7 @@ def _step_view(step: Step, today: date, soon: int, only_org: int | None = None) 
         version=step.version,
         handoff=_handoff_view(active[0]) if active else None,
         past_handoffs=[_handoff_view(h) for h in handoffs if h.state not in ACTIVE_HANDOFF_STATES],
+        prerequisites={need: need in finished for need in step.needs},
     )
 
 
@@ -229,6 +240,7 @@ def case_view(
     if case is None:
         raise NotFoundError(f"No case with reference {reference!r}.")
     steps = case.steps
+    finished = frozenset(s.key for s in steps if s.state in (StepState.done, StepState.skipped))
     consents: list[ConsentView] = []
     if actor.is_partner:
         if not partner_may_see_case(session, actor, case_id=case.id, newcomer_id=case.newcomer_id):
@@ -286,7 +298,9 @@ def case_view(
         newcomer_version=newcomer_version,
         # A partner sees its own organisation's handoffs only, never another's reasons.
         steps=[
-            _step_view(s, today, soon, actor.organisation_id if actor.is_partner else None)
+            _step_view(
+                s, today, soon, actor.organisation_id if actor.is_partner else None, finished
+            )
             for s in steps
         ],
         consents=consents,

@@ -31,8 +31,15 @@ from tracker.services.delivery import failed_messages, retry_message
 actor = require_actor("admin")
 show_flash()
 st.title(_("Administration"))
-orgs_tab, users_tab, pathways_tab, import_tab, outbox_tab = st.tabs(
-    [_("Organisations"), _("Users"), _("Pathways"), _("CSV import"), _("Failed messages")]
+orgs_tab, users_tab, pathways_tab, import_tab, outbox_tab, privacy_tab = st.tabs(
+    [
+        _("Organisations"),
+        _("Users"),
+        _("Pathways"),
+        _("CSV import"),
+        _("Failed messages"),
+        _("Data protection"),
+    ]
 )
 
 with orgs_tab:
@@ -219,3 +226,44 @@ with outbox_tab:
             if len(read(failed_messages) or []) < before:
                 st.session_state["flash"] = ("success", _("The message is queued again."))
                 st.rerun()
+
+with privacy_tab:
+    from tracker.config import get_settings
+    from tracker.services.privacy import erasures_for, expired_newcomers, recent_erasures
+
+    months = get_settings().retention_months
+    with database().read() as session:
+        due = len(expired_newcomers(session, now=utcnow(), limit=100_000))
+    st.metric(_("People due for anonymisation"), due)
+    st.caption(
+        _(
+            "The retention run anonymises, every night, people whose cases all ended more than "
+            "{months} months ago; the anonymous figures stay."
+        ).format(months=months)
+    )
+    lookup = st.text_input(_("Was this case reference erased?"), key="erasure_lookup")
+    if lookup.strip():
+        found = read(erasures_for, reference=lookup.strip()) or []
+        if found:
+            st.success(
+                _("Yes: {basis} on {day}.").format(
+                    basis=_(found[-1].basis), day=found[-1].erased_at.strftime("%Y-%m-%d")
+                )
+            )
+        else:
+            st.info(_("No erasure is recorded for this reference."))
+    tombstones = read(recent_erasures, limit=50) or []
+    st.dataframe(
+        [
+            {
+                _("When"): t.erased_at.strftime("%Y-%m-%d %H:%M"),
+                _("Who"): t.erased_by,
+                _("Why"): _(t.basis),
+                _("Rows removed"): sum(v for v in t.removed.values() if isinstance(v, int)),
+            }
+            for t in tombstones
+        ],
+        hide_index=True,
+        width="stretch",
+        key="admin_erasures",
+    )

@@ -154,6 +154,10 @@ st.dataframe(
             _("Due"): due_text(s.due_status, s.due_date),
             _("Legal deadline"): f"{s.legal_due or ''} {s.legal_reference or ''}".strip(),
             _("Note"): s.blocked_reason or s.skip_reason or (_(s.outcome) if s.outcome else ""),
+            _("Needs"): ", ".join(
+                f"{step_title(need)} {'✓' if done else '…'}"
+                for need, done in s.prerequisites.items()
+            ),
         }
         for s in view.steps
     ],
@@ -301,3 +305,80 @@ if actor.manages_cases:
             _("No runs found, or Prefect is not reachable.")
             + f" [{_('Open the Prefect UI')}]({prefect_ui_url()}/runs)"
         )
+
+if actor.manages_cases:
+    # Rights of the person: what is held (Art. 15), who looked, and (admins) erasure (Art. 17).
+    from tracker.privacy import access_history, export_languages, render_export
+    from tracker.services.privacy import erase_person, export_person
+
+    def _export(fmt: str, language: str) -> bytes:
+        with database().transaction() as session:
+            data = export_person(session, actor=actor, reference=reference)
+        return render_export(data, fmt=fmt, language=language).content
+
+    st.subheader(_("Data protection"))
+    with st.expander(_("Export everything held about this person (Art. 15 GDPR)")):
+        st.caption(
+            _(
+                "The export holds the person's details, every case and step, consents, "
+                "messages, FIT@THGA records, the history and who viewed the data. "
+                "Each export is recorded."
+            )
+        )
+        export_lang = st.selectbox(
+            _("Language"), export_languages(), key=f"export_lang_{reference}"
+        )
+        export_cols = st.columns(3)
+        for column, fmt in zip(export_cols, ("pdf", "html", "json"), strict=True):
+            column.download_button(
+                _("Download {format}").format(format=fmt.upper()),
+                data=lambda fmt=fmt, language=export_lang: _export(fmt, language),
+                file_name=f"auskunft-{reference}.{fmt}",
+                mime={"pdf": "application/pdf", "html": "text/html", "json": "application/json"}[
+                    fmt
+                ],
+                on_click="ignore",
+                key=f"export_{fmt}_{reference}",
+            )
+    with st.expander(_("Who viewed this person")):
+        with database().read() as session:
+            views = access_history(session, actor=actor, reference=reference, limit=200)
+        st.dataframe(
+            [
+                {
+                    _("When"): v.occurred_at.strftime("%Y-%m-%d %H:%M"),
+                    _("Who"): v.actor,
+                    _("Organisation"): v.organisation or "–",
+                    _("What"): _(f"access_{v.purpose}"),
+                }
+                for v in views
+            ],
+            hide_index=True,
+            width="stretch",
+            key="person_access_log",
+        )
+    if actor.role == "admin":
+        with st.expander(_("Erase this person's data (Art. 17 GDPR)")):
+            st.warning(
+                _(
+                    "Erasure removes the person, all their cases, messages, FIT@THGA records, "
+                    "the access log and the history. It cannot be undone; only a tombstone "
+                    "without personal data stays."
+                )
+            )
+            with st.form(f"erase_{reference}"):
+                typed = st.text_input(
+                    _("Type the case reference again to confirm"), key="erase_confirm"
+                )
+                if st.form_submit_button(_("Erase for good"), key="erase_submit", type="primary"):
+                    removal = change(erase_person, reference=reference, confirm=typed)
+                    if removal is not None:
+                        st.session_state.pop("case", None)
+                        st.session_state.pop("person_ref", None)
+                        st.session_state["flash"] = (
+                            "success",
+                            _("{reference} was erased. Tombstone {ids}.").format(
+                                reference=reference, ids=removal.erasure_ids
+                            ),
+                        )
+                        st.rerun()

@@ -94,6 +94,12 @@ def erasures_for(session: Session, *, actor: Actor, reference: str) -> list[Eras
     )
 
 
+def recent_erasures(session: Session, *, actor: Actor, limit: int = 50) -> list[Erasure]:
+    """The latest tombstones, newest first (admins)."""
+    require_admin(actor, "see erasures")
+    return list(session.scalars(select(Erasure).order_by(Erasure.id.desc()).limit(limit)))
+
+
 def export_person(
     session: Session, *, actor: Actor, reference: str, now: datetime | None = None
 ) -> dict[str, Any]:
