@@ -87,6 +87,9 @@ ACTIONS = [
     N_("newcomer.registered"),
     N_("newcomer.updated"),
     N_("outbox.retried"),
+    N_("person.exported"),
+    N_("person.erased"),
+    N_("case.anonymised"),
     N_("step.blocked"),
     N_("step.completed"),
     N_("step.opened"),
@@ -95,6 +98,17 @@ ACTIONS = [
     N_("step.skipped"),
     N_("step.started"),
 ]
+# Why someone viewed a person (tracker/access_log.py PURPOSES, shown as access_<purpose>).
+ACCESS_PURPOSES = [
+    N_("access_case"),
+    N_("access_list"),
+    N_("access_queue"),
+    N_("access_timeline"),
+    N_("access_export"),
+    N_("access_fit"),
+]
+# Why a tombstone exists: the person's request (Art. 17) or the retention period.
+ERASURE_BASES = [N_("request"), N_("retention")]
 # UI words the views translate inside f-strings. On Python 3.11 Babel cannot see a `_()` call in
 # an f-string, so they are listed here until the views move them out (admin.py, person.py).
 IN_FSTRINGS = [

@@ -15,6 +15,7 @@ from prefect import flow, task
 from flows._common import database, note_failure
 from tracker.access import system_actor
 from tracker.config import get_settings
+from tracker.orchestration import forget_case_runs
 from tracker.services._base import utcnow
 from tracker.services.privacy import anonymise_expired
 
@@ -25,7 +26,11 @@ ACTOR = system_actor("retention")
 def anonymise_batch(now: datetime, limit: int, number: int) -> int:
     """Anonymise up to ``limit`` people who are due; returns how many were."""
     with database().transaction() as session:
-        return len(anonymise_expired(session, actor=ACTOR, now=now, limit=limit))
+        done = anonymise_expired(session, actor=ACTOR, now=now, limit=limit)
+    # The old references name runs in Prefect's history; best effort, after the commit.
+    for removal in done:
+        forget_case_runs(removal.reference)
+    return len(done)
 
 
 @flow(name="retention", flow_run_name="retention {day}", on_failure=[note_failure])

@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard.i18n import LANGUAGES, LOCALES, gettext_for
 from tests.conftest import NOW
 from tests.helpers import start_case
+from tracker import access_log
 from tracker.config import get_settings
 from tracker.db import get_database
 from tracker.enums import CaseStatus, ConsentMethod, OrgKind, Profile, Role
@@ -131,6 +132,8 @@ def test_the_tracker_vocabularies_are_all_translatable():
         *CASE_MANAGER_FIELDS,
         "not_recorded",
         *("done", "active", "skipped", "not reached"),
+        *(f"access_{purpose}" for purpose in access_log.PURPOSES),
+        *("request", "retention"),
     }
     missing = sorted(words - set(extracted()))
     assert not missing, f"add these to dashboard/vocabulary.py: {missing}"

@@ -584,3 +584,53 @@ def test_a_partner_sees_what_its_step_waits_for_only_as_done_or_not(db, actors):
     assert registration.prerequisites == {"housing": True}
     assert [st.key for st in view.steps] == ["registration"]  # not the housing step itself
     assert "AKAFÖ" not in view.model_dump_json()
+
+
+# --- consent ---------------------------------------------------------------------------------
+
+OUTCOME = {
+    "recognition": "full",
+    "job_offer": "approved",
+    "visa": "granted",
+    "residence_title": "issued",
+    "job_entry": "started",
+}
+
+
+def test_without_any_consent_the_case_manager_still_walks_the_whole_journey(db, actors):
+    """No service is refused for want of consent: partner steps are held with a visible
+    reason, and the case manager can do each with the newcomer directly."""
+    from datetime import timedelta
+
+    from tracker.services import complete_step
+
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW, consent_to=[])
+    t = NOW
+    for _ in range(20):
+        with db.read() as s:
+            view = case_view(s, actor=cm, reference=ref)
+        if view.status == "closed":
+            break
+        held = [st.handoff.hold_reason for st in view.steps if st.handoff]
+        assert set(held) <= {"consent_missing"}
+        t += timedelta(days=1)
+        for st in view.steps:
+            if st.state == "open":
+                with db.transaction() as s:
+                    complete_step(
+                        s,
+                        actor=cm,
+                        reference=ref,
+                        step_key=st.key,
+                        outcome=OUTCOME.get(st.key),
+                        now=t,
+                    )
+        advance(db, cm, ref, now=t)
+    assert view.status == "closed"
+    assert all(st.state == "done" for st in view.steps)
+    with db.read() as s:
+        for partner in ("ihk.hoffmann", "afa.becker", "vbw.schulz", "stadt.weber"):
+            assert partner_queue(s, actor=actors[partner]) == []
+            with pytest.raises(NotFoundError):
+                case_view(s, actor=actors[partner], reference=ref)

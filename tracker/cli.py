@@ -16,11 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from tracker import __version__, queries
 from tracker.access import Actor, actor_for
 from tracker.config import get_settings
-from tracker.db import Database, get_database
+from tracker.db import Database, database_unavailable, get_database
 from tracker.enums import (
     CaseStatus,
     ConsentMethod,
@@ -126,6 +127,19 @@ def _friendly() -> Iterator[None]:
             field = ".".join(str(p) for p in e["loc"]) or "input"
             err.print(f"[bold red]Error:[/] {escape(field)}: {escape(e['msg'])}")
         raise typer.Exit(1) from None
+    except DBAPIError as exc:
+        # Raised outside Database.transaction/read (e.g. a migration check): the same words.
+        away = database_unavailable(exc)
+        if away is not None:
+            err.print(f"[bold red]Error:[/] {escape(str(away))}")
+            raise typer.Exit(1) from None
+        if "no such table" in str(exc) or "does not exist" in str(exc.orig or ""):
+            err.print(
+                "[bold red]Error:[/] The database has no tracker tables yet: "
+                "run [bold]onboarding db upgrade[/]."
+            )
+            raise typer.Exit(1) from None
+        raise
 
 
 def _actor(username: str) -> Actor:
@@ -215,11 +229,12 @@ def db_current(as_json: Json = False) -> None:
     from tracker.migrate import current_revision, head_revision
 
     database = _db()
-    info = {
-        "database": _safe_url(database.url),
-        "current": current_revision(database.writer),
-        "newest": head_revision(database.url),
-    }
+    with _friendly():
+        info = {
+            "database": _safe_url(database.url),
+            "current": current_revision(database.writer),
+            "newest": head_revision(database.url),
+        }
     if as_json:
         _print_json(info)
         return
@@ -352,11 +367,12 @@ def status(as_json: Json = False) -> None:
     from tracker.migrate import current_revision, head_revision
 
     database = _db()
-    revision = current_revision(database.writer)
     counts = {}
-    if revision is not None:
-        with database.read() as session:
-            counts = queries.database_counts(session)
+    with _friendly():
+        revision = current_revision(database.writer)
+        if revision is not None:
+            with database.read() as session:
+                counts = queries.database_counts(session)
     if as_json:
         _print_json(
             {
@@ -1875,9 +1891,19 @@ def erase_person_data(
             "messages, FIT@THGA records, access log and history. This cannot be undone."
         )
         confirm = typer.prompt("Type the case reference again to confirm")
+    from tracker.orchestration import forget_case_runs
+
     removal = _change(user, erase_person, reference=reference, confirm=confirm)
     counts = ", ".join(f"{table} {n}" for table, n in removal.removed.items() if n)
     out.print(f"Erased {removal.reference}: {counts}. Tombstone {removal.erasure_ids}.")
+    runs = forget_case_runs(removal.reference)
+    if runs is None:
+        err.print(
+            "[yellow]Prefect was not reachable:[/] its run history still names the case "
+            "reference (no personal data); run `onboarding erase` again later to remove it."
+        )
+    elif runs:
+        out.print(f"Removed {runs} flow runs of the case from Prefect's history.")
 
 
 @app.command("erasures")

@@ -11,12 +11,51 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from tracker import access_log
 from tracker.config import get_settings
-from tracker.errors import ConcurrentEditError
+from tracker.errors import ConcurrentEditError, DatabaseUnavailable
+
+# SQLite result codes that mean "the file cannot be used right now", not "the SQL is wrong":
+# BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN.
+_SQLITE_UNAVAILABLE = {5, 6, 8, 10, 13, 14}
+PG_CONNECT_TIMEOUT = 10  # seconds: an unreachable host fails with a message instead of hanging
+
+
+def _is_away(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    if isinstance(exc.orig, sqlite3.Error):
+        return (getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_UNAVAILABLE
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
+    # PostgreSQL: no SQLSTATE (no server answered), or a connection, resource, shutdown or
+    # system error; not a deadlock or serialisation failure (class 40): that is a conflict.
+    state = getattr(exc.orig, "sqlstate", None)
+    return state is None or state[:2] in {"08", "53", "57", "58"}
+
+
+def database_unavailable(
+    exc: BaseException, *, committing: bool = False
+) -> DatabaseUnavailable | None:
+    """The error to show for ``exc`` if it means the database is away (refused, terminated,
+    locked longer than the busy timeout), or None if it is any other error."""
+    if not isinstance(exc, DBAPIError) or not _is_away(exc):
+        return None
+    lines = str(exc.orig or exc).strip().splitlines()
+    detail = lines[0] if lines else type(exc.orig or exc).__name__
+    if committing:
+        # The COMMIT may have reached the server before the connection broke.
+        return DatabaseUnavailable(
+            f"The connection to the database broke while saving ({detail}). "
+            "The change may or may not have been saved: reload and check before trying again."
+        )
+    return DatabaseUnavailable(
+        f"The database is not available ({detail}). Nothing was saved; try again once it is back."
+    )
 
 
 def _configure_sqlite(engine: Engine, *, immediate: bool, synchronous: str) -> None:
@@ -49,7 +88,8 @@ def build_engine(url: str, *, immediate: bool = True, echo: bool = False) -> Eng
             engine, immediate=immediate, synchronous=get_settings().sqlite_synchronous
         )
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    timeout = {} if "connect_timeout" in parsed.query else {"connect_timeout": PG_CONNECT_TIMEOUT}
+    return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=timeout)
 
 
 @dataclass
@@ -75,19 +115,32 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One unit of work: commits when the block ends normally, rolls back otherwise."""
+        """One unit of work: commits when the block ends normally, rolls back otherwise.
+
+        A database that is away (refused, terminated, locked longer than the busy timeout)
+        raises ``DatabaseUnavailable``, whose message says whether anything may have been saved.
+        """
         session = self._write_sessions()
+        committing = False
         try:
             yield session
             views = access_log.take_pending(session)
             if views:
                 access_log.write(session, views)
+            session.flush()  # a failure up to here leaves nothing saved
+            committing = True
             session.commit()
         except StaleDataError as exc:
             session.rollback()
             raise ConcurrentEditError(
                 "Someone else changed this record at the same time; reload and try again."
             ) from exc
+        except DBAPIError as exc:
+            session.rollback()
+            away = database_unavailable(exc, committing=committing)
+            if away is not None:
+                raise away from exc
+            raise
         except BaseException:
             session.rollback()
             raise
@@ -104,6 +157,11 @@ class Database:
         try:
             yield session
             views = access_log.take_pending(session)
+        except DBAPIError as exc:
+            away = database_unavailable(exc)
+            if away is not None:
+                raise away from exc
+            raise
         finally:
             session.rollback()
             session.close()

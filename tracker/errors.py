@@ -27,3 +27,8 @@ class ConcurrentEditError(TrackerError):
 
 class PathwayError(TrackerError):
     pass
+
+
+class DatabaseUnavailable(TrackerError):
+    """The database could not be reached, went away, or stayed locked; the message says whether
+    anything may have been saved."""

@@ -171,3 +171,35 @@ def case_runs(reference: str, *, limit: int = 20) -> list[dict[str, str]]:
         }
         for run in response.json()
     ]
+
+
+def forget_case_runs(reference: str) -> int | None:
+    """Delete a case's flow runs from Prefect's history after an erasure or anonymisation.
+
+    Runs are named by the case reference (never by name), so what Prefect keeps is
+    pseudonymous; after the case is gone the reference must not stay linkable either.
+    Returns how many runs were deleted, or None if Prefect could not be reached (the runs
+    then stay until Prefect's own history clean-up; nothing else refers to them)."""
+    import httpx
+
+    api = get_settings().prefect_api_url.rstrip("/")
+    deleted = 0
+    try:
+        with httpx.Client(timeout=5) as client:
+            while True:
+                response = client.post(
+                    f"{api}/flow_runs/filter",
+                    json={
+                        "flow_runs": {"name": {"like_": reference.strip().upper()}},
+                        "limit": 100,
+                    },
+                )
+                response.raise_for_status()
+                runs = response.json()
+                if not runs:
+                    return deleted
+                for run in runs:
+                    client.delete(f"{api}/flow_runs/{run['id']}").raise_for_status()
+                    deleted += 1
+    except httpx.HTTPError:
+        return None

@@ -373,6 +373,9 @@ if actor.manages_cases:
                 if st.form_submit_button(_("Erase for good"), key="erase_submit", type="primary"):
                     removal = change(erase_person, reference=reference, confirm=typed)
                     if removal is not None:
+                        from tracker.orchestration import forget_case_runs
+
+                        forget_case_runs(reference)  # best effort: Prefect may be away
                         st.session_state.pop("case", None)
                         st.session_state.pop("person_ref", None)
                         st.session_state["flash"] = (

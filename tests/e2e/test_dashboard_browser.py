@@ -53,6 +53,7 @@ class Dashboard:
     partner_case: str  # housing offered to vbw; the partner test accepts it
     manager_case: str  # the same situation; the case-manager test records housing as done
     screens: Path
+    erase_case: str = ""  # the same again; the admin erases it
 
 
 def _free_port() -> int:
@@ -159,11 +160,12 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     try:
         partner_case = _eu_citizen_case_offered_to_vbw(db, "Browsertest-Partner")
         manager_case = _eu_citizen_case_offered_to_vbw(db, "Browsertest-Manager")
+        erase_case = _eu_citizen_case_offered_to_vbw(db, "Browsertest-Loeschung")
     finally:
         db.dispose()
 
     with served_dashboard(env, root) as url:
-        yield Dashboard(url, partner_case, manager_case, screens)
+        yield Dashboard(url, partner_case, manager_case, screens, erase_case)
 
 
 @pytest.fixture(scope="module")
@@ -273,6 +275,9 @@ def table_with(page: Page, column: str) -> Locator:
 
 def cell(grid: Locator, row_text: str, column: str) -> Locator:
     """One cell of a dataframe: the row that contains `row_text`, in the named column."""
+    # The grid draws its header and rows after the frame appears: wait for both first.
+    expect(grid.locator("th", has_text=column).first).to_be_visible()
+    expect(grid.locator("tr").filter(has_text=row_text).first).to_be_visible()
     headers = grid.locator("th").all_text_contents()
     return grid.locator("tr").filter(has_text=row_text).locator("td").nth(headers.index(column))
 
@@ -413,3 +418,52 @@ def test_a_wrong_password_shows_an_error_and_does_not_sign_in(page, dashboard):
     expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
     expect(nav_link(page, "Our queue")).to_have_count(0)
     shoot(page, dashboard, "7-wrong-password")
+
+
+def open_case(page: Page, reference: str) -> None:
+    nav_link(page, "Case").click()
+    box = page.get_by_role("textbox", name="Case reference")
+    box.fill(reference)
+    box.press("Enter")
+    expect(page.get_by_role("heading", name=reference)).to_be_visible()
+
+
+def test_a_case_manager_exports_what_is_held_and_sees_who_looked(page, dashboard):
+    import json
+
+    sign_in(page, dashboard.url, "cm.mueller")
+    expect(page.get_by_role("heading", name="My cases")).to_be_visible()
+    open_case(page, dashboard.manager_case)
+    page.get_by_text("Export everything held about this person", exact=False).click()
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Download JSON").click()
+    assert download.value.suggested_filename == f"auskunft-{dashboard.manager_case}.json"
+    data = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert data["person"]["family_name"] == "Browsertest-Manager"
+    assert data["cases"][0]["reference"] == dashboard.manager_case
+    assert {c["organisation"] for c in data["consents"]} == {
+        "Stadt Bochum – Bürgerbüro und Ausländerbüro",
+        "VBW Bauen und Wohnen",
+    }
+    page.get_by_text("Who viewed this person", exact=True).click()
+    log = table_with(page, "Organisation")
+    expect(cell(log, "cm.mueller", "What").first).to_have_text(re.compile("case page|export"))
+    shoot(page, dashboard, "8-export-and-access-log", log)
+
+
+def test_an_admin_erases_a_person_after_typing_the_reference_again(page, dashboard):
+    sign_in(page, dashboard.url, "admin")
+    open_case(page, dashboard.erase_case)
+    page.get_by_text("Erase this person's data", exact=False).click()
+    page.get_by_role("textbox", name="Type the case reference again to confirm").fill(
+        dashboard.erase_case
+    )
+    page.get_by_role("button", name="Erase for good").click()
+    expect(
+        page.get_by_test_id("stAlert").filter(has_text=f"{dashboard.erase_case} was erased")
+    ).to_be_visible()
+    shoot(page, dashboard, "9-erased")
+    box = page.get_by_role("textbox", name="Case reference")
+    box.fill(dashboard.erase_case)
+    box.press("Enter")
+    expect(page.get_by_test_id("stAlert").filter(has_text="No case with reference")).to_be_visible()

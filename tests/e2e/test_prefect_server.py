@@ -166,6 +166,14 @@ def test_a_journey_through_the_real_prefect_server(stack):
     assert timeline[-1]["action"] == "case.closed"
     assert timeline[-1]["actor"] == "system:advance"
 
+    # Erasing the person also removes the case's runs from Prefect's history.
+    out = cli(env, "erase", ref, "--as", "admin", "--confirm", ref)
+    assert f"Removed {len(runs)} flow runs" in out
+    left = httpx.post(
+        f"{api}/flow_runs/filter", json={"flow_runs": {"name": {"like_": ref}}}, timeout=10
+    ).json()
+    assert left == []
+
 
 def test_changes_are_saved_when_prefect_is_down_and_the_sweep_catches_up(stack, tmp_path):
     env = {

@@ -1,0 +1,79 @@
+"""The data-protection parts of the dashboard under AppTest: export, access log, erasure."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+
+from tests.conftest import NOW
+from tests.helpers import start_case
+from tests.test_dashboard import app, dash, texts
+from tracker.models import Erasure, Newcomer
+
+__all__ = ["dash"]  # the fixture, used by name below
+
+
+def frame_with(at, *columns: str):  # type: ignore[no-untyped-def]
+    (frame,) = [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)]
+    return frame
+
+
+def test_a_case_manager_finds_the_export_and_who_viewed_the_person(dash, actors):
+    ref = start_case(dash, actors["cm.mueller"], now=NOW, family_name="Exportova")
+    with dash.read() as s:  # a partner's look at the case shows in the log
+        from tracker.queries import case_view
+
+        case_view(s, actor=actors["ihk.hoffmann"], reference=ref)
+    at = app("cm.mueller", page="person")
+    at.session_state["case"] = ref
+    at.run()
+    assert not at.exception
+    assert "Data protection" in [h.value for h in at.subheader]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert {"Download PDF", "Download HTML", "Download JSON"} <= set(labels)
+    log = frame_with(at, "Organisation", "What")
+    assert set(log["Who"]) >= {"ihk.hoffmann", "cm.mueller"}
+    assert "IHK Mittleres Ruhrgebiet" in set(log["Organisation"])
+    assert "case page" in set(log["What"])
+    # Only admins are offered erasure.
+    assert not [f for f in at.get("form") if "erase" in f.proto.form_id]
+
+
+def test_a_partner_sees_no_export_no_access_log_and_no_erasure(dash, actors):
+    ref = start_case(dash, actors["cm.mueller"], now=NOW)
+    at = app("ihk.hoffmann", page="person")
+    at.session_state["case"] = ref
+    at.run()
+    assert not at.exception
+    assert "Data protection" not in [h.value for h in at.subheader]
+    assert not at.get("download_button")
+
+
+def test_an_admin_erases_a_person_only_after_typing_the_reference_again(dash, actors):
+    ref = start_case(dash, actors["cm.mueller"], now=NOW, family_name="Loeschmich")
+    at = app("admin", page="person")
+    at.session_state["case"] = ref
+    at.run()
+    at.text_input(key="erase_confirm").input("WO-AAAA-BBBB")
+    at.button(key="erase_submit").click().run()
+    assert "type the case reference again" in texts(at)
+    with dash.read() as s:
+        assert s.scalar(select(func.count()).select_from(Newcomer)) == 1
+    at.text_input(key="erase_confirm").input(ref)
+    at.button(key="erase_submit").click().run()
+    assert not at.exception
+    assert f"{ref} was erased" in texts(at)
+    with dash.read() as s:
+        assert s.scalar(select(func.count()).select_from(Newcomer)) == 0
+        assert s.scalar(select(func.count()).select_from(Erasure)) == 1
+    # The admin page lists the tombstone and finds it by the reference.
+    admin = app("admin", page="admin")
+    admin.run()
+    admin.text_input(key="erasure_lookup").input(ref).run()
+    assert not admin.exception
+    assert "Yes: request" in texts(admin)
+    tombs = frame_with(admin, "Rows removed")
+    assert list(tombs["Who"]) == ["admin"] and "Loeschmich" not in json.dumps(
+        tombs.to_dict(), default=str
+    )
