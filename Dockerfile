@@ -13,7 +13,9 @@ RUN apt-get update \
         fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 
-# Nothing phones home: Prefect and Streamlit telemetry off in every container.
+# Nothing phones home: Prefect and Streamlit telemetry off in every container. The image is for
+# deployments: the tracker starts in production mode (a secret key is required, demo data is not
+# allowed) unless ONBOARDING_ENVIRONMENT says otherwise.
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -22,6 +24,7 @@ ENV PYTHONUNBUFFERED=1 \
     DO_NOT_TRACK=1 \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
     ONBOARDING_DATA_DIR=/data \
+    ONBOARDING_ENVIRONMENT=production \
     PREFECT_HOME=/data/prefect
 
 RUN groupadd --system --gid 10001 app \

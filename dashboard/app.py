@@ -12,11 +12,19 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard.common import _, current_actor, page, sign_out  # noqa: E402
+from dashboard.common import (  # noqa: E402
+    _,
+    current_actor,
+    page,
+    refuse_unsafe_production,
+    sign_out,
+)
 from dashboard.i18n import LANGUAGES  # noqa: E402
 from tracker.services.fit import PROGRAMME_ORG  # noqa: E402
 
 st.set_page_config(page_title="Welcome Office Bochum", layout="wide")
+# Production without a proper secret, or with demo sign-ins: say why, render nothing else.
+refuse_unsafe_production()
 
 with st.sidebar:
     st.radio(
@@ -31,8 +39,7 @@ actor = current_actor()
 
 
 if actor is None:
-    if st.session_state.pop("expired", False):
-        st.info(_("Your session has expired. Please sign in again."))
+    # The sign-in page says why a session ended (expired, idle, account changed).
     pages = [page("signin", _("Sign in"), default=True)]
 else:
     # A page a role may not use is not offered; each page and the queries below refuse anyway.

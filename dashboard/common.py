@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import streamlit as st
 
 from dashboard.i18n import DEFAULT, gettext_for
-from tracker.access import Actor, actor_for
+from tracker import auth
+from tracker.access import Actor
 from tracker.config import get_settings
 from tracker.db import Database, get_database
 from tracker.errors import ConcurrentEditError, NotFoundError, PermissionDenied, TrackerError
 
 T = TypeVar("T")
-SESSION_HOURS = 8
+# What the session remembers of the sign-in (st.session_state keys).
+SESSION_KEYS = ("username", "signed_in_at", "last_seen", "session_stamp")
 
 
 def lang() -> str:
@@ -37,38 +40,114 @@ def _database(url: str) -> Database:
     return get_database(url)
 
 
+@st.cache_resource(show_spinner=False)
+def _production_checked(environment: str, url: str, secret: str) -> bool:
+    # Once per process and configuration: the demo-password check costs an Argon2 verify.
+    # A refusal raises and is not cached, so fixing the setup needs no restart.
+    auth.check_production(get_settings(), _database(url))
+    return True
+
+
+def refuse_unsafe_production() -> None:
+    """In production, show why the dashboard may not run and stop before anything renders."""
+    settings = get_settings()
+    if settings.environment != "production":
+        return
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
+    try:
+        _production_checked(
+            settings.environment,
+            settings.resolved_database_url,
+            hashlib.sha256(secret.encode()).hexdigest(),
+        )
+    except auth.ProductionNotReady as exc:
+        st.error(str(exc))
+        st.stop()
+
+
 @st.cache_data(ttl=5, show_spinner=False)
-def _actor(username: str, url: str) -> Actor:
-    # Briefly cached: a deactivation or role change made elsewhere applies within seconds.
+def _actor(username: str, stamp: str, url: str) -> Actor:
+    # Briefly cached: a deactivation, lockout, new password or role change made elsewhere ends
+    # or changes the session within seconds.
     with _database(url).read() as session:
-        return actor_for(session, username)
+        return auth.session_actor(session, username=username, stamp=stamp)
 
 
-def sign_in_as(actor: Actor) -> None:
+def sign_in_as(actor: Actor, stamp: str | None = None) -> None:
+    """Start a session; ``stamp`` is what ``tracker.auth.sign_in`` returned (read if not given)."""
+    if stamp is None:
+        with database().read() as session:
+            stamp = auth.stamp_for(session, actor.username)
+    now = datetime.now(UTC)
     st.session_state["username"] = actor.username
-    st.session_state["signed_in_at"] = datetime.now(UTC)
+    st.session_state["signed_in_at"] = now
+    st.session_state["last_seen"] = now
+    st.session_state["session_stamp"] = stamp
+    st.session_state.pop("session_ended", None)
 
 
-def sign_out() -> None:
-    for key in ("username", "signed_in_at"):
+def sign_out(reason: str | None = None) -> None:
+    """End the session; a reason (expired, idle, changed, locked, deactivated) is shown on the
+    sign-in page."""
+    for key in SESSION_KEYS:
         st.session_state.pop(key, None)
+    if reason:
+        st.session_state["session_ended"] = reason
+    else:
+        st.session_state.pop("session_ended", None)
+
+
+def session_ended_text(reason: str) -> str:
+    """Why the sign-in page is shown again, in the chosen language."""
+    settings = get_settings()
+    if reason == "idle":
+        return _(
+            "You were signed out after {minutes} minutes without activity. Please sign in again."
+        ).format(minutes=f"{settings.session_idle_minutes:g}")
+    if reason == "expired":
+        return _(
+            "Your session ended {hours} hours after you signed in. Please sign in again."
+        ).format(hours=f"{settings.session_hours:g}")
+    return _(
+        "You were signed out because your password or account was changed or locked. "
+        "Please sign in again."
+    )
 
 
 def current_actor() -> Actor | None:
-    """The signed-in person, re-read from the users table (a role may have changed)."""
+    """The signed-in person, re-read from the users table (a role may have changed).
+
+    The session ends (and the sign-in page says why) when it is older than ``session_hours``,
+    idle for ``session_idle_minutes``, or the account's password changed, or it was locked or
+    deactivated since the sign-in. Each page run counts as activity."""
     username = st.session_state.get("username")
     if not username:
         return None
-    signed_in = st.session_state.get("signed_in_at")
-    if signed_in is None or datetime.now(UTC) - signed_in > timedelta(hours=SESSION_HOURS):
-        sign_out()
-        st.session_state["expired"] = True
+    now = datetime.now(UTC)
+    state = auth.session_state(
+        st.session_state.get("signed_in_at"), st.session_state.get("last_seen"), now
+    )
+    if state != "valid":
+        sign_out(state)
         return None
+    url = get_settings().resolved_database_url
     try:
-        return _actor(username, get_settings().resolved_database_url)
-    except (NotFoundError, PermissionDenied):
-        sign_out()
+        stamp = st.session_state.get("session_stamp")
+        if stamp is None:
+            # A session opened without sign_in_as (st.session_state is server-side, so only
+            # this app's own code can do that): it takes the credentials as they are now.
+            with _database(url).read() as session:
+                stamp = auth.stamp_for(session, username)
+            st.session_state["session_stamp"] = stamp
+        actor = _actor(username, stamp, url)
+    except auth.SessionEnded as exc:
+        sign_out(exc.reason)
         return None
+    except (NotFoundError, PermissionDenied):
+        sign_out("deactivated")
+        return None
+    st.session_state["last_seen"] = now
+    return actor
 
 
 def require_actor(*roles: str) -> Actor:

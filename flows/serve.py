@@ -18,6 +18,13 @@ def serve(
     limit: Annotated[int, typer.Option(help="How many flow runs this process runs at once.")] = 4,
 ) -> None:
     """Serve all deployments (advance, sweep, delivery, digest, reports, FIT) until stopped."""
+    from tracker.auth import ProductionNotReady, check_production
+
+    try:
+        check_production()  # production: a proper secret and no demo sign-ins, or no start
+    except ProductionNotReady as exc:
+        typer.echo(f"Refusing to start: {exc}", err=True)
+        raise typer.Exit(2) from None
     use_prefect_environment()
     from prefect import serve as prefect_serve
 

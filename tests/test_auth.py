@@ -1,17 +1,32 @@
-"""Signing in: right and wrong passwords, lockout after repeated failures, unknown users."""
+"""Signing in: right and wrong passwords, lockout after repeated failures (also under a storm of
+parallel guesses), unknown users, and the rules that end a session."""
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.conftest import NOW
-from tracker.auth import MAX_FAILURES, SignInFailed, actor_for_email, sign_in
+from tracker.auth import (
+    MAX_FAILURES,
+    WRONG,
+    SessionEnded,
+    SignInFailed,
+    actor_for_email,
+    session_actor,
+    session_state,
+    sign_in,
+)
+from tracker.config import Settings
 from tracker.demo import DEMO_PASSWORD
 from tracker.enums import Role
-from tracker.models import AuditEvent
+from tracker.models import AuditEvent, User
+from tracker.passwords import hash_password, verify_password
 
 
 def _try(db, username, password, now=NOW):
@@ -51,3 +66,131 @@ def test_an_identity_provider_email_maps_to_the_tracker_user(db):
         assert actor_for_email(s, "LEAD.SCHMIDT@demo.invalid").role == Role.leadership
         with pytest.raises(SignInFailed):
             actor_for_email(s, "stranger@example.org")
+
+
+def test_a_storm_of_parallel_wrong_passwords_locks_the_account_and_loses_no_count(db):
+    """Ten guesses at once on one account: each is counted (the user row is locked while one
+    attempt is checked), the fifth locks the account, and none fails with an error."""
+    attempts = 2 * MAX_FAILURES
+    start = threading.Barrier(attempts)
+
+    def attempt(i: int) -> str | None:
+        start.wait()
+        with db.transaction() as s:
+            return sign_in(s, username="cm.mueller", password=f"guess-{i}", now=NOW).error
+
+    with ThreadPoolExecutor(attempts) as pool:
+        errors = list(pool.map(attempt, range(attempts)))
+    assert errors.count(WRONG) == MAX_FAILURES
+    assert sum("Too many failed attempts" in (e or "") for e in errors) == attempts - MAX_FAILURES
+    with db.read() as s:
+        user = s.scalars(select(User).where(User.username == "cm.mueller")).one()
+        assert user.locked_until is not None and user.locked_until > NOW
+        actions = s.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.entity_type == "user",
+                AuditEvent.entity_id == user.id,
+                AuditEvent.action != "user.added",
+            )
+        ).all()
+    assert sorted(actions) == ["user.locked"] + ["user.sign_in_failed"] * (MAX_FAILURES - 1)
+    # Locked means locked, also for the right password.
+    assert _try(db, "cm.mueller", DEMO_PASSWORD).actor is None
+
+
+def test_a_failed_sign_in_takes_an_argon2_verify():
+    """Guessing online is slow: each check costs a full Argon2id verify (the measured time is
+    printed; about 0.15 s on the development machines)."""
+    stored = hash_password("the-real-password")
+    started = time.perf_counter()
+    for _ in range(3):
+        assert not verify_password(stored, "a-guess")
+    per_verify = (time.perf_counter() - started) / 3
+    print(f"Argon2 verify: {per_verify * 1000:.0f} ms")
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert per_verify > 0.01
+
+
+# -- session rules -------------------------------------------------------------------------------
+
+SETTINGS = Settings(session_hours=8, session_idle_minutes=30)
+SECOND = timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("since_sign_in", "since_last_click", "expected"),
+    [
+        (timedelta(0), None, "valid"),  # fresh, no click yet
+        (timedelta(minutes=5), timedelta(minutes=1), "valid"),
+        (timedelta(hours=1), timedelta(minutes=30) - SECOND, "valid"),  # idle just under
+        (timedelta(hours=1), timedelta(minutes=30), "idle"),  # idle reached
+        (timedelta(hours=1), timedelta(minutes=30) + SECOND, "idle"),  # idle just over
+        (timedelta(minutes=30) + SECOND, None, "idle"),  # no click since sign-in
+        (timedelta(hours=8) - SECOND, timedelta(minutes=1), "valid"),  # expiry just under
+        (timedelta(hours=8), timedelta(0), "expired"),  # expiry reached, however busy
+        (timedelta(hours=8) + SECOND, timedelta(0), "expired"),  # expiry just over
+        (timedelta(hours=9), timedelta(hours=2), "expired"),  # expired wins over idle
+    ],
+)
+def test_session_state(since_sign_in, since_last_click, expected):
+    last_seen = None if since_last_click is None else NOW - since_last_click
+    assert session_state(NOW - since_sign_in, last_seen, NOW, SETTINGS) == expected
+
+
+def test_a_session_without_a_start_is_expired_and_the_limits_come_from_the_settings():
+    assert session_state(None, NOW, NOW, SETTINGS) == "expired"
+    short = Settings(session_hours=0.5, session_idle_minutes=5)
+    assert session_state(NOW - timedelta(minutes=4), None, NOW, short) == "valid"
+    assert session_state(NOW - timedelta(minutes=6), None, NOW, short) == "idle"
+    assert session_state(NOW - timedelta(minutes=31), NOW, NOW, short) == "expired"
+
+
+def _signed_in(db, username="cm.mueller"):
+    result = _try(db, username, DEMO_PASSWORD)
+    assert result.actor is not None and result.stamp
+    return result.stamp
+
+
+def _session(db, stamp, username="cm.mueller", now=NOW):
+    with db.read() as s:
+        return session_actor(s, username=username, stamp=stamp, now=now)
+
+
+def test_a_session_holds_while_the_account_is_unchanged(db):
+    stamp = _signed_in(db)
+    assert _session(db, stamp).username == "cm.mueller"
+    # Signing in again (elsewhere) does not end the first session.
+    assert _signed_in(db) == stamp
+    assert _session(db, stamp).role == Role.case_manager
+
+
+def test_a_new_password_ends_the_session(db):
+    stamp = _signed_in(db)
+    with db.transaction() as s:
+        s.execute(
+            update(User)
+            .where(User.username == "cm.mueller")
+            .values(password_hash=hash_password(DEMO_PASSWORD))  # even the same password
+        )
+    with pytest.raises(SessionEnded) as ended:
+        _session(db, stamp)
+    assert ended.value.reason == "changed"
+
+
+def test_a_lockout_ends_the_session_until_it_runs_out(db):
+    stamp = _signed_in(db)
+    for _ in range(MAX_FAILURES):
+        _try(db, "cm.mueller", "guess")
+    with pytest.raises(SessionEnded) as ended:
+        _session(db, stamp)
+    assert ended.value.reason == "locked"
+    assert _session(db, stamp, now=NOW + timedelta(minutes=16)).username == "cm.mueller"
+
+
+def test_a_deactivation_ends_the_session(db):
+    stamp = _signed_in(db)
+    with db.transaction() as s:
+        s.execute(update(User).where(User.username == "cm.mueller").values(active=False))
+    with pytest.raises(SessionEnded) as ended:
+        _session(db, stamp)
+    assert ended.value.reason == "deactivated"

@@ -24,6 +24,7 @@ import jsonschema
 import pytest
 import typer
 import yaml
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
@@ -51,13 +52,35 @@ _INTERPOLATION = re.compile(
 )
 
 
+# The secrets `docker compose` requires (`${NAME:?message}`), as scripts/make-env.sh writes them
+# into .env; the tests interpolate the file with these stand-ins.
+REQUIRED_SECRETS = (
+    "POSTGRES_PASSWORD",
+    "TRACKER_DB_PASSWORD",
+    "PREFECT_DB_PASSWORD",
+    "ONBOARDING_SECRET_KEY",
+)
+TEST_ENV = {
+    "POSTGRES_PASSWORD": "0f1e2d3c4b5a69788796a5b4c3d2e1f0aa11bb22cc33dd44",
+    "TRACKER_DB_PASSWORD": "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081",
+    "PREFECT_DB_PASSWORD": "9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928",
+    "ONBOARDING_SECRET_KEY": "3b9c0d7e1f2a4b6c8d0e2f4a6b8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3c",
+}
+MAKE_ENV = ROOT / "scripts" / "make-env.sh"
+
+
 def _interpolate(value: str, *, strict: bool) -> str:
-    """The value Compose uses when none of the variables is set (as Compose does: empty when a
-    variable has no default; `strict` refuses that instead)."""
+    """The value Compose uses with the test environment (TEST_ENV) as .env: a required variable
+    (`${NAME:?message}`) takes its TEST_ENV value, an optional one its default (empty without
+    one, as Compose does; `strict` refuses that instead)."""
 
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
+        name = match.group("name") or match.group("bare")
+        if match.group("op") in (":?", "?"):
+            assert name in TEST_ENV, f"{match.group(0)}: give the tests a value in TEST_ENV"
+            return TEST_ENV[name]
         if match.group("op") in (":-", "-"):
             return match.group("arg")
         if strict:
@@ -144,11 +167,112 @@ def test_the_schema_copy_is_the_shared_schema():
         )
 
 
-def test_every_variable_in_the_compose_file_has_a_default():
-    _resolve(RAW, strict=True)  # raises on a variable without a default
-    assert "${" in COMPOSE_FILE.read_text(encoding="utf-8"), "passwords come from the environment"
-    for key in ("POSTGRES_PASSWORD", "TRACKER_DB_PASSWORD", "PREFECT_DB_PASSWORD"):
-        assert re.search(r"\$\{" + key + r":-[^}]+\}", COMPOSE_FILE.read_text(encoding="utf-8"))
+# -- no secrets in the repository ---------------------------------------------------------------
+
+
+def _variables(text: str) -> list[re.Match[str]]:
+    return [m for m in _INTERPOLATION.finditer(text) if m.group(0) != "$$"]
+
+
+def test_every_variable_in_the_compose_file_is_required_with_a_message():
+    _resolve(RAW, strict=True)  # raises on a variable that would silently be empty
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    found = _variables(text)
+    assert found, "passwords come from the environment"
+    for match in found:
+        assert match.group("op") == ":?", f"{match.group(0)}: require it (${{NAME:?message}})"
+        assert "scripts/make-env.sh" in match.group("arg"), f"{match.group(0)}: say how to set it"
+    assert {m.group("name") for m in found} == set(REQUIRED_SECRETS)
+
+
+def _secret_like(key: str) -> bool:
+    return bool(re.search(r"PASSWORD|SECRET|TOKEN|(^|_)KEY$|CREDENTIAL", key, re.IGNORECASE))
+
+
+def test_the_compose_file_holds_no_password_or_secret():
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    # No default of any kind: `${NAME:-value}` / `${NAME-value}` would be a committed secret.
+    assert not re.search(r"\$\{\w+:?-", text), "a variable with a default"
+    checked = 0
+    for name, service in RAW["services"].items():
+        for key, value in _environment(service).items():
+            if _secret_like(key):
+                checked += 1
+                assert re.fullmatch(r"\$\{" + key + r":\?[^}]+\}", value), f"{name}: {key}={value}"
+            userinfo = re.match(r"[\w+]+://[^:/@]*:(?P<password>[^@]*)@", value)
+            if userinfo:  # a URL's password is a required variable too
+                checked += 1
+                assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", userinfo["password"]), f"{name}: {key}"
+    assert checked >= len(REQUIRED_SECRETS) + 2
+    # And none of the stand-in values was pasted into the file.
+    for secret in TEST_ENV.values():
+        assert secret not in text
+
+
+def test_the_tracker_services_run_in_production_with_the_secret_key():
+    from tracker.auth import check_production_secret
+
+    tracker_services = [
+        name
+        for name in PROJECT_SERVICES
+        if any(key.startswith("ONBOARDING_") for key in _environment(SERVICES[name]))
+    ]
+    assert set(tracker_services) >= {"migrate", "flows", "dashboard"}
+    for name in tracker_services:
+        raw = _environment(RAW["services"][name])
+        assert raw["ONBOARDING_ENVIRONMENT"] == "production", name
+        assert raw["ONBOARDING_SECRET_KEY"].startswith("${ONBOARDING_SECRET_KEY:?"), name
+        env = _environment(SERVICES[name])
+        settings = Settings(
+            environment=env["ONBOARDING_ENVIRONMENT"], secret_key=env["ONBOARDING_SECRET_KEY"]
+        )
+        check_production_secret(settings)  # the values make-env.sh writes pass the guard
+    # The image itself starts the tracker in production mode, compose or not.
+    assert "ONBOARDING_ENVIRONMENT=production" in DOCKERFILE.read_text(encoding="utf-8")
+
+
+def _run_make_env(target: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(MAKE_ENV), str(target)], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_make_env_writes_fresh_random_secrets_and_never_overwrites(tmp_path):
+    from tracker.auth import check_production_secret
+
+    first, second = tmp_path / "one.env", tmp_path / "two.env"
+    assert _run_make_env(first).returncode == 0
+    assert _run_make_env(second).returncode == 0
+    assert first.stat().st_mode & 0o077 == 0, "readable by its owner only"
+    values = []
+    for path in (first, second):
+        env = dict(
+            line.split("=", 1)
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line and not line.startswith("#")
+        )
+        assert set(env) == set(REQUIRED_SECRETS)
+        for key, value in env.items():
+            assert re.fullmatch(r"[0-9a-f]{48,}", value), key  # URL-safe, long, random
+        check_production_secret(
+            Settings(environment="production", secret_key=env["ONBOARDING_SECRET_KEY"])
+        )
+        values.append(env)
+    assert all(values[0][key] != values[1][key] for key in REQUIRED_SECRETS)
+    assert len(set(values[0].values())) == len(REQUIRED_SECRETS)
+
+    before = first.read_bytes()
+    again = _run_make_env(first)
+    assert again.returncode == 0, "`scripts/make-env.sh && docker compose up` works every time"
+    assert "not overwriting" in again.stderr
+    assert first.read_bytes() == before
+    assert not list(tmp_path.glob("one.env.*")), "no temporary file left behind"
+
+
+def test_the_env_file_is_ignored_by_git():
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert ".env" in ignored
+    assert ".streamlit/secrets.toml" in ignored
 
 
 # -- every command is a real entry point --------------------------------------------------------
@@ -277,7 +401,10 @@ def test_every_onboarding_variable_is_a_setting(name, monkeypatch):
     settings = Settings()
     for key, value in ours.items():
         field = key.removeprefix(prefix).lower()
-        assert str(getattr(settings, field)) == value, key
+        parsed = getattr(settings, field)
+        if isinstance(parsed, SecretStr):
+            parsed = parsed.get_secret_value()
+        assert str(parsed) == value, key
 
 
 @pytest.mark.parametrize("name", PROJECT_SERVICES)
@@ -425,8 +552,9 @@ def test_the_database_urls_point_at_the_databases_the_init_script_creates():
         used.add(url.database)
         expected_driver = "asyncpg" if key.startswith("PREFECT_") else "psycopg"
         assert url.drivername == f"postgresql+{expected_driver}", f"{service} {key}"
-        # The password is the same variable, with the same default, that the init script uses.
-        password = re.search(r"\$\{(\w+):-[^}]*\}", make_url(written).password or "")
+        # The password is the same required variable, with the same message, that the init
+        # script uses.
+        password = re.search(r"\$\{(\w+):\?[^}]*\}", make_url(written).password or "")
         assert password, f"{service} {key}: the password comes from the environment"
         assert postgres_env[password.group(1)] == password.group(0), f"{service} {key}"
         assert f"${{{password.group(1)}" in script, password.group(1)

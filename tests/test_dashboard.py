@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+import streamlit as st
+from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import NOW
@@ -15,7 +16,8 @@ from tracker import queries
 from tracker.config import get_settings
 from tracker.db import get_database
 from tracker.demo import DEMO_PASSWORD
-from tracker.models import Step
+from tracker.models import Step, User
+from tracker.passwords import hash_password
 from tracker.services import block_step
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
@@ -73,6 +75,67 @@ def test_signing_in_with_the_right_password_opens_my_cases(dash):
     assert not at.exception
     assert at.session_state["username"] == "cm.mueller"
     assert [m.label for m in at.metric] == ["Open cases", "Overdue", "Due soon", "Need attention"]
+
+
+def _signed_in_dashboard() -> AppTest:
+    """Signed in through the form, as a person does (the session remembers its credentials)."""
+    at = app()
+    at.run()
+    at.text_input(key="signin_user").input("cm.mueller")
+    at.text_input(key="signin_password").input(DEMO_PASSWORD)
+    at.button(key="signin_submit").click().run()
+    assert at.session_state["username"] == "cm.mueller"
+    return at
+
+
+def _signed_out(at: AppTest) -> str:
+    assert not at.exception
+    assert "username" not in at.session_state
+    assert at.text_input(key="signin_user"), "the sign-in page"
+    return "\n".join(str(i.value) for i in at.info)
+
+
+def test_an_idle_session_ends_and_the_sign_in_page_says_why(dash):
+    at = _signed_in_dashboard()
+    now = datetime.now(UTC)
+    at.session_state["last_seen"] = now - timedelta(minutes=29)
+    at.run()
+    assert at.session_state["username"] == "cm.mueller"  # a click within the limit
+    assert at.session_state["last_seen"] > now - timedelta(seconds=5)  # ... counts as activity
+    at.session_state["last_seen"] = now - timedelta(minutes=31)
+    at.run()
+    assert "signed out after 30 minutes without activity" in _signed_out(at)
+
+
+def test_a_session_ends_8_hours_after_sign_in_however_busy(dash):
+    at = _signed_in_dashboard()
+    at.session_state["lang"] = "de"
+    at.session_state["signed_in_at"] = datetime.now(UTC) - timedelta(hours=8, seconds=1)
+    at.run()
+    assert "Sitzung endete 8 Stunden nach der Anmeldung" in _signed_out(at)
+
+
+@pytest.mark.parametrize("change", ["password", "lockout"])
+def test_a_new_password_or_a_lockout_ends_the_session_within_seconds(dash, change):
+    at = _signed_in_dashboard()
+    if change == "password":
+        values = {"password_hash": hash_password("a-new-password")}
+    else:  # someone else's wrong guesses locked the account
+        values = {"locked_until": datetime.now(UTC) + timedelta(minutes=15)}
+    with dash.transaction() as s:
+        s.execute(update(User).where(User.username == "cm.mueller").values(**values))
+    st.cache_data.clear()  # what the 5 seconds of the actor cache do
+    at.run()
+    assert "password or account was changed or locked" in _signed_out(at)
+
+
+def test_a_deactivated_account_is_signed_out_within_seconds(dash):
+    at = _signed_in_dashboard()
+    with dash.transaction() as s:
+        s.execute(update(User).where(User.username == "cm.mueller").values(active=False))
+    st.cache_data.clear()
+    at.run()
+    _signed_out(at)
 
 
 @pytest.mark.parametrize(

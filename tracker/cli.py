@@ -284,6 +284,13 @@ def demo(
     """Load realistic demo data: partners, users for every role, newcomers at every stage."""
     import time
 
+    if get_settings().environment == "production":
+        err.print(
+            "[bold red]Error:[/] ONBOARDING_ENVIRONMENT=production: demo data (and its sign-ins "
+            "with a published password) is refused; load it on a development machine."
+        )
+        raise typer.Exit(1)
+
     from tracker.demo import load_demo
     from tracker.migrate import upgrade
 

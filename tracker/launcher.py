@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from tracker.auth import ProductionNotReady, check_production
 from tracker.config import Settings, get_settings, prefect_environment
 from tracker.orchestration import prefect_reachable
 
@@ -108,8 +109,15 @@ def run(
     with_dashboard: bool = True,
     settings: Settings | None = None,
 ) -> int:
-    """Start everything, print where it is, and supervise until Ctrl-C or a child dies."""
+    """Start everything, print where it is, and supervise until Ctrl-C or a child dies.
+
+    In production nothing starts without a proper secret or with demo sign-ins (exit 2)."""
     settings = settings or get_settings()
+    try:
+        check_production(settings)
+    except ProductionNotReady as exc:
+        say(f"Refusing to start: {exc}")
+        return 2
     env = child_environment(settings)
     start_server = not prefect_reachable(settings.prefect_api_url, timeout=1)
     services = plan_services(settings, start_server=start_server, with_dashboard=with_dashboard)

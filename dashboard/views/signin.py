@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.common import _, database, sign_in_as
-from tracker.auth import SignInFailed, actor_for_email, sign_in
+from dashboard.common import _, database, session_ended_text, sign_in_as
+from tracker.auth import SignInFailed, actor_for_email, sign_in, stamp_for
 
 st.title("Welcome Office Bochum")
 st.caption(_("Onboarding tracker for newcomers and their partners"))
+
+ended = st.session_state.pop("session_ended", None)
+if ended:
+    st.info(session_ended_text(ended))
 
 with st.form("signin"):
     username = st.text_input(_("Username"), key="signin_user")
@@ -21,7 +25,7 @@ if submitted:
     if result.actor is None:
         st.error(result.error or _("Sign-in failed."))
     else:
-        sign_in_as(result.actor)
+        sign_in_as(result.actor, result.stamp)
         st.rerun()
 
 
@@ -38,7 +42,9 @@ if _oidc_configured():
     if user is not None and getattr(user, "is_logged_in", False):
         try:
             with database().read() as session:
-                sign_in_as(actor_for_email(session, str(user.get("email", ""))))
+                actor = actor_for_email(session, str(user.get("email", "")))
+                stamp = stamp_for(session, actor.username)
+            sign_in_as(actor, stamp)
             st.rerun()
         except SignInFailed as exc:
             st.error(str(exc))
