@@ -246,7 +246,7 @@ with privacy_tab:
         found = read(erasures_for, reference=lookup.strip()) or []
         if found:
             st.success(
-                _("Yes: {basis} on {day}.").format(
+                _("Yes, erased: {basis}, {day}.").format(
                     basis=_(found[-1].basis), day=found[-1].erased_at.strftime("%Y-%m-%d")
                 )
             )
@@ -259,7 +259,7 @@ with privacy_tab:
                 _("When"): t.erased_at.strftime("%Y-%m-%d %H:%M"),
                 _("Who"): t.erased_by,
                 _("Why"): _(t.basis),
-                _("Rows removed"): sum(v for v in t.removed.values() if isinstance(v, int)),
+                _("Rows removed"): sum(t.removed.values()),
             }
             for t in tombstones
         ],

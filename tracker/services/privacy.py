@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -74,6 +75,26 @@ class Removal:
     mail_files: list[str] = field(default_factory=list)  # mail-drop files deleted
 
 
+class ErasureRow(BaseModel):
+    """A tombstone as the screens and the CLI show it."""
+
+    id: int
+    erased_at: datetime
+    erased_by: str
+    basis: str
+    removed: dict[str, int]
+
+    @classmethod
+    def of(cls, tombstone: Erasure) -> ErasureRow:
+        return cls(
+            id=tombstone.id,
+            erased_at=tombstone.erased_at,
+            erased_by=tombstone.erased_by,
+            basis=tombstone.basis,
+            removed={k: int(v) for k, v in (tombstone.removed or {}).items()},
+        )
+
+
 def reference_hash(reference: str) -> str:
     """A keyed hash of a case reference: the tombstone can be found by the reference, but
     the reference cannot be read back from the tombstone."""
@@ -82,22 +103,26 @@ def reference_hash(reference: str) -> str:
     return hmac.new(key, reference.strip().upper().encode(), hashlib.sha256).hexdigest()
 
 
-def erasures_for(session: Session, *, actor: Actor, reference: str) -> list[Erasure]:
+def erasures_for(session: Session, *, actor: Actor, reference: str) -> list[ErasureRow]:
     """The tombstones written for a case reference (to answer 'was my data erased?')."""
     require_admin(actor, "look up erasures")
-    return list(
-        session.scalars(
+    return [
+        ErasureRow.of(t)
+        for t in session.scalars(
             select(Erasure)
             .where(Erasure.reference_hash == reference_hash(reference))
             .order_by(Erasure.id)
         )
-    )
+    ]
 
 
-def recent_erasures(session: Session, *, actor: Actor, limit: int = 50) -> list[Erasure]:
+def recent_erasures(session: Session, *, actor: Actor, limit: int = 50) -> list[ErasureRow]:
     """The latest tombstones, newest first (admins)."""
     require_admin(actor, "see erasures")
-    return list(session.scalars(select(Erasure).order_by(Erasure.id.desc()).limit(limit)))
+    return [
+        ErasureRow.of(t)
+        for t in session.scalars(select(Erasure).order_by(Erasure.id.desc()).limit(limit))
+    ]
 
 
 def export_person(
