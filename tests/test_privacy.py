@@ -634,3 +634,56 @@ def test_without_any_consent_the_case_manager_still_walks_the_whole_journey(db, 
             assert partner_queue(s, actor=actors[partner]) == []
             with pytest.raises(NotFoundError):
                 case_view(s, actor=actors[partner], reference=ref)
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def test_export_erase_access_log_and_retention_from_the_command_line(cli, db, actors, tmp_path):
+    ref = start_case(db, actors["cm.mueller"], now=NOW, family_name="Kommandozeile")
+    code, _out, err = cli("case", "show", ref, "--as", "cm.mueller")
+    assert code == 0, err
+    # Export: JSON to a folder, HTML to a file; partners are refused.
+    code, _out, err = cli("export", ref, "--as", "cm.mueller", "-o", str(tmp_path))
+    assert code == 0, err
+    data = json.loads((tmp_path / f"auskunft-{ref}.json").read_text(encoding="utf-8"))
+    assert data["person"]["family_name"] == "Kommandozeile"
+    code, _out, err = cli(
+        "export",
+        ref,
+        "--as",
+        "cm.mueller",
+        "-f",
+        "html",
+        "-l",
+        "en",
+        "-o",
+        str(tmp_path / "x.html"),
+    )
+    assert code == 0 and "Your details" in (tmp_path / "x.html").read_text(encoding="utf-8")
+    code, _out, err = cli("export", ref, "--as", "stadt.weber")
+    assert code == 1 and "Only case managers" in err
+    # Who looked: the case page and the export, by the case manager.
+    code, out, err = cli("access-log", ref, "--as", "cm.mueller", "--json")
+    assert code == 0, err
+    assert {(r["actor"], r["purpose"]) for r in json.loads(out)} == {
+        ("cm.mueller", "case"),
+        ("cm.mueller", "export"),
+    }
+    # Erasure: refused for a case manager and for a wrong confirmation, then done.
+    code, _out, err = cli("erase", ref, "--as", "cm.mueller", "--confirm", ref)
+    assert code == 1 and "Only administrators" in err
+    code, _out, err = cli("erase", ref, "--as", "admin", "--confirm", "WO-0000-0000")
+    assert code == 1 and "reference again" in err
+    code, out, err = cli("erase", ref, "--as", "admin", "--confirm", ref)
+    assert code == 0, err
+    assert f"Erased {ref}" in out and "newcomers 1" in out
+    code, out, _err = cli("erasures", ref, "--as", "admin", "--json")
+    assert [row["basis"] for row in json.loads(out)] == ["request"]
+    code, _out, err = cli("case", "show", ref, "--as", "cm.mueller")
+    assert code == 1 and "No case with reference" in err
+    # Retention: nothing is due on the test data (no case ended a year ago).
+    code, out, err = cli("retention", "--as", "admin", "--dry-run", "--json")
+    assert code == 0 and json.loads(out) == {"due": 0}
+    code, _out, err = cli("retention", "--as", "cm.mueller")
+    assert code == 1 and "Only administrators" in err

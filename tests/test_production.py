@@ -287,3 +287,61 @@ def test_the_dashboard_starts_in_production_with_a_secret_and_no_demo_passwords(
     assert not at.exception
     assert not at.error
     assert at.text_input(key="signin_user")
+
+
+def test_the_demo_loader_itself_refuses_in_production(db, in_production):
+    """Not only the CLI: tracker.demo refuses, whoever calls it."""
+    from tracker.demo import ensure_demo_users, load_demo
+    from tracker.errors import PermissionDenied
+
+    in_production(GOOD_SECRET)
+    with pytest.raises(PermissionDenied, match="production"):
+        load_demo(db, people=2)
+    with db.transaction() as s, pytest.raises(PermissionDenied, match="production"):
+        ensure_demo_users(s)
+
+
+def test_the_first_administrator_of_a_fresh_installation(empty_db, monkeypatch):
+    """Production has no demo sign-ins: `onboarding user bootstrap` creates the first admin,
+    once, with a password that follows the length rule; the run is no longer refused for it."""
+    from tracker.auth import sign_in
+    from tracker.cli import app
+
+    monkeypatch.setenv("ONBOARDING_DATABASE_URL", empty_db.url)
+    get_settings.cache_clear()
+    get_database.cache_clear()
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(app, list(args))
+        return result.exit_code, result.stdout, result.stderr
+
+    code, _out, err = cli(
+        "user", "bootstrap", "dpo", "--display-name", "Data Protection", "--password", "short"
+    )
+    assert code == 1 and "at least 10 characters" in err
+    code, out, err = cli(
+        "user",
+        "bootstrap",
+        "dpo",
+        "--display-name",
+        "Data Protection",
+        "--password",
+        "a-long-pass-phrase",
+    )
+    assert code == 0, err
+    assert "Added administrator dpo" in out
+    code, _out, err = cli(
+        "user",
+        "bootstrap",
+        "second",
+        "--display-name",
+        "Second",
+        "--password",
+        "another-long-phrase",
+    )
+    assert code == 1 and "exists already" in err
+    with empty_db.transaction() as s:
+        result = sign_in(s, username="dpo", password="a-long-pass-phrase")
+    assert result.actor is not None and result.actor.role == "admin"
+    get_database.cache_clear()
+    get_settings.cache_clear()

@@ -363,7 +363,8 @@ def run_all(
     """Start the local Prefect server, the flows and the dashboard; stop them with Ctrl-C."""
     from tracker.launcher import run
 
-    _print_logins()
+    if get_settings().environment != "production":
+        _print_logins()
     code = run(say=out.print, with_dashboard=dashboard)
     raise typer.Exit(code)
 
@@ -1244,6 +1245,41 @@ def user_add(
         password_hash=hashed,
     )
     out.print(f"Added user {username.lower()} ({role.value}).")
+
+
+@user_app.command("bootstrap")
+def user_bootstrap(
+    username: str,
+    display_name: Annotated[str, typer.Option(help="Full name.")],
+    email: Annotated[str | None, typer.Option()] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ONBOARDING_NEW_PASSWORD",
+            help="The password (or set ONBOARDING_NEW_PASSWORD; asked for if neither).",
+        ),
+    ] = None,
+) -> None:
+    """Create the first administrator of a new installation (only while there is none)."""
+    from tracker.passwords import hash_password
+    from tracker.services.admin import bootstrap_admin
+
+    if not password:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with _friendly():
+        try:
+            hashed = hash_password(password)
+        except ValueError as exc:
+            raise TrackerError(str(exc)) from None
+        with _db().transaction() as session:
+            bootstrap_admin(
+                session,
+                username=username,
+                display_name=display_name,
+                email=email,
+                password_hash=hashed,
+            )
+    out.print(f"Added administrator {username.lower()}; sign in and add the other users.")
 
 
 @pathway_app.command("list")

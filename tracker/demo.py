@@ -48,7 +48,7 @@ from tracker.enums import (
     Role,
     StepState,
 )
-from tracker.errors import ValidationFailed
+from tracker.errors import PermissionDenied, ValidationFailed
 from tracker.models import (
     AuditEvent,
     Case,
@@ -212,8 +212,18 @@ def _demo_hash() -> str:
     return hash_password(DEMO_PASSWORD)
 
 
+def refuse_in_production() -> None:
+    """Demo data carries sign-ins with a published password: never in production."""
+    if get_settings().environment == "production":
+        raise PermissionDenied(
+            "ONBOARDING_ENVIRONMENT=production: demo data (and its sign-ins with a published "
+            "password) is refused; load it on a development machine."
+        )
+
+
 def ensure_demo_users(session: Session, *, now: datetime | None = None) -> list[str]:
     """Create the demo sign-ins that are missing; returns the usernames added."""
+    refuse_in_production()
     existing = set(session.scalars(select(User.username)))
     added = []
     for username, display, role, org in DEMO_USERS:
@@ -2212,6 +2222,7 @@ def load_demo(
     Person number n (counting the newcomers already in the database) always has the same
     journey for a seed; ``as_of`` (default today) only decides how far along it is.
     """
+    refuse_in_production()
     registry = registry or get_registry()
     as_of = as_of or utcnow().date()
     _check_day(as_of)

@@ -12,9 +12,12 @@ from argon2.profiles import RFC_9106_LOW_MEMORY
 _hasher = PasswordHasher.from_parameters(RFC_9106_LOW_MEMORY)
 
 
+MIN_LENGTH = 10  # NIST SP 800-63B asks for at least 8; length beats composition rules
+
+
 def hash_password(password: str) -> str:
-    if len(password) < 4:
-        raise ValueError("a password needs at least 4 characters")
+    if len(password) < MIN_LENGTH:
+        raise ValueError(f"a password needs at least {MIN_LENGTH} characters")
     return _hasher.hash(password)
 
 

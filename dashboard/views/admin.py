@@ -23,7 +23,7 @@ from tracker import queries, services
 from tracker.enums import OrgKind, Role
 from tracker.importer import ImportFailed, import_newcomers
 from tracker.orchestration import request_advance
-from tracker.passwords import hash_password
+from tracker.passwords import MIN_LENGTH, hash_password
 from tracker.pathway import get_registry
 from tracker.services._base import utcnow
 from tracker.services.delivery import failed_messages, retry_message
@@ -129,8 +129,10 @@ with users_tab:
         org_key = cols[0].selectbox(_("Organisation"), ["", *[o.key for o in orgs]], key="user_org")
         password = cols[1].text_input(_("Initial password"), type="password", key="user_pw")
         if st.form_submit_button(_("Add"), key="user_add_submit"):
-            if len(password) < 8:
-                st.error(_("Choose an initial password of at least 8 characters."))
+            if len(password) < MIN_LENGTH:
+                st.error(
+                    _("Choose an initial password of at least {n} characters.").format(n=MIN_LENGTH)
+                )
             elif change(
                 services.add_user,
                 username=username,

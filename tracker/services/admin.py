@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from tracker import audit
 from tracker.access import Actor, require_admin
 from tracker.enums import HandoffState, OrgKind, Role
-from tracker.errors import ValidationFailed
+from tracker.errors import PermissionDenied, ValidationFailed
 from tracker.models import Handoff, Organisation, User
 from tracker.pathway import PathwayRegistry, get_registry
 from tracker.services._base import check_version, get_org, utcnow
@@ -187,6 +187,35 @@ def add_user(
         details={"role": role, "organisation": organisation},
     )
     return user
+
+
+def bootstrap_admin(
+    session: Session,
+    *,
+    username: str,
+    display_name: str,
+    password_hash: str,
+    email: str | None = None,
+    now: datetime | None = None,
+) -> User:
+    """The first administrator of a fresh installation (no demo data in production).
+
+    Allowed only while no active administrator exists; after that, admins add users."""
+    if session.scalar(select(User.id).where(User.role == Role.admin, User.active.is_(True))):
+        raise PermissionDenied(
+            "An administrator exists already; an administrator adds further users "
+            "(onboarding user add)."
+        )
+    return add_user(
+        session,
+        actor=SETUP,
+        username=username,
+        display_name=display_name,
+        role=Role.admin,
+        email=email,
+        password_hash=password_hash,
+        now=now,
+    )
 
 
 def _withdraw_open_offers(
