@@ -37,6 +37,7 @@ from tracker.queries import case_view, list_cases, partner_queue, timeline
 from tracker.senders import FileSender
 from tracker.services import block_step, decline_handoff, fit
 from tracker.services.delivery import deliver_pending
+from tracker.services.digest import build_digests
 from tracker.services.privacy import (
     anonymise_expired,
     erase_person,
@@ -57,6 +58,8 @@ def marked_student(db: Database, actors: Any, mail_dir: Path) -> str:
     ref = student_with_open_fit_step(
         db, actors, given_name=GIVEN, family_name=FAMILY, email=EMAIL, phone=PHONE
     )
+    with db.transaction() as s:  # THGA's digest names her case (by reference) among others
+        build_digests(s, day=NOW.date(), now=NOW)
     with db.transaction() as s:
         block_step(
             s,
@@ -280,6 +283,9 @@ def test_erasure_leaves_the_name_in_no_table_and_no_file(db, actors, tmp_path):
     ref = marked_student(db, actors, mail)
     other = another_person(db, actors)
     assert cells_naming(db, NEEDLES), "the search must find her before the erasure"
+    with db.read() as s:
+        digests = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "digest"))
+        assert [d.id for d in digests if ref in json.dumps(d.context)], "a digest names her"
     assert files_naming(mail, [EMAIL, ref]), "her messages are in the mail drop"
     with db.read() as s:
         others_before = s.scalar(
@@ -298,6 +304,9 @@ def test_erasure_leaves_the_name_in_no_table_and_no_file(db, actors, tmp_path):
     assert removal.removed["outbox"] > 0 and removal.mail_files
     assert removal.removed["access_log"] >= 3
     assert cells_naming(db, [*NEEDLES, ref]) == []
+    assert removal.removed["references_blanked"] >= 1
+    with db.read() as s:  # the digest itself stays, for the other cases it names
+        assert s.scalar(select(func.count()).where(OutboxMessage.kind == "digest"))
     assert files_naming(mail, [*NEEDLES, ref]) == []
     assert files_naming(get_settings().data_dir, NEEDLES) == []
     with db.read() as s:

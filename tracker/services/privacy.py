@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import String, cast, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from tracker import audit, clocks
@@ -190,7 +190,7 @@ def erase_person(
     counts["fit_participants"] = _delete(
         session, FitParticipant, FitParticipant.newcomer_id == newcomer_id
     )
-    _remove_traces(session, result, newcomer_id, case_ids, mail_dir)
+    _remove_traces(session, result, newcomer_id, references, mail_dir)
     counts["handoffs"] = _delete(session, Handoff, Handoff.case_id.in_(case_ids))
     counts["steps"] = _delete(session, Step, Step.case_id.in_(case_ids))
     _tombstones(session, actor, result, newcomer_id, references, now)
@@ -292,7 +292,7 @@ def anonymise_person(
         counts["fit_permits"] = _delete(
             session, FitPermit, FitPermit.participant_id.in_(participant_ids)
         )
-    _remove_traces(session, result, newcomer_id, case_ids, mail_dir)
+    _remove_traces(session, result, newcomer_id, references, mail_dir)
     _tombstones(session, actor, result, newcomer_id, references, now)
     for case_id in case_ids:
         audit.record(
@@ -389,10 +389,11 @@ def _remove_traces(
     session: Session,
     result: Removal,
     newcomer_id: int,
-    case_ids: list[int],
+    references: dict[int, str],
     mail_dir: Path | None,
 ) -> None:
     """Messages (and their mail-drop copies), the access log and the consents."""
+    case_ids = list(references)
     about_person = or_(
         OutboxMessage.case_id.in_(case_ids), OutboxMessage.recipient_newcomer_id == newcomer_id
     )
@@ -409,6 +410,33 @@ def _remove_traces(
             path.unlink()
             result.mail_files.append(path.name)
     result.removed["mail_files"] = len(result.mail_files)
+    # Messages about several cases (the partners' digests) name cases by reference: the
+    # person's references are blanked there, in the outbox and in the mail drop's copy.
+    redacted = 0
+    for reference in references.values():
+        for message in session.scalars(
+            select(OutboxMessage).where(cast(OutboxMessage.context, String).contains(reference))
+        ):
+            message.context = _without(message.context, reference)
+            redacted += 1
+            path = folder / file_name_for(message.idempotency_key)
+            if path.exists():
+                path.write_text(
+                    path.read_text(encoding="utf-8").replace(reference, ANONYMISED),
+                    encoding="utf-8",
+                )
+    result.removed["references_blanked"] = redacted
+
+
+def _without(value: Any, reference: str) -> Any:
+    """``value`` (JSON) with every occurrence of ``reference`` blanked."""
+    if isinstance(value, str):
+        return value.replace(reference, ANONYMISED)
+    if isinstance(value, list):
+        return [_without(v, reference) for v in value]
+    if isinstance(value, dict):
+        return {k: _without(v, reference) for k, v in value.items()}
+    return value
 
 
 def _tombstones(
