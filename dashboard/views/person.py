@@ -376,8 +376,6 @@ if actor.manages_cases:
                         from tracker.orchestration import forget_case_runs
 
                         forget_case_runs(reference)  # best effort: Prefect may be away
-                        st.session_state.pop("case", None)
-                        st.session_state.pop("person_ref", None)
                         st.session_state["flash"] = (
                             "success",
                             _("{reference} was erased. Tombstone {ids}.").format(
