@@ -408,3 +408,40 @@ def test_checking_a_large_file_asks_the_database_a_few_questions_not_one_per_row
     assert len(report.imported) == 1199
     assert [line for line, _ in report.skipped_duplicates] == [9]
     assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) <= 6
+
+
+def hundred_thousand_rows(bad_line: int | None = None) -> bytes:
+    """100,000 different people (lines 2 to 100,001); ``bad_line`` gets an impossible date."""
+    lines = [HEADER + ",email"]
+    for line in range(2, 100_002):
+        born = "2025-02-30" if line == bad_line else f"{1950 + line % 50}-{line % 12 + 1:02d}-15"
+        lines.append(f"Person {line},Familie {line},{born},IN,work,p{line}@example.org")
+    return csv_bytes(*lines, newline="\r\n")
+
+
+def test_a_100k_row_file_with_one_impossible_date_near_the_end_is_refused_whole(db, actors):
+    cm = actors["cm.mueller"]
+    before = table_counts(db)
+
+    failure = refused(db, cm, hundred_thousand_rows(bad_line=99_998))
+
+    assert problems(failure) == [(99_998, "birth_date")]
+    assert str(failure).splitlines() == [
+        "1 problem in the file; nothing was imported.",
+        "line 99998, birth_date: '2025-02-30' is not a date (use YYYY-MM-DD or DD.MM.YYYY)",
+    ]
+    assert failure.report.rows_read == 100_000
+    assert table_counts(db) == before
+
+
+def test_a_100k_row_file_is_checked_whole_in_a_dry_run(db, actors):
+    # The real import of 100,000 rows (cases and all) takes minutes: bench/import_100k.py.
+    cm = actors["cm.mueller"]
+    before = table_counts(db)
+
+    report = run_import(db, cm, hundred_thousand_rows(), dry_run=True)
+
+    assert report.rows_read == 100_000
+    assert report.imported == [(line, None) for line in range(2, 100_002)]
+    assert report.errors == [] and report.skipped_duplicates == []
+    assert table_counts(db) == before

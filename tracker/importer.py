@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from tracker import audit
@@ -48,7 +48,12 @@ DELIMITERS = (",", ";", "\t")
 LISTED_ERRORS = 50
 # Well below SQLite's and PostgreSQL's limits on bound parameters per statement.
 IN_CHUNK = 500
+_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _EXCEL_SEP_LINE = re.compile(r"^sep=(.)$", re.IGNORECASE)  # Excel's hint line
+# Control characters other than tab and line breaks, and lone surrogates (which only a wrong
+# codec such as unicode_escape produces): no cell may keep them, and PostgreSQL refuses NUL.
+_UNSTORABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+MATCH_KEY_LENGTH: int = Newcomer.__table__.c.match_key.type.length  # type: ignore[attr-defined]
 
 Label = str | int
 
@@ -134,33 +139,24 @@ def import_newcomers(
     require_case_manager(actor, "import newcomers")
     now = now or datetime.now(UTC)
     report = ImportReport(dry_run=dry_run)
-    try:
-        if isinstance(source, Path):
-            report.source = source.name
-            try:
-                raw = source.read_bytes()
-            except OSError as exc:
-                raise _Unreadable(RowError(0, "", f"cannot read {source}: {exc.strerror}")) from exc
-        else:
-            raw = bytes(source)
-        rows = _parse(_decode(raw, encoding), delimiter, report)
-    except _Unreadable as exc:
-        report.errors.extend(exc.errors)
-        raise ImportFailed(report) from None
+    checked = _read_and_check(source, encoding, delimiter, report)
 
     if open_cases:
-        _check_case_managers(session, rows, case_manager, report)
-    rows = _drop_duplicates(session, rows, report, skip=skip_duplicates)
+        _check_case_managers(session, checked.people, case_manager, report)
+    kept, skipped = _drop_duplicates(session, checked.people, report, skip=skip_duplicates)
     if report.errors:
         raise ImportFailed(report)
     if dry_run:
-        report.imported = [(row.line, None) for row in rows]
+        report.imported = [(line, None) for line in kept]
         return report
-    if not rows:
+    if not kept:
         return report
+    # The rows were checked and then let go of; they are read again as they are written, so a
+    # large file costs its text and a few bytes a row, not a validated object a row.
+    checked.people.clear()
     _write(
         session,
-        rows,
+        checked.rows(skip=skipped),
         report,
         actor=actor,
         open_cases=open_cases,
@@ -171,9 +167,49 @@ def import_newcomers(
     return report
 
 
+def check_file(
+    source: Path | bytes, *, encoding: str | None = None, delimiter: str | None = None
+) -> ImportReport:
+    """Read and check every row of a CSV file without the database.
+
+    Raises ImportFailed listing every problem in the file itself (encoding, separator, header,
+    cells, quotes). What only the database can tell (duplicates of people already in the tracker,
+    unknown case managers) is left to ``import_newcomers``. On success ``imported`` lists
+    ``(line, None)`` for every row read.
+    """
+    report = ImportReport(dry_run=True)
+    checked = _read_and_check(source, encoding, delimiter, report)
+    if report.errors:
+        raise ImportFailed(report)
+    report.imported = [(person.line, None) for person in checked.people]
+    return report
+
+
+def _read_and_check(
+    source: Path | bytes, encoding: str | None, delimiter: str | None, report: ImportReport
+) -> _Checked:
+    try:
+        text = _read(source, encoding, report)
+        return _parse(text, delimiter, report)
+    except _Unreadable as exc:
+        report.errors.extend(exc.errors)
+        raise ImportFailed(report) from None
+
+
+def _read(source: Path | bytes, encoding: str | None, report: ImportReport) -> str:
+    if isinstance(source, Path):
+        report.source = source.name
+        try:
+            raw = source.read_bytes()
+        except OSError as exc:
+            raise _Unreadable(RowError(0, "", f"cannot read {source}: {exc.strerror}")) from exc
+        return _decode(raw, encoding)
+    return _decode(bytes(source), encoding)
+
+
 def _write(
     session: Session,
-    rows: list[_Row],
+    rows: Iterable[_Row],
     report: ImportReport,
     *,
     actor: Actor,
@@ -218,7 +254,14 @@ def _write(
             )
     except TrackerError as exc:
         report.imported.clear()
-        report.errors.append(RowError(line, "", str(exc)))
+        report.errors.append(RowError(getattr(exc, "line", line), "", str(exc)))
+        raise ImportFailed(report) from exc
+    except (DataError, IntegrityError) as exc:
+        # The checks above should leave nothing for the database to refuse; if it does, the
+        # savepoint is gone and the reader still learns which row it was.
+        report.imported.clear()
+        reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+        report.errors.append(RowError(line, "", f"the database refused this row ({reason})"))
         raise ImportFailed(report) from exc
 
 
@@ -227,48 +270,112 @@ def _write(
 
 def _decode(raw: bytes, encoding: str | None) -> str:
     if encoding is None:
-        if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            raise _Unreadable(
-                RowError(
-                    0,
-                    "",
-                    "the file is UTF-16 (Excel's 'Unicode text'); save it as 'CSV UTF-8' "
-                    "or try again with --encoding utf-16",
-                )
-            )
-        try:
-            return raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise _Unreadable(
-                RowError(
-                    _line_of(raw, exc.start),
-                    "",
-                    "the file is not UTF-8 (this line has bytes that are not valid UTF-8); "
-                    "it was probably saved by Excel or an older program. Try again with "
-                    "--encoding latin-1 (or --encoding cp1252)",
-                )
-            ) from None
+        return _decode_default(raw)
     try:
-        codecs.lookup(encoding)
-    except LookupError:
+        codec = codecs.lookup(encoding)
+    except (LookupError, ValueError, TypeError):
         raise _Unreadable(
             RowError(0, "", f"{encoding!r} is not a known encoding; try utf-8, latin-1 or cp1252")
         ) from None
+    if not getattr(codec, "_is_text_encoding", True) or codec.name in _NOT_FILE_ENCODINGS:
+        # base64, zlib, rot13 and the like
+        raise _Unreadable(
+            RowError(
+                0,
+                "",
+                f"{encoding!r} is not an encoding files are saved in; try utf-8, latin-1 or cp1252",
+            )
+        )
     try:
-        text = raw.decode(encoding)
+        text = codec.decode(raw)[0]
     except UnicodeDecodeError as exc:
         raise _Unreadable(
             RowError(
-                _line_of(raw, exc.start),
+                _line_of(raw, exc.start, codec.name),
                 "",
                 f"this line has bytes that are not valid {encoding}; check the file's encoding",
             )
         ) from None
+    except (UnicodeError, ValueError, TypeError) as exc:  # e.g. idna, or a codec's own rules
+        raise _Unreadable(
+            RowError(0, "", f"the file cannot be read as {encoding} ({exc}); check its encoding")
+        ) from None
+    if not isinstance(text, str):
+        raise _Unreadable(RowError(0, "", f"{encoding!r} is not a text encoding"))
     return text.removeprefix("\ufeff")
 
 
-def _line_of(raw: bytes, offset: int) -> int:
-    return raw.count(b"\n", 0, offset) + 1
+def _decode_default(raw: bytes) -> str:
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise _Unreadable(
+            RowError(
+                0,
+                "",
+                "the file is UTF-32; save it as 'CSV UTF-8' or try again with --encoding utf-32",
+            )
+        )
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise _Unreadable(
+            RowError(
+                0,
+                "",
+                "the file is UTF-16 (Excel's 'Unicode text'); save it as 'CSV UTF-8' "
+                "or try again with --encoding utf-16",
+            )
+        )
+    head = raw[:4096]
+    if len(head) >= 8 and head.count(0) * 4 >= len(head):
+        # Text files hold no NUL bytes; UTF-16 without a byte-order mark holds one in two.
+        little = head[1::2].count(0) >= head[0::2].count(0)
+        guess = "utf-16-le" if little else "utf-16-be"
+        raise _Unreadable(
+            RowError(
+                0,
+                "",
+                "the file is not text as saved by a spreadsheet (every other byte is zero): "
+                "it is probably UTF-16 without a byte-order mark; save it as 'CSV UTF-8' or "
+                f"try again with --encoding {guess}",
+            )
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _Unreadable(
+            RowError(
+                _line_of(raw, exc.start, "utf-8"),
+                "",
+                "the file is not UTF-8 (this line has bytes that are not valid UTF-8); "
+                "it was probably saved by Excel or an older program. Try again with "
+                "--encoding latin-1 (or --encoding cp1252)",
+            )
+        ) from None
+
+
+def _line_of(raw: bytes, offset: int, encoding: str) -> int:
+    """The line (as the CSV reader counts them) holding the byte at ``offset``."""
+    try:
+        before = raw[:offset].decode(encoding, "replace")
+    except (UnicodeError, LookupError, ValueError, TypeError):
+        before = raw[:offset].decode("latin-1")
+    return _line_breaks(before) + 1
+
+
+def _line_breaks(text: str) -> int:
+    # "\r\n", a lone "\r" and a lone "\n" each end one line, as for csv and io's newline="".
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|[\r\n]|\Z)")
+
+
+def _lines(text: str, *, blank_first: bool = False) -> Iterator[str]:
+    """The lines of ``text`` with their endings, one at a time (no copy of the whole text)."""
+    for number, match in enumerate(_LINE.finditer(text)):
+        line = match.group()
+        if not line:
+            return
+        # Excel's "sep=" line is not a row; a blank line keeps the later line numbers.
+        yield "\n" if blank_first and number == 0 else line
 
 
 def _column_name(cell: str) -> str:
@@ -278,6 +385,13 @@ def _column_name(cell: str) -> str:
 
 def _show(delimiter: str) -> str:
     return "tab" if delimiter == "\t" else repr(delimiter)
+
+
+# Codecs Python knows that no program saves a spreadsheet in: they turn "\\u00e9" into "é" (and
+# "\\ud800" into half a character), or are for domain names, or refuse everything.
+_NOT_FILE_ENCODINGS = frozenset(
+    {"unicode-escape", "raw-unicode-escape", "idna", "punycode", "undefined"}
+)
 
 
 def _header_names(first_line: str, delimiter: str) -> list[str]:
@@ -293,9 +407,11 @@ def _sniff(first_line: str) -> str:
     return max(DELIMITERS, key=score)
 
 
-def _records(text: str, delimiter: str) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
+def _records(
+    text: str, delimiter: str, *, blank_first: bool = False
+) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
     """Yield (first line, last line, cells or the reader's error) for each non-blank record."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.reader(_lines(text, blank_first=blank_first), delimiter=delimiter, strict=True)
     end = 0
     while True:
         start = end + 1
@@ -305,7 +421,9 @@ def _records(text: str, delimiter: str) -> Iterator[tuple[int, int, list[str] | 
             return
         except csv.Error as exc:
             if reader.line_num <= end:
-                return  # the reader cannot move on; everything after is unreadable anyway
+                # The reader cannot move on: say so rather than drop the rest unread.
+                yield start, start, exc
+                return
             end = reader.line_num
             yield start, end, exc
             continue
@@ -315,30 +433,81 @@ def _records(text: str, delimiter: str) -> Iterator[tuple[int, int, list[str] | 
             yield start, end, cells
 
 
-def _parse(text: str, delimiter: str | None, report: ImportReport) -> list[_Row]:
-    first, _, rest = text.partition("\n")
-    excel_sep = _EXCEL_SEP_LINE.match(first.rstrip("\r"))
-    if excel_sep:
-        delimiter = delimiter or excel_sep.group(1)
-        text = "\n" + rest  # keeps the line numbers; blank lines are skipped
-    first_line = next((ln for ln in text.splitlines() if ln.strip()), "")
+@dataclass(slots=True)
+class _Person:
+    """What the checks against the database need to know of a row, and no more."""
+
+    line: int
+    match_key: str
+    case_manager: str | None
+    born: bool
+
+
+@dataclass
+class _Checked:
+    """A file read and checked row by row. The rows are read again when they are written."""
+
+    text: str
+    delimiter: str
+    sep_line: bool
+    names: list[str]
+    people: list[_Person]
+
+    def rows(self, *, skip: set[int]) -> Iterator[_Row]:
+        records = _records(self.text, self.delimiter, blank_first=self.sep_line)
+        next(records, None)  # the header
+        for start, _end, cells in records:
+            if start in skip or isinstance(cells, csv.Error) or len(cells) != len(self.names):
+                continue  # a skipped duplicate (any other problem stopped the import already)
+            again = ImportReport()
+            row = _validate(start, list(zip(self.names, cells, strict=True)), again)
+            if row is None:  # cannot happen: the same text was checked a moment ago
+                raise _ReadAgainFailed(start)
+            yield row
+
+
+class _ReadAgainFailed(ValidationFailed):
+    def __init__(self, line: int) -> None:
+        self.line = line
+        super().__init__("this line read differently the second time; nothing was imported")
+
+
+def _blank(line: str) -> bool:
+    return not line.strip().strip(',;\t"').strip()
+
+
+def _parse(text: str, delimiter: str | None, report: ImportReport) -> _Checked:
+    first = next(_lines(text), "").rstrip("\r\n")
+    excel_sep = _EXCEL_SEP_LINE.match(first)
+    given_at = 0  # where the separator was given: on the command line, or on the sep= line
+    if excel_sep and not delimiter:
+        delimiter, given_at = excel_sep.group(1), 1
+    first_line = next(
+        (ln.rstrip("\r\n") for ln in _lines(text, blank_first=bool(excel_sep)) if not _blank(ln)),
+        "",
+    )
     if not first_line:
         raise _Unreadable(RowError(0, "", "the file is empty: no header and no rows"))
-    delimiter = _check_delimiter(delimiter) if delimiter else _sniff(first_line)
+    delimiter = _check_delimiter(delimiter, given_at) if delimiter else _sniff(first_line)
 
-    records = _records(text, delimiter)
-    header_line, header_end, header_cells = next(records)
+    records = _records(text, delimiter, blank_first=bool(excel_sep))
+    header = next(records, None)
+    if header is None:
+        raise _Unreadable(RowError(0, "", "the file is empty: no header and no rows"))
+    header_line, header_end, header_cells = header
     if isinstance(header_cells, csv.Error):
         raise _Unreadable(
-            RowError(header_line, "", _reader_problem(header_cells, header_line, header_end))
+            RowError(
+                header_line, "", _reader_problem(header_cells, header_line, header_end, delimiter)
+            )
         )
     names = _check_header(header_line, header_cells, first_line, delimiter)
 
-    rows: list[_Row] = []
+    people: list[_Person] = []
     for start, end, cells in records:
         report.rows_read += 1
         if isinstance(cells, csv.Error):
-            report.errors.append(RowError(start, "", _reader_problem(cells, start, end)))
+            report.errors.append(RowError(start, "", _reader_problem(cells, start, end, delimiter)))
         elif len(cells) != len(names):
             report.errors.append(
                 RowError(start, "", _width_problem(len(cells), len(names), delimiter, start, end))
@@ -346,19 +515,28 @@ def _parse(text: str, delimiter: str | None, report: ImportReport) -> list[_Row]
         else:
             row = _validate(start, list(zip(names, cells, strict=True)), report)
             if row is not None:
-                rows.append(row)
+                people.append(
+                    _Person(
+                        row.line,
+                        row.data.match_key,
+                        row.case_manager,
+                        row.data.birth_date is not None,
+                    )
+                )
     if report.rows_read == 0:
         raise _Unreadable(RowError(header_line, "", "the file has a header but no rows"))
-    return rows
+    return _Checked(text, delimiter, bool(excel_sep), names, people)
 
 
-def _check_delimiter(delimiter: str) -> str:
+def _check_delimiter(delimiter: str, line: int) -> str:
     # A tab is hard to type on a command line.
     delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter.lower(), delimiter)
     if len(delimiter) != 1 or delimiter in '"\r\n':
         raise _Unreadable(
             RowError(
-                0, "", f"the separator must be one character such as ',' or ';', not {delimiter!r}"
+                line,
+                "",
+                f"the separator must be one character such as ',' or ';', not {delimiter!r}",
             )
         )
     return delimiter
@@ -416,10 +594,16 @@ def _check_header(line: int, cells: list[str], first_line: str, delimiter: str) 
 
 
 def _columns(names: list[str]) -> str:
-    return f"column{'' if len(names) == 1 else 's'} {', '.join(names)}"
+    shown = ", ".join(n if n.isprintable() else repr(n) for n in names)
+    return f"column{'' if len(names) == 1 else 's'} {shown}"
 
 
-def _reader_problem(error: csv.Error, start: int, end: int) -> str:
+def _printable(text: str) -> str:
+    """``text`` with anything a terminal would act on (a tab, a NUL, an escape) written out."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def _reader_problem(error: csv.Error, start: int, end: int, delimiter: str) -> str:
     if "unexpected end of data" in str(error):
         return (
             f'a quote (") opened here is never closed, so the file ends inside it '
@@ -428,9 +612,10 @@ def _reader_problem(error: csv.Error, start: int, end: int) -> str:
     if "expected after" in str(error):
         return (
             "a quoted value is followed by more text before the next separator; "
-            f"check the quotes on this line ({error})"
+            "check the quotes on this line (a closing quote must be followed by "
+            f"{_show(delimiter)})"
         )
-    return f"this line cannot be read ({error})"
+    return f"this line cannot be read ({_printable(str(error))})"
 
 
 def _width_problem(cells: int, columns: int, delimiter: str, start: int, end: int) -> str:
@@ -453,6 +638,12 @@ def _quote(value: str) -> str:
 
 def _convert(column: str, value: str) -> Any:
     if column in DATE_COLUMNS:
+        iso = _ISO_DATE.fullmatch(value)
+        if iso:  # the common case, without strptime's cost (a large file has many dates)
+            try:
+                return date(*(int(part) for part in iso.groups()))
+            except ValueError:
+                pass  # 2025-02-30: strptime says no as well, in the same words below
         for fmt in DATE_FORMATS:
             try:
                 return datetime.strptime(value, fmt).date()
@@ -476,10 +667,25 @@ def _convert(column: str, value: str) -> Any:
     return value
 
 
+def _unstorable(value: str) -> str | None:
+    """Why a cell's text cannot be kept as it is, if it cannot."""
+    bad = _UNSTORABLE.search(value)
+    if bad is None:
+        return None
+    char = bad.group()
+    if "\ud800" <= char <= "\udfff":
+        return (
+            f"{_quote(value)} holds U+{ord(char):04X}, which is not a character; "
+            "the file's encoding is probably wrong"
+        )
+    return (
+        f"{_quote(value)} holds the control character U+{ord(char):04X}; the file may be damaged "
+        "or saved in another encoding (such as UTF-16)"
+    )
+
+
 def _validate(line: int, cells: list[tuple[str, str]], report: ImportReport) -> _Row | None:
     given = {c: v.strip() for c, v in cells if c and v.strip()}
-    manager = given.pop("case_manager", None)
-    values: dict[str, Any] = {}
     errors = [
         RowError(
             line, "", f"column {i} has a value ({_quote(v.strip())}) but no name in the header"
@@ -487,7 +693,13 @@ def _validate(line: int, cells: list[tuple[str, str]], report: ImportReport) -> 
         for i, (c, v) in enumerate(cells, start=1)
         if not c and v.strip()
     ]
+    unstorable = {c: why for c, v in given.items() if (why := _unstorable(v))}
+    errors.extend(RowError(line, c, why) for c, why in unstorable.items())
+    manager = given.pop("case_manager", None)
+    values: dict[str, Any] = {}
     for column, text in given.items():
+        if column in unstorable:
+            continue
         try:
             values[column] = _convert(column, text)
         except ValueError as exc:
@@ -495,7 +707,18 @@ def _validate(line: int, cells: list[tuple[str, str]], report: ImportReport) -> 
     try:
         data = NewcomerIn.model_validate(values)
     except ValidationError as exc:
-        errors.extend(_pydantic_errors(line, exc, given))
+        # A cell already refused is not also "required but empty".
+        errors.extend(e for e in _pydantic_errors(line, exc, given) if e.field not in unstorable)
+    else:
+        if len(data.match_key) > MATCH_KEY_LENGTH:
+            errors.append(
+                RowError(
+                    line,
+                    "family_name",
+                    f"together with given_name is too long ({len(data.match_key)} characters "
+                    f"once case-folded for the duplicate check, at most {MATCH_KEY_LENGTH})",
+                )
+            )
     if errors:
         position = {c: i for i, (c, _) in enumerate(cells)}
         report.errors.extend(sorted(errors, key=lambda e: position.get(e.field, -1)))
@@ -533,9 +756,9 @@ def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
 
 
 def _check_case_managers(
-    session: Session, rows: list[_Row], default: str | None, report: ImportReport
+    session: Session, people: list[_Person], default: str | None, report: ImportReport
 ) -> None:
-    wanted = {r.case_manager for r in rows if r.case_manager} | ({default} if default else set())
+    wanted = {p.case_manager for p in people if p.case_manager} | ({default} if default else set())
     active: set[str] = set()
     for chunk in _chunks(wanted):
         active.update(
@@ -551,13 +774,13 @@ def _check_case_managers(
         report.errors.append(
             RowError(0, "case_manager", f"{default!r} is not an active case manager")
         )
-    for row in rows:
-        if row.case_manager and row.case_manager not in active:
+    for person in people:
+        if person.case_manager and person.case_manager not in active:
             report.errors.append(
                 RowError(
-                    row.line,
+                    person.line,
                     "case_manager",
-                    f"{_quote(row.case_manager)} is not the username of an active case manager",
+                    f"{_quote(person.case_manager)} is not the username of an active case manager",
                 )
             )
 
@@ -585,23 +808,26 @@ def _existing_people(session: Session, keys: set[str]) -> dict[str, str]:
 
 
 def _drop_duplicates(
-    session: Session, rows: list[_Row], report: ImportReport, *, skip: bool
-) -> list[_Row]:
-    existing = _existing_people(session, {r.data.match_key for r in rows})
+    session: Session, people: list[_Person], report: ImportReport, *, skip: bool
+) -> tuple[list[int], set[int]]:
+    """The lines to import, and the lines skipped as duplicates (or reported as errors)."""
+    existing = _existing_people(session, {p.match_key for p in people})
     first_seen: dict[str, int] = {}
-    kept: list[_Row] = []
-    for row in rows:
-        key = row.data.match_key
+    kept: list[int] = []
+    dropped: set[int] = set()
+    for person in people:
+        key = person.match_key
         if key in existing:
             problem = existing[key]
         elif key in first_seen:
             problem = f"the same person as line {first_seen[key]}"
         else:
-            first_seen[key] = row.line
-            kept.append(row)
+            first_seen[key] = person.line
+            kept.append(person.line)
             continue
-        first_seen.setdefault(key, row.line)
-        if row.data.birth_date:
+        first_seen.setdefault(key, person.line)
+        dropped.add(person.line)
+        if person.born:
             problem += " (same family name, given name and birth date)"
         else:
             problem += (
@@ -609,7 +835,7 @@ def _drop_duplicates(
                 "are different people)"
             )
         if skip:
-            report.skipped_duplicates.append((row.line, problem))
+            report.skipped_duplicates.append((person.line, problem))
         else:
-            report.errors.append(RowError(row.line, "", problem))
-    return kept
+            report.errors.append(RowError(person.line, "", problem))
+    return kept, dropped

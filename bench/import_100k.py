@@ -1,0 +1,250 @@
+"""Time and memory of checking and importing a large CSV file of newcomers (`onboarding import`).
+
+Every phase runs in a fresh child process, so its peak RSS is its own:
+
+- ``check``: a dry run (every row read and checked, the database asked about duplicates and case
+  managers), as `onboarding import --dry-run` does;
+- ``check_traced``: the same under tracemalloc, for the peak of Python allocations;
+- ``refuse``: the same file with one impossible date near the end, imported for real: refused,
+  nothing written;
+- ``import``: the real import, all rows in one transaction (cases opened unless --no-open-cases).
+
+    .venv/bin/python bench/import_100k.py --tracker both --out bench/results/import_100k.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+import tracemalloc
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from _harness import PG_URL, machine, markdown_table, scratch_dir, scratch_pg_database
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+HEADER = "given_name,family_name,birth_date,nationality,purpose,email,phone,arrival_date"
+# Names from several scripts, so the file is not plain ASCII (Python then keeps the text wider).
+GIVEN = ["Priya", "Jörg", "Олена", "محمد", "明", "Zoë", "Nikolaos", "ნინო", "प्रिया", "Ana"]
+FAMILY = ["Raman", "Weiß", "Шевченко", "الحسيني", "王", "Ní Bhriain", "Παπαδόπουλος", "ბერიძე"]
+NATIONS = ["IN", "DE", "UA", "SY", "CN", "IE", "GR", "GE", "NP", "BR"]
+
+
+def build_csv(rows: int, bad_line: int | None = None) -> bytes:
+    """A valid file of ``rows`` people (all different); ``bad_line`` gets an impossible date."""
+    out = [HEADER]
+    for i in range(rows):
+        line = i + 2
+        born = date(1960, 1, 1) + timedelta(days=i % 15_000)
+        birth = "2025-02-30" if line == bad_line else born.isoformat()
+        out.append(
+            f"{GIVEN[i % len(GIVEN)]} {i},{FAMILY[i % len(FAMILY)]},{birth},"
+            f"{NATIONS[i % len(NATIONS)]},{'study' if i % 3 == 0 else 'work'},"
+            f"person{i}@example.org,+49 234 {i:07d},2026-01-{i % 28 + 1:02d}"
+        )
+    return ("\r\n".join(out) + "\r\n").encode("utf-8")
+
+
+def rss_mib(field: str = "VmHWM") -> float:
+    """This process's peak (VmHWM) or current (VmRSS) resident memory, in MiB (Linux).
+
+    Not getrusage: a spawned child's ru_maxrss starts from its parent's at the fork."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def prepare(url: str) -> None:
+    """Migrate and seed the organisations and the demo users (cm.mueller imports)."""
+    from tracker.db import Database
+    from tracker.demo import ensure_demo_users
+    from tracker.migrate import upgrade
+    from tracker.services.admin import seed_organisations
+
+    upgrade(url)
+    db = Database(url)
+    with db.transaction() as session:
+        seed_organisations(session, now=NOW)
+        ensure_demo_users(session, now=NOW)
+    db.dispose()
+
+
+def counts(db: Any) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from tracker.models import AuditEvent, Case, Newcomer, Step
+
+    with db.read() as s:
+        return {
+            m.__tablename__: int(s.scalar(select(func.count()).select_from(m)) or 0)
+            for m in (Newcomer, Case, Step, AuditEvent)
+        }
+
+
+def phase(url: str, path: str, kind: str, open_cases: bool) -> dict[str, Any]:
+    """One phase in this (child) process."""
+    from tracker.access import actor_for
+    from tracker.db import Database
+    from tracker.importer import ImportFailed, import_newcomers
+
+    db = Database(url)
+    with db.read() as s:
+        actor = actor_for(s, "cm.mueller")
+    before = counts(db)
+    rss_before = rss_mib("VmRSS")
+    if kind == "check_traced":
+        tracemalloc.start()
+    started = time.perf_counter()
+    outcome: dict[str, Any] = {}
+    try:
+        with db.transaction() as session:
+            report = import_newcomers(
+                session,
+                actor=actor,
+                source=Path(path),
+                open_cases=open_cases,
+                dry_run=kind.startswith("check"),
+                now=NOW,
+            )
+        outcome = {"rows_read": report.rows_read, "imported": len(report.imported)}
+    except ImportFailed as exc:
+        errors = exc.report.errors
+        outcome = {
+            "refused": True,
+            "rows_read": exc.report.rows_read,
+            "errors": len(errors),
+            "first_error": str(errors[0]) if errors else None,
+        }
+    seconds = time.perf_counter() - started
+    if kind == "check_traced":
+        _, traced_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        outcome["tracemalloc_peak_mib"] = round(traced_peak / 2**20, 1)
+    after = counts(db)
+    db.dispose()
+    return {
+        "phase": kind,
+        "seconds": round(seconds, 1),
+        "rows_per_second": round(outcome.get("rows_read", 0) / seconds) if seconds else None,
+        "rss_at_start_mib": rss_before,
+        "peak_rss_mib": rss_mib(),
+        "cpu_seconds": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
+        "counts_before": before,
+        "counts_after": after,
+        **outcome,
+    }
+
+
+def in_child(*args: Any) -> dict[str, Any]:
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(phase, *args).result()
+
+
+@contextmanager
+def tracker_url(root: Path, backend: str) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{root / 'tracker.db'}"
+        return
+    with scratch_pg_database("import") as name:
+        yield PG_URL.format(name=name)
+
+
+def run_backend(backend: str, rows: int, open_cases: bool, skip_import: bool) -> dict[str, Any]:
+    with scratch_dir() as root, tracker_url(root, backend) as url:
+        good, bad = root / "good.csv", root / "bad.csv"
+        good.write_bytes(build_csv(rows))
+        bad_line = rows - 1  # the third line from the end
+        bad.write_bytes(build_csv(rows, bad_line=bad_line))
+        prepare(url)
+        result: dict[str, Any] = {
+            "backend": backend,
+            "rows": rows,
+            "file_mib": round(good.stat().st_size / 2**20, 1),
+            "open_cases": open_cases,
+            "bad_line": bad_line,
+            "phases": [],
+        }
+        plan = [("check", good), ("check_traced", good), ("refuse", bad)]
+        if not skip_import:
+            plan.append(("import", good))
+        for kind, path in plan:
+            print(f"{backend}: {kind} …", file=sys.stderr, flush=True)
+            done = in_child(url, str(path), kind, open_cases)
+            print(json.dumps(done), file=sys.stderr, flush=True)
+            result["phases"].append(done)
+        return result
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    rows = []
+    for r in results:
+        for p in r["phases"]:
+            rows.append(
+                [
+                    r["backend"],
+                    p["phase"],
+                    p["seconds"],
+                    p.get("rows_per_second"),
+                    p["rss_at_start_mib"],
+                    p["peak_rss_mib"],
+                    p.get("tracemalloc_peak_mib"),
+                    p.get("first_error") or f"{p.get('imported', 0):,} rows",
+                    p["counts_after"]["newcomers"] - p["counts_before"]["newcomers"],
+                ]
+            )
+    header = [
+        "tracker",
+        "phase",
+        "seconds",
+        "rows/s",
+        "RSS at start (MiB)",
+        "peak RSS (MiB)",
+        "tracemalloc peak (MiB)",
+        "outcome",
+        "newcomers written",
+    ]
+    first = results[0]
+    title = (
+        f"{first['rows']:,} rows, {first['file_mib']} MiB file, cases opened: {first['open_cases']}"
+    )
+    return f"{title}\n\n{markdown_table(header, rows)}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--tracker", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--open-cases", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--skip-import", action="store_true", help="check and refuse only")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+
+    backends = ["sqlite", "postgresql"] if args.tracker == "both" else [args.tracker]
+    started = datetime.now().astimezone().isoformat(timespec="seconds")
+    results = [run_backend(b, args.rows, args.open_cases, args.skip_import) for b in backends]
+    text = report(results)
+    print(text)
+    if args.out:
+        payload = {
+            "started": started,
+            "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "machine": machine(),
+            "pid": os.getpid(),
+            "results": results,
+            "markdown": text,
+        }
+        args.out.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
