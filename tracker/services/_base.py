@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from tracker.access import Actor, partner_may_see_case
 from tracker.clocks import local_today
 from tracker.config import get_settings
 from tracker.errors import ConcurrentEditError, NotFoundError, ValidationFailed
@@ -82,8 +83,19 @@ def get_case(session: Session, reference: str, *, for_update: bool = True) -> Ca
     return case
 
 
-def get_step(session: Session, reference: str, step_key: str) -> Step:
+def get_step(
+    session: Session, reference: str, step_key: str, *, actor: Actor | None = None
+) -> Step:
+    """Load one step of a case for a change. A partner ``actor`` that was never handed the
+    case (or lost the newcomer's consent) gets the same answer as for a missing case: a write
+    reveals no more than a read."""
     case = get_case(session, reference)
+    if (
+        actor is not None
+        and actor.is_partner
+        and not partner_may_see_case(session, actor, case_id=case.id, newcomer_id=case.newcomer_id)
+    ):
+        raise NotFoundError(f"No case with reference {reference!r}.")
     for step in case.steps:
         if step.key == step_key:
             return step

@@ -40,6 +40,19 @@ def _require_receiver(session: Session, actor: Actor, handoff: Handoff, verb: st
         raise PermissionDenied("The newcomer has not consented to share this case with you.")
 
 
+def _answerable(
+    session: Session, actor: Actor, step: Step, verb: str, *states: HandoffState
+) -> Handoff:
+    """The step's handoff in one of ``states``, for its receiver only.
+
+    Who may answer is checked before the handoff's state: a partner that is not the receiver,
+    or no longer has the newcomer's consent, is refused without learning what became of it."""
+    current = active_handoff(step)
+    if current is not None:
+        _require_receiver(session, actor, current, verb)
+    return _current(step, *states)
+
+
 def _notify_manager(session: Session, *, handoff: Handoff, kind: str, now: datetime) -> None:
     case = handoff.step.case
     if case.case_manager_id:
@@ -174,10 +187,9 @@ def accept_handoff(
 ) -> Handoff:
     """The partner takes the step on; its work has started."""
     now = now or utcnow()
-    step = get_step(session, reference, step_key)
-    handoff = _current(step, HandoffState.offered)
+    step = get_step(session, reference, step_key, actor=actor)
+    handoff = _answerable(session, actor, step, "accept", HandoffState.offered)
     check_version(handoff, expected_version, f"The handoff of {step.key} for {step.case.reference}")
-    _require_receiver(session, actor, handoff, "accept")
     handoff.state = HandoffState.accepted
     handoff.accepted_at = now
     handoff.accepted_by_id = actor.user_id
@@ -205,10 +217,9 @@ def decline_handoff(
     """The partner cannot take the step; it goes back to the case manager's queue."""
     now = now or utcnow()
     text = _reason(reason, "declined")
-    step = get_step(session, reference, step_key)
-    handoff = _current(step, HandoffState.offered)
+    step = get_step(session, reference, step_key, actor=actor)
+    handoff = _answerable(session, actor, step, "decline", HandoffState.offered)
     check_version(handoff, expected_version, f"The handoff of {step.key} for {step.case.reference}")
-    _require_receiver(session, actor, handoff, "decline")
     handoff.state = HandoffState.declined
     handoff.reason = text
     handoff.closed_at = now
@@ -231,10 +242,9 @@ def return_handoff(
     """The partner gives an accepted step back, e.g. because the file turned out incomplete."""
     now = now or utcnow()
     text = _reason(reason, "returned")
-    step = get_step(session, reference, step_key)
-    handoff = _current(step, HandoffState.accepted)
+    step = get_step(session, reference, step_key, actor=actor)
+    handoff = _answerable(session, actor, step, "return", HandoffState.accepted)
     check_version(handoff, expected_version, f"The handoff of {step.key} for {step.case.reference}")
-    _require_receiver(session, actor, handoff, "return")
     handoff.state = HandoffState.returned
     handoff.reason = text
     handoff.closed_at = now
@@ -258,10 +268,9 @@ def complete_handoff(
     now: datetime | None = None,
 ) -> Step:
     """The partner finished the step: it is done, and the advance opens what it unlocks."""
-    step = get_step(session, reference, step_key)
-    handoff = _current(step, HandoffState.accepted)
+    step = get_step(session, reference, step_key, actor=actor)
+    handoff = _answerable(session, actor, step, "complete", HandoffState.accepted)
     check_version(handoff, expected_version, f"The handoff of {step.key} for {step.case.reference}")
-    _require_receiver(session, actor, handoff, "complete")
     return complete_step(
         session, actor=actor, reference=reference, step_key=step_key, outcome=outcome, now=now
     )

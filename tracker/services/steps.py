@@ -56,8 +56,19 @@ def _reason(reason: str | None, verb: str) -> str:
     return text
 
 
-def _load(session: Session, reference: str, step_key: str, expected_version: int | None) -> Step:
-    step = get_step(session, reference, step_key)
+def _load(
+    session: Session,
+    actor: Actor,
+    reference: str,
+    step_key: str,
+    expected_version: int | None,
+    verb: str,
+) -> Step:
+    """The step, once the actor may work on it (before its version or state is told)."""
+    if not (actor.manages_cases or actor.is_partner):
+        raise PermissionDenied(f"{actor.role} may not {verb} steps.")
+    step = get_step(session, reference, step_key, actor=actor)
+    require_step_actor(session, actor, step, verb)
     check_version(step, expected_version, f"Step {step_key} of {step.case.reference}")
     return step
 
@@ -73,8 +84,7 @@ def start_step(
 ) -> Step:
     """Mark work on an open step as begun, or resume a blocked one."""
     now = now or utcnow()
-    step = _load(session, reference, step_key, expected_version)
-    require_step_actor(session, actor, step, "start")
+    step = _load(session, actor, reference, step_key, expected_version, "start")
     if step.state not in (StepState.open, StepState.blocked):
         raise InvalidTransition(
             f"Step {step.key} is {step.state}; only an open or blocked step can be started."
@@ -115,8 +125,7 @@ def complete_step(
 ) -> Step:
     """Record a step as done (optionally on an earlier day); the advance opens what it unlocks."""
     now = now or utcnow()
-    step = _load(session, reference, step_key, expected_version)
-    require_step_actor(session, actor, step, "complete")
+    step = _load(session, actor, reference, step_key, expected_version, "complete")
     if step.state not in WORKABLE:
         hint = " Resume it first." if step.state == StepState.blocked else ""
         raise InvalidTransition(
@@ -184,8 +193,7 @@ def block_step(
     """
     now = now or utcnow()
     text = _reason(reason, "blocked")
-    step = _load(session, reference, step_key, expected_version)
-    require_step_actor(session, actor, step, "block")
+    step = _load(session, actor, reference, step_key, expected_version, "block")
     if step.state not in WORKABLE:
         raise InvalidTransition(
             f"Step {step.key} is {step.state}; only an open or in-progress step can be blocked."
@@ -220,9 +228,9 @@ def skip_step(
     """Waive a step that does not apply (e.g. no entitlement to an integration course)."""
     now = now or utcnow()
     text = _reason(reason, "skipped")
-    step = _load(session, reference, step_key, expected_version)
     if not actor.manages_cases:
         raise PermissionDenied("Only case managers may skip steps.")
+    step = _load(session, actor, reference, step_key, expected_version, "skip")
     if step.state in (StepState.done, StepState.skipped):
         raise InvalidTransition(f"Step {step.key} is already {step.state}.")
     step.state = StepState.skipped
