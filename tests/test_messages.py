@@ -93,6 +93,12 @@ PAYLOAD = " ".join(INJECTIONS)
 ALLOWED_TAGS = {"html", "head", "meta", "title", "body", "div", "p", "br", "ul", "li"}
 
 
+def evaluated(text: str) -> bool:
+    """Whether "{{ 7*7 }}" was evaluated somewhere: a 49 standing alone (a case reference such
+    as WO-49AB-… may hold the digits, next to letters or a hyphen)."""
+    return re.search(r"(?<![\w-])49(?![\w-])", text) is not None
+
+
 # --- what is on disk -------------------------------------------------------------------------
 
 
@@ -660,7 +666,7 @@ def test_injection_in_references_and_names_stays_literal_and_escaped(kind: str, 
         assert injection in shown  # after the browser has decoded the HTML
     if "organisation" in context:
         assert names[step.owner] in text and names[step.owner] in shown
-    assert "49" not in text and "49" not in message.html
+    assert not evaluated(text) and not evaluated(message.html)
     assert "yes" not in text.replace(INJECTIONS[-1], "")
     assert "<script" not in message.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in message.html
@@ -896,7 +902,7 @@ def test_the_contexts_here_are_the_ones_the_services_enqueue(
     for row in rows:
         for lang in sorted(set(REQUIRED) | FILES[row.kind]):
             message = render_message(row.kind, lang, row.context, organisation_names=org_names)
-            if message.language != lang or "49" in message.html:
+            if message.language != lang or evaluated(message.html):
                 failures.append(f"{row.idempotency_key} in {lang}")
     assert not failures, failures
 
@@ -915,4 +921,4 @@ def test_the_contexts_here_are_the_ones_the_services_enqueue(
         assert drop["language"] == "ar"
         assert '<html lang="ar" dir="rtl">' in drop["html"]
         assert view(drop["html"]).lines == text_lines(drop["body"])
-        assert "49" not in drop["html"] and "<script" not in drop["html"]
+        assert not evaluated(drop["html"]) and "<script" not in drop["html"]

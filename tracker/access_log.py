@@ -57,8 +57,12 @@ def take_pending(session: Session) -> list[_View]:
     return list(session.info.pop(_KEY, []))
 
 
-def write(session: Session, views: list[_View], *, now: datetime | None = None) -> int:
-    """Append the views to the log; a view repeated inside the window is logged once."""
+def fresh_rows(
+    session: Session, views: list[_View], *, now: datetime | None = None
+) -> list[dict[str, object]]:
+    """The log rows these views add: a view repeated inside the window is logged once.
+
+    Only reads, so a screen's read session can check before anything takes a write lock."""
     from tracker.services._base import utcnow
 
     now = now or utcnow()
@@ -66,7 +70,7 @@ def write(session: Session, views: list[_View], *, now: datetime | None = None) 
     merged: dict[tuple[Actor, str], set[int]] = {}
     for view in views:
         merged.setdefault((view.actor, view.purpose), set()).update(view.case_ids)
-    written = 0
+    rows: list[dict[str, object]] = []
     for (actor, purpose), ids in merged.items():
         ordered = sorted(ids)
         for start in range(0, len(ordered), _CHUNK):
@@ -81,7 +85,7 @@ def write(session: Session, views: list[_View], *, now: datetime | None = None) 
                     )
                 )
             )
-            rows = [
+            rows += [
                 {
                     "occurred_at": now,
                     "actor": actor.username,
@@ -93,7 +97,15 @@ def write(session: Session, views: list[_View], *, now: datetime | None = None) 
                 for case_id in chunk
                 if case_id not in seen
             ]
-            if rows:
-                session.execute(insert(AccessLogEntry), rows)
-                written += len(rows)
-    return written
+    return rows
+
+
+def insert_rows(session: Session, rows: list[dict[str, object]]) -> int:
+    if rows:
+        session.execute(insert(AccessLogEntry), rows)
+    return len(rows)
+
+
+def write(session: Session, views: list[_View], *, now: datetime | None = None) -> int:
+    """Append the views to the log (check and insert in one session); returns rows written."""
+    return insert_rows(session, fresh_rows(session, views, now=now))

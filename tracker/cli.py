@@ -91,7 +91,7 @@ for sub, name in [
     app.add_typer(sub, name=name)
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error is one line, however narrow the terminal
 T = TypeVar("T")
 
 AsUser = Annotated[

@@ -152,11 +152,16 @@ class Database:
         """A read-only session for queries; anything it changed is rolled back.
 
         The people the queries showed are written to the access log when the block ends
-        normally (in a short write transaction of its own)."""
+        normally: this session checks what is new (a repeated view inside the window is not),
+        and only then a short write transaction of its own appends it – so a repeated view
+        never waits for SQLite's write lock."""
         session = self._read_sessions()
+        rows: list[dict[str, object]] = []
         try:
             yield session
             views = access_log.take_pending(session)
+            if views:
+                rows = access_log.fresh_rows(session, views)
         except DBAPIError as exc:
             away = database_unavailable(exc)
             if away is not None:
@@ -165,9 +170,9 @@ class Database:
         finally:
             session.rollback()
             session.close()
-        if views:
+        if rows:
             with self.transaction() as log_session:
-                access_log.write(log_session, views)
+                access_log.insert_rows(log_session, rows)
 
     def dispose(self) -> None:
         self.writer.dispose()

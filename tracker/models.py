@@ -308,7 +308,11 @@ class AuditEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
-    __table_args__ = (Index("ix_audit_case_time", "case_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_audit_case_time", "case_id", "occurred_at"),
+        # Events about a person before any case existed (erasure and the Art. 15 export).
+        Index("ix_audit_entity", "entity_type", "entity_id"),
+    )
 
 
 class AccessLogEntry(Base):
@@ -374,7 +378,10 @@ class OutboxMessage(Base):
     next_attempt_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+        Index("ix_outbox_recipient_newcomer", "recipient_newcomer_id"),
+    )
 
 
 class StoredReport(Base):

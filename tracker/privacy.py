@@ -18,7 +18,7 @@ from typing import Any
 
 from jinja2 import TemplateNotFound
 from pydantic import BaseModel
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tracker import access_log
@@ -164,15 +164,16 @@ def subject_data(
             "created_at": _iso(m.created_at),
             "sent_at": _iso(m.sent_at),
         }
-        for m in session.scalars(
-            select(OutboxMessage)
-            .where(
-                or_(
+        for m in sorted(
+            {
+                m.id: m
+                for where in (
                     OutboxMessage.case_id.in_(case_ids),
                     OutboxMessage.recipient_newcomer_id == newcomer_id,
                 )
-            )
-            .order_by(OutboxMessage.created_at, OutboxMessage.id)
+                for m in session.scalars(select(OutboxMessage).where(where))
+            }.values(),
+            key=lambda m: (m.created_at, m.id),
         )
     ]
     history = [
@@ -183,15 +184,16 @@ def subject_data(
             "step": (e.details or {}).get("step"),
             "reason": e.reason,
         }
-        for e in session.scalars(
-            select(AuditEvent)
-            .where(
-                or_(
-                    AuditEvent.case_id.in_(case_ids),
-                    (AuditEvent.entity_type == "newcomer") & (AuditEvent.entity_id == newcomer_id),
-                )
-            )
-            .order_by(AuditEvent.occurred_at, AuditEvent.id)
+        for e in sorted(
+            [
+                *session.scalars(select(AuditEvent).where(AuditEvent.case_id.in_(case_ids))),
+                *session.scalars(
+                    select(AuditEvent).where(
+                        AuditEvent.entity_type == "newcomer", AuditEvent.entity_id == newcomer_id
+                    )
+                ),
+            ],
+            key=lambda e: (e.occurred_at, e.id),
         )
     ]
     views = [
