@@ -75,6 +75,14 @@ class ReportFile:
         return MEDIA_TYPES[self.format]
 
 
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (= + - @, or a tab or CR first) gets
+    a leading apostrophe, so a typed-in name such as "=HYPERLINK(...)" stays text (OWASP)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def file_name(kind: str, period: str, language: str, fmt: str) -> str:
     """What a report file is called, e.g. monatsbericht-2026-10-de.pdf (CSV/JSON: no language)."""
     name = "monatsbericht" if kind == "monthly" else "fit-jahresbericht"

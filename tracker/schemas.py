@@ -18,14 +18,35 @@ LANGUAGES = ("de", "en", "ar", "uk", "tr", "ru", "fa", "fr", "es")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-def _clean_name(value: str) -> str:
-    # Check before collapsing whitespace, which would turn a stray newline into a space.
+def _no_control(value: str) -> str:
+    # PostgreSQL refuses a NUL in text, and no name, address or number holds a control character.
     if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value):
         raise ValueError("contains control characters (such as a line break)")
-    value = " ".join(value.split())
+    return value
+
+
+def _clean_name(value: str) -> str:
+    # Check before collapsing whitespace, which would turn a stray newline into a space.
+    value = " ".join(_no_control(value).split())
     if not value:
         raise ValueError("must not be empty")
+    # Case-folding can lengthen a name ("ß" -> "ss"); the duplicate check keeps the folded form.
+    if len(value.casefold()) > 200:
+        raise ValueError("is too long (200 characters at most)")
     return value
+
+
+def _email_address(value: str | None) -> str | None:
+    if value in (None, ""):
+        return None
+    assert value is not None
+    if not _EMAIL.match(_no_control(value)):
+        raise ValueError("is not an e-mail address")
+    return value
+
+
+def _phone_number(value: str | None) -> str | None:
+    return _no_control(value) if value else None
 
 
 class NewcomerIn(BaseModel):
@@ -59,20 +80,20 @@ class NewcomerIn(BaseModel):
         if value in (None, ""):
             return None
         assert value is not None
-        value = value.upper()
-        if not re.fullmatch(r"[A-Z]{2}", value):
+        # ASCII first: upper-casing "ß" gives "SS", and "ﬁ" gives "FI" (Finland).
+        if not re.fullmatch(r"[A-Za-z]{2}", value):
             raise ValueError("must be a two-letter country code such as DE, IN or UA")
-        return value
+        return value.upper()
 
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        assert value is not None
-        if not _EMAIL.match(value):
-            raise ValueError("is not an e-mail address")
-        return value
+        return _email_address(value)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return _phone_number(value)
 
     @field_validator("preferred_language")
     @classmethod
@@ -120,10 +141,20 @@ class NewcomerUpdate(BaseModel):
     arrival_date: date | None = None
     move_in_date: date | None = None
     permit_expiry: date | None = None
-    email: str | None = None
-    phone: str | None = None
+    email: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=50)
     preferred_language: str | None = None
     accelerated_procedure: bool | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return _email_address(value)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return _phone_number(value)
 
 
 # Every fact the tracker keeps about a newcomer, in the order screens and files list them.

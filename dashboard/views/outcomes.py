@@ -15,6 +15,7 @@ from tracker import outcomes
 from tracker.access import actor_for
 from tracker.clocks import local_today
 from tracker.config import get_settings
+from tracker.reports import spreadsheet_safe
 
 actor = require_actor("leadership", "admin")
 st.title(_("Outcomes"))
@@ -51,7 +52,7 @@ def csv_button(rows: list[dict[str, Any]], name: str) -> None:
     if rows:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows([{k: spreadsheet_safe(v) for k, v in row.items()} for row in rows])
     st.download_button(
         _("Download CSV"),
         buffer.getvalue().encode("utf-8"),
