@@ -74,6 +74,8 @@ else:
         st.caption(f"{actor.username} · {_(actor.role)}")
         if st.button(_("Sign out"), key="signout"):
             sign_out()
+            if getattr(getattr(st, "user", None), "is_logged_in", False):
+                st.logout()  # also end the identity provider's sign-in, or it signs back in
             st.rerun()
 
 st.navigation(pages).run()

@@ -39,7 +39,14 @@ def _oidc_configured() -> bool:
 if _oidc_configured():
     st.divider()
     user = getattr(st, "user", None)
-    if user is not None and getattr(user, "is_logged_in", False):
+    logged_in = user is not None and getattr(user, "is_logged_in", False)
+    if logged_in and ended:
+        # The identity provider's cookie would sign the person straight back in: an expired
+        # or idle session (or a changed account) ends there too, and the reason stays shown.
+        st.session_state["session_ended"] = ended
+        st.logout()
+    elif logged_in:
+        assert user is not None
         try:
             with database().read() as session:
                 actor = actor_for_email(session, str(user.get("email", "")))
