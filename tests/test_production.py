@@ -87,13 +87,16 @@ def test_production_refuses_a_short_secret():
         "placeholder-" + secrets.token_hex(16),
         DEMO_PASSWORD * 4,
     ],
+    ids=lambda secret: secret[:12],  # stable ids: xdist workers must collect the same tests
 )
 def test_production_refuses_a_placeholder_secret(secret):
     assert "placeholder" in _refusal(production(secret))
 
 
 @pytest.mark.parametrize(
-    "secret", [secrets.token_hex(16), secrets.token_hex(32), secrets.token_urlsafe(32), GOOD_SECRET]
+    "secret",
+    [secrets.token_hex(16), secrets.token_hex(32), secrets.token_urlsafe(32), GOOD_SECRET],
+    ids=["hex16", "hex32", "urlsafe32", "good"],
 )
 def test_production_accepts_a_random_secret(secret):
     check_production_secret(production(secret))
