@@ -30,9 +30,6 @@ def _clean_name(value: str) -> str:
     value = " ".join(_no_control(value).split())
     if not value:
         raise ValueError("must not be empty")
-    # Case-folding can lengthen a name ("ß" -> "ss"); the duplicate check keeps the folded form.
-    if len(value.casefold()) > 200:
-        raise ValueError("is too long (200 characters at most)")
     return value
 
 
@@ -46,7 +43,12 @@ def _email_address(value: str | None) -> str | None:
 
 
 def _phone_number(value: str | None) -> str | None:
-    return _no_control(value) if value else None
+    """Kept as written (a note such as "abends" may be on its own line); a NUL or a bell is
+    refused."""
+    if not value:
+        return None
+    _no_control(value.replace("\n", " ").replace("\r", " ").replace("\t", " "))
+    return value
 
 
 class NewcomerIn(BaseModel):

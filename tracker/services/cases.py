@@ -51,6 +51,13 @@ def register_newcomer(
     """Record a new person; the caller decides whether to open a case right away."""
     require_case_manager(actor, "register newcomers")
     now = now or utcnow()
+    # Case-folding can lengthen a name ("ß" -> "ss"); the duplicate check keeps the folded form.
+    limit = Newcomer.__table__.c.match_key.type.length  # type: ignore[attr-defined]
+    if len(data.match_key) > limit:
+        raise ValidationFailed(
+            f"family_name together with given_name is too long ({len(data.match_key)} "
+            f"characters once case-folded for the duplicate check, at most {limit})."
+        )
     newcomer = _newcomer_from(data, now)
     session.add(newcomer)
     session.flush()
