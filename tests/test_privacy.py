@@ -689,6 +689,8 @@ def test_export_erase_access_log_and_retention_from_the_command_line(cli, db, ac
     assert f"Erased {ref}" in out and "newcomers 1" in out
     code, out, _err = cli("erasures", ref, "--as", "admin", "--json")
     assert [row["basis"] for row in json.loads(out)] == ["request"]
+    code, _out, err = cli("erasures", ref, "--as", "admin", "--forget-runs")
+    assert code == 0 and ("Prefect is not reachable" in err or "Removed" in err)
     code, _out, err = cli("case", "show", ref, "--as", "cm.mueller")
     assert code == 1 and "No case with reference" in err
     # Retention: nothing is due on the test data (no case ended a year ago).

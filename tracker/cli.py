@@ -1943,21 +1943,34 @@ def erase_person_data(
     if runs is None:
         err.print(
             "[yellow]Prefect was not reachable:[/] its run history still names the case "
-            "reference (no personal data); run `onboarding erase` again later to remove it."
+            f"reference (no personal data); run `onboarding erasures {removal.reference} "
+            "--forget-runs` once it is back."
         )
     elif runs:
         out.print(f"Removed {runs} flow runs of the case from Prefect's history.")
 
 
 @app.command("erasures")
-def erasure_check(user: AsUser, reference: str, as_json: Json = False) -> None:
+def erasure_check(
+    user: AsUser,
+    reference: str,
+    forget_runs: Annotated[
+        bool,
+        typer.Option(help="Also delete the erased case's runs from Prefect's history."),
+    ] = False,
+    as_json: Json = False,
+) -> None:
     """Was the person behind this case reference erased or anonymised? (admins)"""
+    from tracker.orchestration import forget_case_runs
     from tracker.services.privacy import erasures_for
 
     rows = [
         {"id": e.id, "erased_at": e.erased_at, "erased_by": e.erased_by, "basis": e.basis}
         for e in _read(user, erasures_for, reference=reference)
     ]
+    if forget_runs and rows:
+        runs = forget_case_runs(reference)
+        err.print("Prefect is not reachable." if runs is None else f"Removed {runs} flow runs.")
     if as_json:
         _print_json(rows)
     elif not rows:
