@@ -185,7 +185,7 @@ def forget_case_runs(reference: str) -> int | None:
     api = get_settings().prefect_api_url.rstrip("/")
     deleted = 0
     try:
-        with httpx.Client(timeout=5) as client:
+        with httpx.Client(timeout=20) as client:  # a busy server answers slowly
             while True:
                 response = client.post(
                     f"{api}/flow_runs/filter",
@@ -199,7 +199,9 @@ def forget_case_runs(reference: str) -> int | None:
                 if not runs:
                     return deleted
                 for run in runs:
-                    client.delete(f"{api}/flow_runs/{run['id']}").raise_for_status()
-                    deleted += 1
+                    response = client.delete(f"{api}/flow_runs/{run['id']}")
+                    if response.status_code != 404:  # gone meanwhile is fine
+                        response.raise_for_status()
+                        deleted += 1
     except httpx.HTTPError:
         return None
