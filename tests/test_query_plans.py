@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from tracker import fit_queries, outcomes, privacy, queries
 from tracker.access import Actor, actor_for
-from tracker.db import Database
+from tracker.db import PG_RANDOM_PAGE_COST, Database
 from tracker.demo import load_demo
 from tracker.enums import CaseStatus, HandoffState
 from tracker.models import Base, Case, Handoff, Organisation
@@ -37,7 +37,7 @@ PEOPLE = 4000  # ~13 s to load; enough rows that an index beats a scan on its me
 AS_OF = date(2026, 10, 31)
 NOW = datetime(2026, 10, 31, 12, 0, tzinfo=UTC)
 FIT_YEAR = 2025
-RANDOM_PAGE_COST = 1.1  # SSD / cached data; see _explain
+RANDOM_PAGE_COST = PG_RANDOM_PAGE_COST  # set by the tracker's engine; see _explain
 
 BIG_TABLES = frozenset(
     {
@@ -153,11 +153,12 @@ def _capture(db: Database) -> Iterator[list[Statement]]:
 
 def _explain(db: Database, statements: list[Statement]) -> None:
     with db.writer.connect() as conn:
-        # The database is in memory (as the production one is, see the report in issue 8): a
-        # random page costs hardly more than a sequential one. With PostgreSQL's default of 4
-        # (spinning disks) the planner hash-joins a few hundred rows against a whole table at
-        # this size, although the index plans measure 2-5 times faster here.
-        conn.exec_driver_sql(f"SET random_page_cost = {RANDOM_PAGE_COST}")
+        # The tracker's engine sets random_page_cost for SSD/cached data on every connection
+        # (tracker/db.py build_engine): plan exactly as the tracker's own sessions do. With
+        # PostgreSQL's default of 4 (spinning disks) the planner hash-joins a few hundred rows
+        # against a whole table at this size, although the index plans measure 2-5x faster.
+        shown = conn.exec_driver_sql("SHOW random_page_cost").scalar_one()
+        assert float(shown) == RANDOM_PAGE_COST, f"the engine did not set it: {shown}"
         for st in statements:
             raw = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + st.sql, st.params).scalar_one()
             doc = json.loads(raw) if isinstance(raw, str) else raw
