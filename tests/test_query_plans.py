@@ -77,11 +77,6 @@ ALLOWED: dict[str, dict[str, str]] = {
         "cases": "hash join for a year's participants (~4% of cases)",
         "newcomers": "hash join for a year's participants (~4% of people)",
     },
-    # The consent condition sits in the LEFT JOIN's ON clause (the holder is optional), where
-    # PostgreSQL cannot make EXISTS a semi-join: it hashes the active consents once per batch
-    # ("hashed SubPlan"), not once per step. Rewriting the holder as a subquery would let it
-    # probe ix_consents_newcomer_org instead (left for a follow-up; see issue 8).
-    "sweep.sweep_clocks": {"consents": "hashed once per batch (EXISTS inside LEFT JOIN ... ON)"},
 }
 
 

@@ -13,10 +13,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from tracker import audit, clocks
-from tracker.access import has_consent_clause, system_actor
+from tracker.access import system_actor
 from tracker.config import get_settings
 from tracker.enums import ACTIVE_STEP_STATES, CaseStatus, DueStatus, HandoffState
-from tracker.models import Case, Handoff, Organisation, OutboxMessage, Step
+from tracker.models import Case, Consent, Handoff, Organisation, OutboxMessage, Step
 
 # Keeps every IN list well below the bind-parameter limits of SQLite and PostgreSQL.
 IN_CHUNK = 500
@@ -99,6 +99,24 @@ def _message(
     }
 
 
+def _consents(session: Session, newcomer_ids: set[int]) -> set[tuple[int, int]]:
+    """(newcomer, organisation) pairs with current consent to share, for these people."""
+    pairs: set[tuple[int, int]] = set()
+    ids = sorted(newcomer_ids)
+    for start in range(0, len(ids), IN_CHUNK):
+        pairs.update(
+            (n, o)
+            for n, o in session.execute(
+                select(Consent.newcomer_id, Consent.organisation_id).where(
+                    Consent.newcomer_id.in_(ids[start : start + IN_CHUNK]),
+                    Consent.purpose == "case_sharing",
+                    Consent.revoked_at.is_(None),
+                )
+            )
+        )
+    return pairs
+
+
 def sweep_clocks(
     session: Session,
     *,
@@ -117,11 +135,12 @@ def sweep_clocks(
     horizon = today + timedelta(days=settings.due_soon_days)
     # The holder is the organisation whose queue has the step, and only while the newcomer
     # consents to it: a reminder names the case, so without consent it goes to the manager.
+    # (Consent is looked up for the batch's people afterwards, on its index: inside the join
+    # PostgreSQL would hash every active consent for every batch.)
     holder = and_(
         Handoff.step_id == Step.id,
         Handoff.state.in_(HOLDING_STATES),
         Handoff.organisation_id.in_(select(Organisation.id).where(Organisation.active)),
-        has_consent_clause(Case.newcomer_id, Handoff.organisation_id),
     )
     rows = session.execute(
         select(
@@ -133,6 +152,7 @@ def sweep_clocks(
             Step.case_id,
             Case.reference,
             Case.case_manager_id,
+            Case.newcomer_id,
             Handoff.organisation_id.label("holder_org_id"),
         )
         .join(Case, Step.case_id == Case.id)
@@ -148,6 +168,7 @@ def sweep_clocks(
         .limit(limit)
     ).all()
     next_cursor = rows[-1].id if len(rows) == limit else None
+    consented = _consents(session, {r.newcomer_id for r in rows if r.holder_org_id is not None})
 
     planned: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     unassigned = 0
@@ -159,7 +180,9 @@ def sweep_clocks(
             kind, org_id, user_id = "escalation", None, row.case_manager_id
         elif status == DueStatus.due_soon:
             kind = "reminder"
-            org_id = row.holder_org_id
+            org_id = (
+                row.holder_org_id if (row.newcomer_id, row.holder_org_id) in consented else None
+            )
             user_id = None if org_id is not None else row.case_manager_id
         else:
             continue
