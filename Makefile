@@ -50,3 +50,9 @@ chromium:
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+
+## The benchmark suite (bench/suite.py) at 10,000 and 100,000 newcomers on SQLite and PostgreSQL;
+## writes bench/results/suite-*.json and docs/benchmarks.md. Sizes: make bench PEOPLE="10000"
+.PHONY: bench
+bench: setup postgres
+	$(BIN)/python bench/suite.py --people $(if $(filter command line,$(origin PEOPLE)),$(PEOPLE),10000 100000)
