@@ -77,13 +77,16 @@ def require_person_access(actor: Actor) -> None:
         raise PermissionDenied("Leadership sees aggregate figures only, not individual cases.")
 
 
+# A consent that counts: to share the case, and not revoked.
+CURRENT_CONSENT = (Consent.purpose == "case_sharing", Consent.revoked_at.is_(None))
+
+
 def has_consent_clause(newcomer_id_col, organisation_id_col):  # type: ignore[no-untyped-def]
     """SQL condition: the newcomer currently consents to sharing with the organisation."""
     return exists().where(
         Consent.newcomer_id == newcomer_id_col,
         Consent.organisation_id == organisation_id_col,
-        Consent.purpose == "case_sharing",
-        Consent.revoked_at.is_(None),
+        *CURRENT_CONSENT,
     )
 
 

@@ -1227,13 +1227,8 @@ def user_add(
     from tracker.passwords import hash_password
     from tracker.services import add_user
 
-    hashed = None
-    if password:
-        with _friendly():
-            try:
-                hashed = hash_password(password)
-            except ValueError as exc:
-                raise TrackerError(str(exc)) from None
+    with _friendly():
+        hashed = hash_password(password) if password else None
     _change(
         user,
         add_user,
@@ -1267,10 +1262,7 @@ def user_bootstrap(
     if not password:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with _friendly():
-        try:
-            hashed = hash_password(password)
-        except ValueError as exc:
-            raise TrackerError(str(exc)) from None
+        hashed = hash_password(password)
         with _db().transaction() as session:
             bootstrap_admin(
                 session,

@@ -4,6 +4,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
+from tracker.errors import ValidationFailed
+
 # RFC 9106's second recommended profile, named rather than left to the library's defaults (a
 # new argon2-cffi version must not quietly weaken new hashes): Argon2id, 3 passes over 64 MiB,
 # 4 lanes. One verify takes about 0.15 s on one core of the development machines, which with
@@ -17,7 +19,7 @@ MIN_LENGTH = 10  # NIST SP 800-63B asks for at least 8; length beats composition
 
 def hash_password(password: str) -> str:
     if len(password) < MIN_LENGTH:
-        raise ValueError(f"a password needs at least {MIN_LENGTH} characters")
+        raise ValidationFailed(f"A password needs at least {MIN_LENGTH} characters.")
     return _hasher.hash(password)
 
 

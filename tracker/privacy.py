@@ -334,7 +334,15 @@ class ExportFile(BaseModel):
     content: bytes
 
 
-_MEDIA = {"json": "application/json", "html": "text/html; charset=utf-8", "pdf": "application/pdf"}
+MEDIA_TYPES = {
+    "json": "application/json",
+    "html": "text/html; charset=utf-8",
+    "pdf": "application/pdf",
+}
+
+
+def export_file_name(reference: str, fmt: str) -> str:
+    return f"auskunft-{reference.strip().upper()}.{fmt}"
 
 
 def render_export(data: dict[str, Any], *, fmt: str = "json", language: str = "de") -> ExportFile:
@@ -342,16 +350,16 @@ def render_export(data: dict[str, Any], *, fmt: str = "json", language: str = "d
     if fmt not in FORMATS:
         raise ValidationFailed(f"The format must be one of {', '.join(FORMATS)}.")
     reference = data["export"]["reference"]
-    name = f"auskunft-{reference}.{fmt}"
+    name = export_file_name(reference, fmt)
     if fmt == "json":
         content = json.dumps(data, ensure_ascii=False, indent=2).encode()
-        return ExportFile(name=name, media_type=_MEDIA[fmt], content=content)
+        return ExportFile(name=name, media_type=MEDIA_TYPES[fmt], content=content)
     html = render_export_html(data, language=language)
     if fmt == "html":
-        return ExportFile(name=name, media_type=_MEDIA[fmt], content=html.encode())
+        return ExportFile(name=name, media_type=MEDIA_TYPES[fmt], content=html.encode())
     from tracker.pdf import html_to_pdf
 
-    return ExportFile(name=name, media_type=_MEDIA[fmt], content=html_to_pdf(html))
+    return ExportFile(name=name, media_type=MEDIA_TYPES[fmt], content=html_to_pdf(html))
 
 
 def render_export_html(data: dict[str, Any], *, language: str = "de") -> str:

@@ -308,7 +308,13 @@ if actor.manages_cases:
 
 if actor.manages_cases:
     # Rights of the person: what is held (Art. 15), who looked, and (admins) erasure (Art. 17).
-    from tracker.privacy import access_history, export_languages, render_export
+    from tracker.privacy import (
+        MEDIA_TYPES,
+        access_history,
+        export_file_name,
+        export_languages,
+        render_export,
+    )
     from tracker.services.privacy import erase_person, export_person
 
     def _export(fmt: str, language: str) -> bytes:
@@ -333,10 +339,8 @@ if actor.manages_cases:
             column.download_button(
                 _("Download {format}").format(format=fmt.upper()),
                 data=lambda fmt=fmt, language=export_lang: _export(fmt, language),
-                file_name=f"auskunft-{reference}.{fmt}",
-                mime={"pdf": "application/pdf", "html": "text/html", "json": "application/json"}[
-                    fmt
-                ],
+                file_name=export_file_name(reference, fmt),
+                mime=MEDIA_TYPES[fmt],
                 on_click="ignore",
                 key=f"export_{fmt}_{reference}",
             )

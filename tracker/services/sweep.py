@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from tracker import audit, clocks
-from tracker.access import system_actor
+from tracker.access import CURRENT_CONSENT, system_actor
 from tracker.config import get_settings
 from tracker.enums import ACTIVE_STEP_STATES, CaseStatus, DueStatus, HandoffState
 from tracker.models import Case, Consent, Handoff, Organisation, OutboxMessage, Step
@@ -108,9 +108,7 @@ def _consents(session: Session, newcomer_ids: set[int]) -> set[tuple[int, int]]:
             (n, o)
             for n, o in session.execute(
                 select(Consent.newcomer_id, Consent.organisation_id).where(
-                    Consent.newcomer_id.in_(ids[start : start + IN_CHUNK]),
-                    Consent.purpose == "case_sharing",
-                    Consent.revoked_at.is_(None),
+                    Consent.newcomer_id.in_(ids[start : start + IN_CHUNK]), *CURRENT_CONSENT
                 )
             )
         )
