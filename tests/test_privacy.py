@@ -40,6 +40,7 @@ from tracker.services.delivery import deliver_pending
 from tracker.services.digest import build_digests
 from tracker.services.privacy import (
     anonymise_expired,
+    count_expired,
     erase_person,
     erasures_for,
     expired_newcomers,
@@ -525,8 +526,8 @@ def test_the_retention_run_respects_the_configured_period(db, actors, monkeypatc
     eleven = datetime(2027, 2, 1, tzinfo=UTC)
     thirteen = datetime(2027, 4, 3, tzinfo=UTC)
     with db.read() as s:
-        assert expired_newcomers(s, now=eleven) == []
-        assert len(expired_newcomers(s, now=thirteen)) == 1
+        assert expired_newcomers(s, now=eleven) == [] and count_expired(s, now=eleven) == 0
+        assert len(expired_newcomers(s, now=thirteen)) == 1 == count_expired(s, now=thirteen)
     monkeypatch.setattr(get_settings(), "retention_months", 6)
     with db.read() as s:
         assert len(expired_newcomers(s, now=eleven)) == 1

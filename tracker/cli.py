@@ -1996,14 +1996,14 @@ def retention_run(
     (what the scheduled retention flow does; admins)."""
     from tracker.access import require_admin
     from tracker.services._base import utcnow
-    from tracker.services.privacy import anonymise_expired, expired_newcomers
+    from tracker.services.privacy import anonymise_expired, count_expired
 
     with _friendly():
         require_admin(_actor(user), "run the retention")
     now = utcnow()
     if dry_run:
         with _db().read() as session:
-            due = len(expired_newcomers(session, now=now, limit=1_000_000))
+            due = count_expired(session, now=now)
         _print_json({"due": due}) if as_json else out.print(f"{due} people are due.")
         return
     done = 0

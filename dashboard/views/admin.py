@@ -231,11 +231,11 @@ with outbox_tab:
 
 with privacy_tab:
     from tracker.config import get_settings
-    from tracker.services.privacy import erasures_for, expired_newcomers, recent_erasures
+    from tracker.services.privacy import count_expired, erasures_for, recent_erasures
 
     months = get_settings().retention_months
     with database().read() as session:
-        due = len(expired_newcomers(session, now=utcnow(), limit=100_000))
+        due = count_expired(session, now=utcnow())
     st.metric(_("People due for anonymisation"), due)
     st.caption(
         _(

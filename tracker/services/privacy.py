@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import String, cast, delete, func, or_, select, update
+from sqlalchemy import Select, String, cast, delete, func, or_, select, update
 from sqlalchemy import case as when
 from sqlalchemy.orm import Session
 
@@ -310,25 +310,30 @@ def anonymise_person(
     return result
 
 
-def expired_newcomers(session: Session, *, now: datetime, limit: int = 100) -> list[int]:
-    """People whose cases all ended more than ``retention_months`` ago, oldest first.
-
-    One pass over the cases grouped by person (no query per person)."""
+def _expired_before(now: datetime) -> Select[int]:
+    """People whose cases all ended more than ``retention_months`` ago: one pass over the
+    cases grouped by person (no query per person)."""
     day = clocks.add_months(now.date(), -get_settings().retention_months)
     cutoff = datetime.combine(day, now.timetz())
     still_open = func.sum(when((Case.status == CaseStatus.open, 1), else_=0))
-    last_end = func.max(Case.closed_at)
-    return list(
-        session.scalars(
-            select(Case.newcomer_id)
-            .join(Newcomer, Case.newcomer_id == Newcomer.id)
-            .where(Newcomer.anonymised_at.is_(None))
-            .group_by(Case.newcomer_id)
-            .having(still_open == 0, last_end < cutoff)
-            .order_by(last_end, Case.newcomer_id)
-            .limit(limit)
-        )
+    return (
+        select(Case.newcomer_id)
+        .join(Newcomer, Case.newcomer_id == Newcomer.id)
+        .where(Newcomer.anonymised_at.is_(None))
+        .group_by(Case.newcomer_id)
+        .having(still_open == 0, func.max(Case.closed_at) < cutoff)
     )
+
+
+def expired_newcomers(session: Session, *, now: datetime, limit: int = 100) -> list[int]:
+    """People whose cases all ended more than ``retention_months`` ago, oldest first."""
+    stmt = _expired_before(now).order_by(func.max(Case.closed_at), Case.newcomer_id)
+    return list(session.scalars(stmt.limit(limit)))
+
+
+def count_expired(session: Session, *, now: datetime) -> int:
+    """How many people the retention run would anonymise now (for screens and --dry-run)."""
+    return session.scalar(select(func.count()).select_from(_expired_before(now).subquery())) or 0
 
 
 def anonymise_expired(
