@@ -7,10 +7,10 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows._common import advance_each, database, note_failure
+from flows._common import database, note_failure
 from tracker.access import system_actor
 from tracker.config import get_settings
-from tracker.services import cases_awaiting_advance
+from tracker.services import advance_awaiting
 from tracker.services._base import utcnow
 from tracker.services.digest import build_digests
 from tracker.services.sweep import sweep_clocks, sweep_handoffs
@@ -23,19 +23,30 @@ def _today(day: str | None) -> date:
 
 
 @task(task_run_name="catch up missed advances")
-def catch_up(limit: int = 500) -> dict[str, int]:
-    """Advance cases whose advance was requested but never ran (e.g. while Prefect was down)."""
+def catch_up(claim: int = 25) -> dict[str, int]:
+    """Advance cases whose advance was requested but never ran (e.g. while Prefect was down).
+
+    Small claims, one transaction each: sweeps running in other workers at the same time
+    take other cases (``advance_awaiting`` skips locked rows), and a failing case is left out
+    of this run's later claims instead of being retried in a loop.
+    """
+    from prefect import get_run_logger
+
     grace = timedelta(seconds=get_settings().catch_up_grace_seconds)
     totals = {"cases": 0, "opened": 0, "failed": 0}
+    failed: dict[str, str] = {}
     while True:
-        with database().read() as session:
-            references = cases_awaiting_advance(session, older_than=utcnow() - grace, limit=limit)
-        done = advance_each(references, actor=SWEEP)
-        totals["cases"] += done["advanced"]
-        totals["opened"] += done["opened"]
-        totals["failed"] += done["failed"]
-        # A full page means there may be more; a page where nothing advanced would loop forever.
-        if len(references) < limit or done["advanced"] == 0:
+        with database().transaction() as session:
+            outcome = advance_awaiting(
+                session, actor=SWEEP, older_than=utcnow() - grace, limit=claim, skip=failed
+            )
+        for reference, error in outcome.failed.items():
+            get_run_logger().error("advancing %s failed: %s", reference, error)
+        failed.update(outcome.failed)
+        totals["cases"] += len(outcome.advanced)
+        totals["opened"] += sum(len(r.opened) for r in outcome.advanced)
+        totals["failed"] += len(outcome.failed)
+        if outcome.claimed < claim:
             return totals
 
 

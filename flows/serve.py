@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Annotated
 
@@ -13,11 +14,7 @@ from tracker.orchestration import use_prefect_environment
 app = typer.Typer(help="The tracker's Prefect flows.", no_args_is_help=True)
 
 
-@app.command()
-def serve(
-    limit: Annotated[int, typer.Option(help="How many flow runs this process runs at once.")] = 4,
-) -> None:
-    """Serve all deployments (advance, sweep, delivery, digest, reports, FIT) until stopped."""
+def _refuse_unless_ready() -> None:
     from tracker.auth import ProductionNotReady, check_production
 
     try:
@@ -25,12 +22,85 @@ def serve(
     except ProductionNotReady as exc:
         typer.echo(f"Refusing to start: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    limit: Annotated[int, typer.Option(help="How many flow runs this process runs at once.")] = 4,
+) -> None:
+    """Serve all deployments (advance, sweep, delivery, digest, reports, FIT) until stopped.
+
+    One process for one machine. With several machines, register the deployments in a work
+    pool once (`deploy`) and start as many `worker` processes as needed instead.
+    """
+    _refuse_unless_ready()
     use_prefect_environment()
     from prefect import serve as prefect_serve
 
     from flows.deployments import deployments
 
     prefect_serve(*deployments(), limit=limit, print_starting_message=True)
+
+
+PoolOption = Annotated[
+    str | None,
+    typer.Option("--pool", help="The work pool (default: ONBOARDING_WORK_POOL, 'onboarding')."),
+]
+
+
+@app.command()
+def deploy(pool: PoolOption = None) -> None:
+    """Register every deployment with its schedule in a process work pool (created if missing).
+
+    Run once per release; then `onboarding-flows worker` processes, on any number of
+    machines, run the flow runs. Safe to run again.
+    """
+    from tracker.config import get_settings
+
+    use_prefect_environment()
+    from flows.deployments import deploy_to_work_pool
+
+    name = pool or get_settings().work_pool
+    ids = deploy_to_work_pool(name)
+    typer.echo(f"Registered {len(ids)} deployments in work pool {name!r}.")
+
+
+@app.command()
+def worker(
+    pool: PoolOption = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Flow runs at once (default: ONBOARDING_WORKER_LIMIT, 4)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name (default: generated).")] = None,
+    healthcheck: Annotated[
+        bool,
+        typer.Option(help="Serve /health on PREFECT_WORKER_WEBSERVER_HOST:PORT (for containers)."),
+    ] = False,
+) -> None:
+    """Take flow runs from the work pool and run each in a process of its own, until stopped.
+
+    Start as many as needed, on one machine or many: each flow run goes to one worker, and
+    the work inside (outbox messages, cases awaiting their advance) is claimed row by row.
+    """
+    _refuse_unless_ready()
+    from tracker.config import get_settings
+
+    use_prefect_environment()
+    from prefect.workers.process import ProcessWorker
+
+    settings = get_settings()
+
+    async def run() -> None:
+        async with ProcessWorker(
+            work_pool_name=pool or settings.work_pool,
+            name=name,
+            limit=limit or settings.worker_limit,
+        ) as process_worker:
+            await process_worker.start(with_healthcheck=healthcheck)
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the worker has stopped its runs
+        asyncio.run(run())
 
 
 @app.command("sweep")

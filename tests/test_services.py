@@ -655,6 +655,106 @@ def test_a_change_asks_for_an_advance_and_the_advance_settles_the_request(db, ac
     assert step_states(db, cm, ref)["registration"] == "open"
 
 
+def _awaiting(db, cm, count: int) -> list[str]:
+    """``count`` cases whose advance was asked for (housing done) and has not run."""
+    refs = [start_case(db, cm, now=NOW, nationality="PL") for _ in range(count)]
+    for ref in refs:
+        with db.transaction() as s:
+            complete_step(s, actor=cm, reference=ref, step_key="housing", now=NOW)
+    return refs
+
+
+def _opened(db, step_key: str) -> int:
+    with db.read() as s:
+        return s.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(
+                AuditEvent.action == "step.opened",
+                AuditEvent.details["step"].as_string() == step_key,
+            )
+        )
+
+
+def test_the_catch_up_claims_cases_in_small_batches_and_advances_each_once(db, actors):
+    from tracker.services import advance_awaiting, cases_awaiting_advance
+
+    cm = actors["cm.mueller"]
+    refs = _awaiting(db, cm, 5)
+    later = NOW + timedelta(minutes=5)
+    with db.transaction() as s:
+        assert advance_awaiting(s, actor=cm, older_than=NOW, limit=10).claimed == 0  # grace
+    claimed: list[str] = []
+    while True:
+        with db.transaction() as s:
+            outcome = advance_awaiting(s, actor=cm, older_than=later, limit=2, now=later)
+        assert outcome.failed == {}
+        claimed += [r.reference for r in outcome.advanced]
+        assert all(r.opened == ["registration"] for r in outcome.advanced)
+        if outcome.claimed < 2:
+            break
+    assert sorted(claimed) == sorted(refs)
+    with db.read() as s:
+        assert cases_awaiting_advance(s, older_than=later) == []
+    assert _opened(db, "registration") == 5
+    with pytest.raises(PermissionDenied), db.transaction() as s:
+        advance_awaiting(s, actor=actors["ihk.hoffmann"], older_than=later)
+
+
+def test_a_case_that_fails_to_advance_is_reported_and_the_others_advance(db, actors, monkeypatch):
+    from tracker.services import advance_awaiting, cases
+    from tracker.services import cases_awaiting_advance as awaiting
+
+    cm = actors["cm.mueller"]
+    bad, *good = _awaiting(db, cm, 3)
+    real = cases.advance_case
+
+    def advance_case(session, *, reference, **kwargs):
+        result = real(session, reference=reference, **kwargs)
+        if reference == bad:  # after it wrote: the savepoint must take it all back
+            raise RuntimeError("a broken pathway")
+        return result
+
+    monkeypatch.setattr(cases, "advance_case", advance_case)
+    later = NOW + timedelta(minutes=5)
+    with db.transaction() as s:
+        outcome = advance_awaiting(s, actor=cm, older_than=later, limit=10, now=later)
+    assert outcome.failed == {bad: "RuntimeError: a broken pathway"}
+    assert sorted(r.reference for r in outcome.advanced) == sorted(good)
+    with db.read() as s:
+        assert awaiting(s, older_than=later) == [bad]  # still asked for, nothing half-done
+    assert step_states(db, cm, bad)["registration"] == "pending"
+    assert _opened(db, "registration") == 2
+    with db.transaction() as s:  # the caller leaves it out of its next claims
+        assert advance_awaiting(s, actor=cm, older_than=later, skip=[bad]).claimed == 0
+
+
+@pytest.mark.parametrize("empty_db", ["postgresql"], indirect=True)
+def test_on_postgresql_a_claim_skips_cases_another_worker_holds(db, actors):
+    from tracker.models import Case
+    from tracker.services import advance_awaiting
+
+    cm = actors["cm.mueller"]
+    held, free = _awaiting(db, cm, 2)
+    later = NOW + timedelta(minutes=5)
+    other = db.writer.connect()
+    try:
+        trans = other.begin()
+        other.execute(select(Case.id).where(Case.reference == held).with_for_update())
+        with db.transaction() as s:
+            # Waiting for the held row would fail here instead of hanging the test.
+            s.execute(text("SET LOCAL lock_timeout = '5s'"))
+            outcome = advance_awaiting(s, actor=cm, older_than=later, limit=10, now=later)
+        assert [r.reference for r in outcome.advanced] == [free]
+        trans.rollback()
+    finally:
+        other.close()
+    with db.transaction() as s:
+        outcome = advance_awaiting(s, actor=cm, older_than=later, limit=10, now=later)
+    assert [r.reference for r in outcome.advanced] == [held]
+    assert _opened(db, "registration") == 2
+
+
 def test_a_partner_never_sees_another_organisations_handoffs_or_reasons(db, actors):
     cm, ihk, hwk = actors["cm.mueller"], actors["ihk.hoffmann"], actors["hwk.wagner"]
     ref = start_case(db, cm, now=NOW)

@@ -47,6 +47,14 @@ class Settings(BaseSettings):
         description="Where people's browsers open the Prefect UI, when it differs from the API "
         "host the services use (e.g. in docker compose); default: the API URL without /api.",
     )
+    work_pool: str = Field(
+        default="onboarding",
+        description="The Prefect work pool that `onboarding-flows deploy` registers the "
+        "deployments in and `onboarding-flows worker` takes flow runs from.",
+    )
+    worker_limit: int = Field(
+        default=4, ge=1, description="How many flow runs one worker runs at once."
+    )
     advance_wait_seconds: float = Field(
         default=15, ge=0, description="How long the CLI waits for an advance run to finish."
     )

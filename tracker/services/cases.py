@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from tracker import audit, clocks
@@ -268,6 +270,62 @@ def cases_awaiting_advance(
             .limit(limit)
         )
     )
+
+
+@dataclass
+class CatchUp:
+    """What one claim of cases awaiting their advance did."""
+
+    advanced: list[AdvanceResult] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # reference -> error
+
+    @property
+    def claimed(self) -> int:
+        return len(self.advanced) + len(self.failed)
+
+
+def advance_awaiting(
+    session: Session,
+    *,
+    actor: Actor,
+    older_than: datetime,
+    limit: int = 25,
+    skip: Collection[str] = (),
+    now: datetime | None = None,
+) -> CatchUp:
+    """Claim up to ``limit`` open cases whose advance was requested before ``older_than`` and
+    advance them, all in this transaction.
+
+    The claim is the row lock, taken with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: cases
+    another worker is advancing (or a person is changing) right now are passed over, not
+    waited for, so sweeps in several workers share the backlog instead of queueing on the same
+    rows. The advance clears each request before the locks are released, so no later claim
+    takes a case again. SQLite serialises its writers (``BEGIN IMMEDIATE``), so there the
+    claim is the query alone. A case that fails is rolled back on its own (a savepoint) and
+    reported; pass it in ``skip`` so that the caller's next claim leaves it out.
+    """
+    require_case_manager(actor, "advance cases")
+    stmt = (
+        select(Case.reference)
+        .where(Case.advance_requested_at < older_than, Case.status == CaseStatus.open)
+        .order_by(Case.advance_requested_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if skip:
+        stmt = stmt.where(Case.reference.not_in(list(skip)))
+    outcome = CatchUp()
+    for reference in session.scalars(stmt).all():
+        try:
+            with session.begin_nested():
+                outcome.advanced.append(
+                    advance_case(session, actor=actor, reference=reference, now=now)
+                )
+        except (OperationalError, InterfaceError):
+            raise  # the connection is gone: nothing more can be done in this transaction
+        except Exception as exc:  # one bad case must not hold up the others
+            outcome.failed[reference] = f"{type(exc).__name__}: {exc}"[:500]
+    return outcome
 
 
 def facts_for(case: Case) -> dict[str, date | datetime | None]:
