@@ -217,7 +217,7 @@ def test_the_tracker_services_run_in_production_with_the_secret_key():
         for name in PROJECT_SERVICES
         if any(key.startswith("ONBOARDING_") for key in _environment(SERVICES[name]))
     ]
-    assert set(tracker_services) >= {"migrate", "flows", "dashboard"}
+    assert set(tracker_services) >= {"migrate", "deploy", "worker", "dashboard"}
     for name in tracker_services:
         raw = _environment(RAW["services"][name])
         assert raw["ONBOARDING_ENVIRONMENT"] == "production", name
@@ -360,10 +360,12 @@ def test_the_services_run_what_the_local_launcher_runs():
     services = plan_services(settings, start_server=True, with_dashboard=True)
     planned = {service.name: service.command for service in services}
     assert _argv(SERVICES["migrate"]["command"]) == ["onboarding", "db", "upgrade"]
-    assert _argv(SERVICES["flows"]["command"])[:2] == [
-        Path(planned["flows"][0]).name,
-        *planned["flows"][1:],
-    ]
+    # One machine serves the deployments in one process (`serve`); compose registers them in a
+    # work pool once and runs scalable workers on it.
+    assert Path(planned["flows"][0]).name == "onboarding-flows"
+    assert planned["flows"][1:] == ["serve"]
+    assert _argv(SERVICES["deploy"]["command"]) == ["onboarding-flows", "deploy"]
+    assert _argv(SERVICES["worker"]["command"])[:2] == ["onboarding-flows", "worker"]
     assert _argv(SERVICES["prefect-server"]["command"])[:3] == ["prefect", "server", "start"]
 
     # The dashboard: the launcher's flags (headless, no usage statistics), on all interfaces.
@@ -481,7 +483,7 @@ def test_the_prefect_ui_is_published_where_its_api_url_says():
 
 def test_mail_goes_to_mailpit():
     mailpit_ports = {target for _, _, target in _ports(SERVICES["mailpit"])}
-    for name in ("flows", "dashboard", "migrate"):
+    for name in ("worker", "dashboard", "migrate"):
         env = _environment(SERVICES[name])
         assert env["ONBOARDING_SMTP_HOST"] == "mailpit", name
         assert int(env["ONBOARDING_SMTP_PORT"]) == 1025, name  # Mailpit's SMTP port
@@ -564,12 +566,25 @@ def test_the_database_urls_point_at_the_databases_the_init_script_creates():
 # -- scaling, start-up order, health -----------------------------------------------------------
 
 
-def test_flows_can_be_scaled():
-    flows = SERVICES["flows"]
-    assert "container_name" not in flows
-    assert "hostname" not in flows
-    assert not flows.get("ports"), "a fixed host port would clash between replicas"
-    assert "deploy" not in flows or "replicas" not in flows["deploy"]
+def test_the_worker_can_be_scaled_on_one_work_pool():
+    worker = SERVICES["worker"]
+    assert "container_name" not in worker
+    assert "hostname" not in worker
+    assert not worker.get("ports"), "a fixed host port would clash between replicas"
+    assert "deploy" not in worker or "replicas" not in worker["deploy"]
+    # Every worker takes from the pool the deploy service registers the deployments in.
+    pools = {_environment(SERVICES[name])["ONBOARDING_WORK_POOL"] for name in ("deploy", "worker")}
+    assert len(pools) == 1
+    # Workers start once the deployments exist; the deployments once the server is up.
+    assert worker["depends_on"]["deploy"]["condition"] == "service_completed_successfully"
+    assert SERVICES["deploy"].get("restart") == "no"
+    assert SERVICES["deploy"]["depends_on"]["prefect-server"]["condition"] == "service_healthy"
+    # Its health check asks the worker's own /health, which listens inside the container only.
+    env = _environment(worker)
+    assert env["PREFECT_WORKER_WEBSERVER_HOST"] == "127.0.0.1"
+    assert "--healthcheck" in _argv(worker["command"])
+    probe = " ".join(worker["healthcheck"]["test"])
+    assert f"127.0.0.1:{env['PREFECT_WORKER_WEBSERVER_PORT']}/health" in probe
 
 
 def test_services_start_when_what_they_need_is_ready():
@@ -582,10 +597,10 @@ def test_services_start_when_what_they_need_is_ready():
                 assert spec["condition"] == "service_healthy", name
             if "healthcheck" in SERVICES[dependency]:
                 assert spec["condition"] == "service_healthy", f"{name} -> {dependency}"
-    for name in ("flows", "dashboard"):
+    for name in ("worker", "dashboard"):
         condition = SERVICES[name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully", name
-    for name in ("migrate", "prefect-server", "flows", "dashboard"):
+    for name in ("migrate", "prefect-server", "deploy", "worker", "dashboard"):
         assert "postgres" in SERVICES[name]["depends_on"], name
     assert SERVICES["migrate"].get("restart") == "no"
 
