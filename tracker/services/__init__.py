@@ -8,9 +8,9 @@ from tracker.services.admin import (
 )
 from tracker.services.cases import (
     AdvanceResult,
+    advance_awaiting,
     advance_case,
     cancel_case,
-    advance_awaiting,
     cases_awaiting_advance,
     open_case,
     open_ready_step,
@@ -36,10 +36,10 @@ __all__ = [
     "accept_handoff",
     "add_organisation",
     "add_user",
+    "advance_awaiting",
     "advance_case",
     "block_step",
     "cancel_case",
-    "advance_awaiting",
     "cases_awaiting_advance",
     "complete_handoff",
     "complete_step",
