@@ -6,11 +6,13 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import extract, func, select
+from sqlalchemy import extract, func, insert, select, text
 
-from tracker import queries
+from tracker import demo, queries
+from tracker.bulk import BulkWriter
 from tracker.clocks import add_months
 from tracker.db import Database
 from tracker.demo import CRAFTS_DECLINE, load_demo
@@ -642,3 +644,113 @@ def test_demo_fit_participants_can_be_carried_on_through_the_services(db, actors
     with db.transaction() as s:
         count = fit.day_count(s, participant_id=free[0], year=AS_OF.year)
     assert count.used <= DAY_LIMIT
+
+
+def _stored(db: Database, table: str, ids: tuple[int, int]) -> list[dict]:
+    """The rows as the database holds them (raw values, no column types), without id and key."""
+    with db.writer.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT * FROM {table} WHERE id IN ({ids[0]}, {ids[1]}) ORDER BY id")
+        )
+        return [{k: v for k, v in row.items() if k not in ("id", "key")} for row in rows.mappings()]
+
+
+def test_the_bulk_writer_stores_values_exactly_as_the_orm_types_do(db):
+    """tracker.bulk converts values itself: they must read back the same, byte for byte."""
+    berlin = ZoneInfo("Europe/Berlin")
+    event = {
+        "occurred_at": datetime(2024, 3, 31, 1, 30, 5, 120, tzinfo=berlin),
+        "actor_id": None,
+        "actor": "system:test",
+        "action": "test.bulk",
+        "case_id": 1,
+        "entity_type": "step",
+        "entity_id": 7,
+        "reason": "Übersetzung fehlt / ünïcode",
+        "details": {"step": "visa", "used": 1.0, "days": 1, "half": True, "none": None},
+    }
+    step = {
+        "case_id": 1,
+        "key": "visa",
+        "position": 0,
+        "needs": ["job_offer", "recognition"],
+        "owner_org_id": 1,
+        "state": "open",
+        "opened_at": datetime(2024, 1, 2, 8, 15, tzinfo=UTC),
+        "started_at": None,
+        "done_at": datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        "service_days": 30,
+        "legal_basis": None,
+        "legal_days": None,
+        "legal_months": 3,
+        "clock_started_at": None,
+        "legal_reference": None,
+        "service_due": date(2024, 2, 1),
+        "legal_due": None,
+        "due_date": date(2024, 2, 1),
+        "blocked_reason": None,
+        "skip_reason": None,
+        "outcome": None,
+        "version": 1,
+    }
+    with db.transaction() as s:
+        s.execute(
+            insert(Newcomer),
+            [
+                {
+                    "id": 1,
+                    "given_name": "Ada",
+                    "family_name": "Lovelace",
+                    "birth_date": date(1990, 12, 10),
+                    "eu_citizen": False,
+                    "purpose": "work",
+                    "accelerated_procedure": True,
+                    "match_key": "lovelace|ada|1990-12-10",
+                    "created_at": datetime(2024, 1, 2, 8, tzinfo=UTC),
+                }
+            ],
+        )
+        s.execute(
+            insert(Case),
+            [
+                {
+                    "id": 1,
+                    "reference": "WO-TEST-0001",
+                    "newcomer_id": 1,
+                    "pathway_key": "skilled_worker",
+                    "pathway_version": 1,
+                    "opened_at": datetime(2024, 1, 2, 8, tzinfo=UTC),
+                }
+            ],
+        )
+    tables = {"audit_events": (AuditEvent, event), "steps": (Step, step)}
+    ids = {"audit_events": (1001, 1002), "steps": (2001, 2002)}
+    for name, (model, row) in tables.items():
+        with db.transaction() as s:
+            s.execute(insert(model), [{**row, "id": ids[name][0]}])
+        with db.transaction() as s:
+            again = {**row, "id": ids[name][1], "key": "housing"} if name == "steps" else row
+            BulkWriter().insert(s.connection(), model.__table__, [{**again, "id": ids[name][1]}])
+        orm, bulk = _stored(db, name, ids[name])
+        assert orm == bulk, name
+
+
+def test_drawing_in_a_second_process_gives_the_same_rows(tmp_path, monkeypatch):
+    """Large loads draw the journeys in a forked process: the same rows as drawn in one."""
+    if not demo._can_fork():
+        pytest.skip("no fork on this platform: large loads draw in one process")
+    prints = []
+    for name, parallel_from in (("one", 10**9), ("two", 1)):
+        monkeypatch.setattr(demo, "PARALLEL_FROM", parallel_from)
+        db = _sqlite(tmp_path, name)
+        counts = load_demo(db, people=150, seed=7, as_of=AS_OF, batch_size=40)
+        with db.writer.connect() as conn:
+            rows = {
+                table: conn.execute(text(f"SELECT * FROM {table} ORDER BY id")).all()
+                for table in counts
+            }
+        rows["audit_events"] = [r for r in rows["audit_events"] if r.action != "demo.loaded"]
+        prints.append((counts, rows))
+        db.dispose()
+    assert prints[0] == prints[1]
+    assert prints[0][0]["fit_participants"] > 0

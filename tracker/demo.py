@@ -7,27 +7,33 @@ the same pathway graph, clock rules and state changes the services use. The jour
 at the end of ``as_of``: what has not happened by then is pending, open or in progress. Loading
 the same seed on a later day therefore gives the same people with the same past, further along.
 
-Rows are written in bulk (one statement per table and batch) because a demo load of 100,000
-people through the ORM would take many minutes, so this module itself keeps the rules the
-services enforce (consistent facts, consent before sharing, outbox messages, clocks).
+Rows are written in bulk (tracker.bulk: COPY on PostgreSQL, one executemany per table and
+batch on SQLite) because a demo load of 100,000 people through the ORM would take many minutes,
+so this module itself keeps the rules the services enforce (consistent facts, consent before
+sharing, outbox messages, clocks). A large load draws the journeys in a forked second process
+while this one writes them; the rows are the same as drawn in one.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import random
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from queue import Empty
 from typing import Any, TypeGuard, cast
 from zoneinfo import ZoneInfo
 
 from faker import Faker
-from sqlalchemy import Table, func, insert, select, text
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.orm import Session
 
 from tracker import clocks
 from tracker.access import Actor
+from tracker.bulk import BulkWriter, as_values
 from tracker.config import get_settings
 from tracker.db import Database
 from tracker.enums import (
@@ -127,6 +133,13 @@ EU = [
     ("hr_HR", "HR", 3),
     ("bg_BG", "BG", 3),
     ("nl_NL", "NL", 1),
+]
+# Only what names and user names draw on ({{year}} in some user names): loading all of
+# Faker's providers for 26 locales took seconds, and the draws are the same.
+FAKER_PROVIDERS = [
+    "faker.providers.person",
+    "faker.providers.internet",
+    "faker.providers.date_time",
 ]
 LANG_BY_LOCALE = {"uk_UA": "uk", "tr_TR": "tr", "ar_EG": "ar", "ar_JO": "ar", "fa_IR": "fa"}
 PROFILES = ["skilled_worker", "student", "eu_citizen"]
@@ -416,7 +429,7 @@ class DemoGenerator:
         self.seed = seed
         self.as_of = as_of
         self.refs = existing_refs
-        self.fakers = {loc: Faker(loc) for loc, _, _ in NON_EU + EU}
+        self.fakers = {loc: Faker(loc, providers=FAKER_PROVIDERS) for loc, _, _ in NON_EU + EU}
         self.pathways = {p.profile.value: p for p in registry.latest()}
         self.orders = {k: _topological(p) for k, p in self.pathways.items()}
         self.fit: _FitDemo | None = None  # set by load_demo when the pathways have FIT
@@ -2207,6 +2220,85 @@ def _fit_done_in(session: Session, year: int) -> int:
     )
 
 
+# From this many people the journeys are drawn in a second process while this one writes.
+PARALLEL_FROM = 5_000
+_Values = dict[str, tuple[list[str], list[list[Any]]]]
+
+
+def _draw(
+    gen: DemoGenerator, *, people: int, first_index: int, fit_cohort: int, batch_size: int
+) -> Iterator[tuple[int, _Values]]:
+    """The rows to write, batch by batch: (people in the batch, rows per table in the order
+    they can be written); the FIT@THGA rows last (0 people)."""
+    done = 0
+    while done < people:
+        batch = _Batch()
+        size = min(batch_size, people - done)
+        for i in range(done, done + size):
+            gen.person(batch, index=first_index + i, fit_cohort=i < fit_cohort)
+        yield size, {name: as_values(batch.rows[name]) for name, _ in TABLES}
+        done += size
+    if gen.fit is not None:
+        rows = gen.fit.write()
+        names = [*_FitDemo.TABLE_NAMES, "audit_events", "outbox"]
+        yield 0, {name: as_values(rows[name]) for name in names}
+
+
+def _can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _draw_to(queue: Any, gen: DemoGenerator, kwargs: dict[str, int]) -> None:
+    try:
+        for item in _draw(gen, **kwargs):
+            queue.put(item)
+        queue.put(None)
+    except BaseException:
+        queue.put(traceback.format_exc())
+        raise
+
+
+def _draw_in_child(
+    gen: DemoGenerator, *, people: int, first_index: int, fit_cohort: int, batch_size: int
+) -> Iterator[tuple[int, _Values]]:
+    """``_draw`` in a forked process, a few batches ahead of the writing here.
+
+    Drawing the journeys and writing the rows take about as long each; on two cores they
+    overlap. The child draws everything in order (ids, references, FIT places), exactly as
+    ``_draw`` here would, and touches no database: it only sends the rows.
+    """
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue(maxsize=3)
+    kwargs = {
+        "people": people,
+        "first_index": first_index,
+        "fit_cohort": fit_cohort,
+        "batch_size": batch_size,
+    }
+    child = ctx.Process(target=_draw_to, args=(queue, gen, kwargs), daemon=True)
+    child.start()
+    try:
+        while True:
+            try:
+                item = queue.get(timeout=5)
+            except Empty:
+                if not child.is_alive():
+                    raise RuntimeError(
+                        f"the demo generator stopped (exit code {child.exitcode})"
+                    ) from None
+                continue
+            if item is None:
+                break
+            if isinstance(item, str):
+                raise RuntimeError(f"the demo generator failed:\n{item}")
+            yield item
+    finally:
+        if child.is_alive():
+            child.terminate()
+        child.join()
+        queue.close()
+
+
 def load_demo(
     db: Database,
     *,
@@ -2260,30 +2352,21 @@ def load_demo(
     room = people if people >= 360 else round(people * 0.3)
     fit_cohort = min(max(0, FIT_COHORT_SIZE - fit_done), room) if gen.has_fit else 0
     counts = {name: 0 for name, _ in TABLES}
-    done = 0
-    while done < people:
-        batch = _Batch()
-        size = min(batch_size, people - done)
-        for i in range(done, done + size):
-            gen.person(batch, index=first_index + i, fit_cohort=i < fit_cohort)
+    tables = dict(TABLES + FIT_TABLES)
+    writer = BulkWriter()
+    draw = _draw_in_child if people >= PARALLEL_FROM and _can_fork() else _draw
+    # One transaction per batch of people; FIT@THGA last, in one (places go to registrations
+    # in the order they came, so it needs everyone).
+    for size, values in draw(
+        gen, people=people, first_index=first_index, fit_cohort=fit_cohort, batch_size=batch_size
+    ):
         with db.transaction() as session:
-            for name, table in TABLES:
-                rows = batch.rows[name]
-                if rows:
-                    session.execute(insert(table), rows)
-                    counts[name] += len(rows)
-        done += size
-        if progress:
-            progress(size)
-    if gen.fit is not None:
-        # FIT@THGA after everyone: places go to registrations in the order they came.
-        fit_rows = gen.fit.write()
-        with db.transaction() as session:
-            for name, table in FIT_TABLES + [t for t in TABLES if t[0] in fit_rows]:
-                rows = fit_rows[name]
-                for start in range(0, len(rows), 10_000):
-                    session.execute(insert(table), rows[start : start + 10_000])
+            conn = session.connection()
+            for name, (columns, rows) in values.items():
+                writer.insert_values(conn, tables[name], columns, rows)
                 counts[name] = counts.get(name, 0) + len(rows)
+        if progress and size:
+            progress(size)
     if not db.is_sqlite:
         with db.transaction() as session:
             for name, _ in TABLES + FIT_TABLES:

@@ -1,0 +1,139 @@
+"""Bulk inserts for loads of many rows (the demo): COPY on PostgreSQL, executemany on SQLite.
+
+A demo load writes millions of rows. Through ``session.execute(insert(table), rows)``
+SQLAlchemy runs each value through its column type's bind processor, which took about half of
+the load; here the rows go to the driver directly, converted once per column kind the way the
+column types store them (checked against them in tests/test_demo.py). Constant column
+defaults are filled in; no ORM events apply, and a column with a computed default must be given.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import JSON, Connection, Date, DateTime, Table
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+# Audit details and outbox contexts repeat a few shapes ({"step": "visa", "owner": "ihk-mr"}):
+# encoding each shape once saves most of the JSON work. Bounded, as ids make some unique.
+_JSON_MEMO_LIMIT = 200_000
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    """UTC without the offset, in SQLAlchemy's SQLite DATETIME format (as UTCDateTime stores)."""
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+def _sqlite_date(value: date) -> str:
+    return value.isoformat()
+
+
+def _base_type(column_type: TypeEngine[Any]) -> TypeEngine[Any]:
+    while isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    return column_type
+
+
+def as_values(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """The column names (the first row's keys) and each row's values in their order."""
+    if not rows:
+        return [], []
+    columns = list(rows[0])
+    get = itemgetter(*columns)
+    if len(columns) == 1:
+        return columns, [[get(row)] for row in rows]
+    return columns, [list(get(row)) for row in rows]
+
+
+class BulkWriter:
+    """Inserts lists of row dicts into tables, in the transaction of the connection given."""
+
+    def __init__(self) -> None:
+        self._json_memo: dict[tuple[Any, ...], str] = {}
+
+    def insert(
+        self, connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Insert ``rows`` (each with the same keys, column names of ``table``)."""
+        self.insert_values(connection, table, *as_values(rows))
+
+    def insert_values(
+        self, connection: Connection, table: Table, columns: list[str], values: list[list[Any]]
+    ) -> None:
+        """Insert ``values`` (lists in the order of ``columns``); converts them in place."""
+        if not values:
+            return
+        columns = self._with_defaults(table, columns, values)
+        is_sqlite = connection.dialect.name == "sqlite"
+        for i, convert in self._converters(table, columns, is_sqlite=is_sqlite):
+            for value in values:
+                if value[i] is not None:
+                    value[i] = convert(value[i])
+        raw: Any = connection.connection.driver_connection  # sqlite3 or psycopg
+        names = ", ".join(columns)
+        if is_sqlite:
+            marks = ", ".join("?" * len(columns))
+            raw.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", values)
+            return
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy,
+        ):
+            for value in values:
+                copy.write_row(value)
+
+    @staticmethod
+    def _with_defaults(table: Table, columns: list[str], values: list[list[Any]]) -> list[str]:
+        """Add the columns left out that have a constant default (as ``insert(table)`` would)."""
+        added = []
+        for column in table.columns:
+            default: Any = column.default
+            if column.name in columns or default is None:
+                continue
+            if not default.is_scalar:
+                raise ValueError(f"{table.name}.{column.name}: give a value (computed default)")
+            added.append(column.name)
+            for value in values:
+                value.append(default.arg)
+        return [*columns, *added]
+
+    def _converters(
+        self, table: Table, columns: list[str], *, is_sqlite: bool
+    ) -> list[tuple[int, Callable[[Any], Any]]]:
+        out: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, name in enumerate(columns):
+            kind = _base_type(table.c[name].type)
+            if isinstance(kind, JSON):
+                out.append((i, self._json))
+            elif is_sqlite and isinstance(kind, DateTime):
+                out.append((i, _sqlite_datetime))
+            elif is_sqlite and isinstance(kind, Date):
+                out.append((i, _sqlite_date))
+        return out
+
+    def _json(self, value: Any) -> str:
+        # As SQLAlchemy's JSON type stores it (json.dumps), once per distinct flat value.
+        try:
+            # With the types: 1, 1.0 and True are equal keys but encode differently.
+            if isinstance(value, dict):
+                key = (dict, *value.items(), *map(type, value.values()))
+            elif isinstance(value, list):
+                key = (list, *value, *map(type, value))
+            else:
+                return json.dumps(value)
+            text = self._json_memo.get(key)
+        except TypeError:  # a nested (unhashable) value
+            return json.dumps(value)
+        if text is None:
+            if len(self._json_memo) >= _JSON_MEMO_LIMIT:
+                self._json_memo.clear()
+            text = self._json_memo[key] = json.dumps(value)
+        return text
