@@ -141,6 +141,17 @@ def test_every_figure_matches_an_independent_count(db, actors, demo):
         for m in MILESTONES:
             assert figs.time_to[m] == outcomes.time_to(s, actor=lead, milestone=m, year=YEAR)
         student_funnel = outcomes.funnel(s, actor=lead, year=YEAR, pathway="student")
+        # year_figures reads the cohort's steps and arrival days in one pass; the single
+        # figures each read their own.
+        student = outcomes.year_figures(s, actor=lead, year=YEAR, today=AS_OF, pathway="student")
+        assert student.funnel == student_funnel
+        assert student.within_legal_clock == outcomes.within_legal_clock(
+            s, actor=lead, year=YEAR, pathway="student", today=AS_OF
+        )
+        for m in MILESTONES:
+            assert student.time_to[m] == outcomes.time_to(
+                s, actor=lead, milestone=m, year=YEAR, pathway="student"
+            )
         all_years_time = outcomes.time_to(s, actor=lead, milestone="registration")
         fit_2024 = outcomes.fit_panel(s, actor=lead, year=2024, today=AS_OF)
 

@@ -77,6 +77,8 @@ ALLOWED: dict[str, dict[str, str]] = {
         "cases": "hash join for a year's participants (~4% of cases)",
         "newcomers": "hash join for a year's participants (~4% of people)",
     },
+    # The same for the panel's case status: its steps must come from ix_steps_key_state_done.
+    "outcomes.fit_panel": {"cases": "hash join for a year's participants (~4% of cases)"},
 }
 
 
@@ -207,6 +209,11 @@ def _hot_queries(w: World) -> dict[str, Callable[[Session], object]]:
         "outcomes.year_figures": lambda s: outcomes.year_figures(
             s, actor=a["lead.schmidt"], year=2026, today=AS_OF
         ),
+        # A year's FIT@THGA enrolments are a few hundred steps: found by index (key, state,
+        # done_at), not by reading every step done in the year. Not a whole-year aggregate.
+        "outcomes.fit_panel": lambda s: outcomes.fit_panel(
+            s, actor=a["lead.schmidt"], year=FIT_YEAR, today=AS_OF
+        ),
     }
 
 
@@ -315,6 +322,7 @@ HOT = [
     "privacy.access_history",
     "services.privacy.expired_newcomers",
     "outcomes.year_figures",
+    "outcomes.fit_panel",
 ]
 
 
