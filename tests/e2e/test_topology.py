@@ -1,0 +1,494 @@
+"""The scale topology without Docker: a real `prefect server start` on PostgreSQL, two
+`onboarding-flows worker` processes on one work pool, the tracker on PostgreSQL, and an SMTP
+server that keeps every message it is handed.
+
+500 newcomers walk their pathways. This test plays the people (case managers and partners
+complete and accept steps through the services, as the dashboard does); everything else runs in
+the workers: the clock sweeps (which advance every case after each change, claiming cases with
+``FOR UPDATE SKIP LOCKED``), reminders and escalations, and the delivery of the outbox (claimed
+the same way). Each round starts two sweeps and two deliveries at once, so both workers do the
+same kind of work at the same moment. At the end:
+
+- no step was opened or finished twice, no handoff offered twice, every case closed once;
+- every outbox message reached the SMTP server exactly once (none twice, none lost), and none
+  is left waiting or parked;
+- the audit trail has every event it should: one per case opened/closed, step opened/finished,
+  handoff offered/accepted, and one per reminder or escalation, naming its message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select, update
+
+from tests.conftest import PG_ADMIN_DSN
+from tests.helpers import newcomer
+from tracker.access import actor_for
+from tracker.db import Database
+from tracker.demo import CASE_MANAGERS, PARTNER_BY_ORG, ensure_demo_users
+from tracker.enums import ConsentMethod, HandoffState, Purpose, StepState
+from tracker.migrate import upgrade
+from tracker.models import AuditEvent, Case, Handoff, Organisation, OutboxMessage, Step
+from tracker.senders import message_id_for
+from tracker.services import (
+    accept_handoff,
+    complete_handoff,
+    complete_step,
+    give_consent,
+    open_case,
+    register_newcomer,
+)
+from tracker.services.admin import seed_organisations
+
+BIN = Path(sys.executable).parent
+PEOPLE = int(os.environ.get("ONBOARDING_TOPOLOGY_PEOPLE", "500"))
+POOL = "topology"
+WORKERS = ("worker-a", "worker-b")
+RECEIVERS = ["stadt-bochum", "ihk-mr", "afa-bochum", "vbw", "akafoe", "thga", "hwk-do"]
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+SUBMITTED = re.compile(r"Worker '([\w-]+)' submitting flow run '([0-9a-f-]{36})'")
+ABORTED = re.compile(r"Aborted submission of flow run '([0-9a-f-]{36})'")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Mailbox:
+    """Keeps every message the SMTP server is handed (aiosmtpd calls it on its own thread)."""
+
+    message_ids: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        mail = message_from_bytes(envelope.content, policy=policy.default)
+        with self.lock:
+            self.message_ids.append(str(mail["Message-ID"]))
+        return "250 OK queued"
+
+    def received(self) -> Counter[str]:
+        with self.lock:
+            return Counter(self.message_ids)
+
+
+def _pg_database(name: str) -> str:
+    with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def _drop(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _wait(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Topology:
+    api: str
+    tracker_url: str
+    env: dict[str, str]
+    logs: Path
+    mailbox: Mailbox
+    workers: dict[str, subprocess.Popen[bytes]]
+
+    def deployment_id(self, name: str) -> str:
+        response = httpx.get(f"{self.api}/deployments/name/{name}", timeout=30)
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def start(self, name: str, **parameters: Any) -> str:
+        response = httpx.post(
+            f"{self.api}/deployments/{self.deployment_id(name)}/create_flow_run",
+            json={"parameters": parameters},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def wait(self, run_ids: list[str], timeout: float = 600) -> dict[str, str]:
+        states: dict[str, str] = {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for run_id in run_ids:
+                if run_id in states:
+                    continue
+                state = httpx.get(f"{self.api}/flow_runs/{run_id}", timeout=30).json()["state"]
+                if state and state["type"] in TERMINAL:
+                    states[run_id] = f"{state['type']}: {state.get('message') or ''}"
+            if len(states) == len(run_ids):
+                return states
+            for name, proc in self.workers.items():
+                assert proc.poll() is None, f"{name} died:\n{self.log(name)[-3000:]}"
+            time.sleep(1)
+        raise AssertionError(
+            f"flow runs not finished after {timeout} s: {set(run_ids) - set(states)}"
+        )
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def runs_by_worker(self) -> dict[str, set[str]]:
+        """Which worker ran each flow run: it logged the submission and was not turned away
+        (a worker that asks for a run another worker has taken is refused by the server)."""
+        ran: dict[str, set[str]] = {}
+        for name in WORKERS:
+            text = self.log(name)
+            submitted = {run for worker, run in SUBMITTED.findall(text) if worker == name}
+            ran[name] = submitted - set(ABORTED.findall(text))
+        return ran
+
+
+@pytest.fixture(scope="module")
+def topology(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Topology]:
+    problem = request.config._pg_problem  # type: ignore[attr-defined]
+    if problem:
+        pytest.skip(f"PostgreSQL not reachable: {problem}")
+    root = tmp_path_factory.mktemp("topology")
+    suffix = f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
+    tracker_db = _pg_database(f"onboarding_topology_{suffix}")
+    prefect_db = _pg_database(f"prefect_topology_{suffix}")
+    tracker_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{tracker_db}"
+    upgrade(tracker_url)
+    mailbox = Mailbox()
+    smtp_port = _free_port()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "ONBOARDING_DATABASE_URL": tracker_url,
+        "ONBOARDING_DATA_DIR": str(root / "data"),
+        "ONBOARDING_ORCHESTRATION": "prefect",
+        "ONBOARDING_PREFECT_API_URL": api,
+        "ONBOARDING_WORK_POOL": POOL,
+        "ONBOARDING_SMTP_HOST": "127.0.0.1",
+        "ONBOARDING_SMTP_PORT": str(smtp_port),
+        # Every change is advanced by the next sweep, at once.
+        "ONBOARDING_CATCH_UP_GRACE_SECONDS": "0",
+        "PREFECT_API_URL": api,
+        "PREFECT_API_DATABASE_CONNECTION_URL": (
+            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{prefect_db}"
+        ),
+        "PREFECT_HOME": str(root / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        # INFO: the workers log which flow runs they submit (read back by runs_by_worker).
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        # The scheduled deliveries run too, but less often than the test's own.
+        "ONBOARDING_DELIVERY_INTERVAL_SECONDS": "300",
+        "PREFECT_API_REQUEST_TIMEOUT": "120",
+        "COLUMNS": "200",
+    }
+    logs = root / "logs"
+    logs.mkdir()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        procs["server"] = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=(logs / "server.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        _wait(
+            lambda: httpx.get(f"{api}/health", timeout=5).status_code == 200,
+            240,
+            "the Prefect server",
+        )
+        deployed = subprocess.run(
+            [str(BIN / "onboarding-flows"), "deploy"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert f"in work pool '{POOL}'" in deployed.stdout
+        workers = {}
+        for name in WORKERS:
+            workers[name] = procs[name] = subprocess.Popen(
+                [str(BIN / "onboarding-flows"), "worker", "--name", name, "--limit", "2"],
+                env=env,
+                stdout=(logs / f"{name}.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        topology = Topology(api, tracker_url, env, logs, mailbox, workers)
+        _wait(
+            lambda: all(f"Worker '{n}' started" in topology.log(n) for n in WORKERS),
+            180,
+            "both workers",
+        )
+        yield topology
+    finally:
+        for proc in reversed(list(procs.values())):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        smtp.stop()
+        _drop(tracker_db)
+        _drop(prefect_db)
+
+
+def _letters(number: int) -> str:
+    """A name part from a number (names take letters only): 0 -> "Aa", 27 -> "Bb" ..."""
+    word = ""
+    number += 26
+    while number:
+        number, rest = divmod(number, 26)
+        word = "abcdefghijklmnopqrstuvwxyz"[rest] + word
+    return word.capitalize()
+
+
+def _register(db: Database, people: int) -> list[str]:
+    """People of all three pathways, consenting to every partner; each case asks for an advance
+    when it opens (the sweep in a worker will take it)."""
+    with db.read() as s:
+        managers = [actor_for(s, name) for name in CASE_MANAGERS]
+    profiles = [
+        {"nationality": "IN", "purpose": Purpose.work},  # skilled worker
+        {"nationality": "PL", "purpose": Purpose.work},  # EU citizen
+        {"nationality": "VN", "purpose": Purpose.study},  # student
+    ]
+    references = []
+    for i in range(people):
+        manager = managers[i % len(managers)]
+        with db.transaction() as s:
+            person = register_newcomer(
+                s,
+                actor=manager,
+                data=newcomer(
+                    given_name=_letters(i),
+                    family_name="Topologie",
+                    email=f"person{i}@example.invalid",
+                    preferred_language=("de", "en", "ar")[i % 3],
+                    **profiles[i % len(profiles)],
+                ),
+            )
+            case = open_case(s, actor=manager, newcomer_id=person.id)
+            for org in RECEIVERS:
+                give_consent(
+                    s,
+                    actor=manager,
+                    reference=case.reference,
+                    organisation=org,
+                    method=ConsentMethod.signed_form,
+                    notice_language="de",
+                )
+            references.append(case.reference)
+    return references
+
+
+def _work_open_steps(db: Database, round_: int) -> int:
+    """What the people do between two sweeps: partners accept what was handed to them and finish
+    it; case managers finish the steps nobody was handed. About one step in seven waits for the
+    next round (a different one each round), so the sweeps always find open steps to remind
+    about and escalate. Returns the steps finished."""
+    with db.read() as s:
+        rows = s.execute(
+            select(
+                Step.id,
+                Case.reference,
+                Step.key,
+                Organisation.key,
+                Handoff.state,
+                Case.case_manager_id,
+            )
+            .join(Case, Step.case_id == Case.id)
+            .join(Organisation, Step.owner_org_id == Organisation.id)
+            .outerjoin(
+                Handoff,
+                (Handoff.step_id == Step.id)
+                & Handoff.state.in_([HandoffState.offered, HandoffState.accepted]),
+            )
+            .where(Step.state.in_([StepState.open, StepState.in_progress]))
+            .order_by(Step.id)
+        ).all()
+        actors = {name: actor_for(s, name) for name in [*CASE_MANAGERS, *PARTNER_BY_ORG.values()]}
+        managers = {a.user_id: a for a in actors.values() if a.username in CASE_MANAGERS}
+    rows = [row for row in rows if (row[0] + round_) % 7]
+    for _, reference, step_key, owner, handoff, manager_id in rows:
+        with db.transaction() as s:
+            if handoff is None:
+                complete_step(s, actor=managers[manager_id], reference=reference, step_key=step_key)
+                continue
+            partner = actors[PARTNER_BY_ORG[owner]]
+            if handoff == HandoffState.offered:
+                accept_handoff(s, actor=partner, reference=reference, step_key=step_key)
+            complete_handoff(s, actor=partner, reference=reference, step_key=step_key)
+    return len(rows)
+
+
+def _count(db: Database, stmt: Any) -> Counter[Any]:
+    with db.read() as s:
+        return Counter(tuple(row) for row in s.execute(stmt))
+
+
+def test_two_workers_move_500_newcomers_without_double_work_or_lost_messages(topology):
+    db = Database(topology.tracker_url)
+    with db.transaction() as s:
+        seed_organisations(s)
+        ensure_demo_users(s)
+        # Every organisation and person has an address, so no message is parked for want of one.
+        s.execute(update(Organisation).values(email=Organisation.key + "@example.invalid"))
+    references = _register(db, PEOPLE)
+
+    run_ids: list[str] = []
+    rounds = 0
+    while True:
+        with db.read() as s:
+            open_cases = s.scalar(
+                select(func.count()).select_from(Case).where(Case.closed_at.is_(None))
+            )
+            first_due = s.scalar(
+                select(func.min(Step.due_date)).where(
+                    Step.state.in_([StepState.open, StepState.in_progress])
+                )
+            )
+        if not open_cases:
+            break
+        rounds += 1
+        assert rounds <= 20, f"{open_cases} cases still open after 20 rounds"
+        # The sweeps look at today, or at a day on which the first open step is due soon
+        # (reminders to partners) or overdue (escalations to case managers).
+        day = None
+        if first_due is not None and rounds % 3:
+            day = (first_due + timedelta(days=-1 if rounds % 3 == 1 else 1)).isoformat()
+        parameters = {"day": day} if day else {}
+        batch = [
+            topology.start("clock-sweep/clock-sweep", **parameters),
+            topology.start("deliver-outbox/deliver-outbox", limit=400),
+            topology.start("clock-sweep/clock-sweep", **parameters),
+            topology.start("deliver-outbox/deliver-outbox", limit=400),
+        ]
+        run_ids += batch
+        states = topology.wait(batch)
+        assert all(v.startswith("COMPLETED") for v in states.values()), states
+        _work_open_steps(db, rounds)
+
+    # Deliver what is left, in both workers, until the outbox is empty.
+    for _ in range(20):
+        with db.read() as s:
+            waiting = s.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.status != "sent")
+            )
+        if not waiting:
+            break
+        batch = [topology.start("deliver-outbox/deliver-outbox", limit=1000) for _ in WORKERS]
+        run_ids += batch
+        states = topology.wait(batch)
+        assert all(v.startswith("COMPLETED") for v in states.values()), states
+
+    # Both workers took part, in sweeps and in deliveries, and no run ran twice.
+    ran = topology.runs_by_worker()
+    assert not (ran["worker-a"] & ran["worker-b"]), "a flow run ran in both workers"
+    names = {}
+    for run_id in run_ids:
+        names[run_id] = httpx.get(f"{topology.api}/flow_runs/{run_id}", timeout=30).json()[
+            "deployment_id"
+        ]
+    sweep, delivery = (
+        topology.deployment_id("clock-sweep/clock-sweep"),
+        topology.deployment_id("deliver-outbox/deliver-outbox"),
+    )
+    for worker in WORKERS:
+        kinds = {names[r] for r in ran[worker] if r in names}
+        assert {sweep, delivery} <= kinds, f"{worker} ran {len(ran[worker])} runs: {kinds}"
+    assert set(run_ids) <= ran["worker-a"] | ran["worker-b"]
+
+    with db.read() as s:
+        cases = s.execute(select(Case.id, Case.status)).all()
+        steps = s.execute(select(Step.id, Step.state)).all()
+        handoffs = s.execute(select(Handoff.id, Handoff.state)).all()
+        outbox = s.execute(
+            select(OutboxMessage.idempotency_key, OutboxMessage.status, OutboxMessage.kind)
+        ).all()
+    assert len(cases) == PEOPLE and {str(c.status) for c in cases} == {"closed"}
+    assert {str(st.state) for st in steps} <= {"done", "skipped"}
+
+    # No step advanced twice: one "opened" and one "completed" per step, one offer per handoff.
+    def per_entity(*actions: str) -> Counter[Any]:
+        return _count(
+            db,
+            select(AuditEvent.entity_id, AuditEvent.action).where(AuditEvent.action.in_(actions)),
+        )
+
+    step_events = per_entity("step.opened", "step.completed")
+    assert max(step_events.values()) == 1, "a step was opened or completed twice"
+    assert {e for e, _ in step_events} == {st.id for st in steps}
+    assert len(step_events) == 2 * len(steps)
+    case_events = per_entity("case.opened", "case.closed")
+    assert max(case_events.values()) == 1 and len(case_events) == 2 * PEOPLE
+    handoff_events = per_entity("handoff.offered", "handoff.accepted")
+    assert max(handoff_events.values()) == 1
+    assert len(handoff_events) == 2 * len(handoffs)
+    assert {str(h.state) for h in handoffs} == {"completed"}
+    assert len(handoffs) >= PEOPLE  # every pathway hands steps to partners
+
+    # No message sent twice or lost: each outbox row reached the SMTP server exactly once.
+    assert outbox, "the outbox stayed empty"
+    assert {str(m.status) for m in outbox} == {"sent"}
+    received = topology.mailbox.received()
+    doubled = {k: n for k, n in received.items() if n > 1}
+    assert not doubled, f"{len(doubled)} messages arrived more than once"
+    expected = {message_id_for(m.idempotency_key) for m in outbox}
+    assert set(received) == expected, (
+        f"lost: {len(expected - set(received))}, unknown: {len(set(received) - expected)}"
+    )
+    kinds = Counter(str(m.kind) for m in outbox)
+    assert kinds["escalation"] > 0 and kinds["reminder"] > 0, kinds
+    assert kinds["handoff_offered"] > 0 and kinds["case_closed"] == PEOPLE, kinds
+
+    # The audit trail is complete: one event per reminder and escalation, naming its message.
+    with db.read() as s:
+        clock_keys = Counter(
+            s.scalars(
+                select(AuditEvent.details["message_key"].as_string()).where(
+                    AuditEvent.action.in_(["clock.reminder", "clock.escalation"])
+                )
+            )
+        )
+    queued = {m.idempotency_key for m in outbox if str(m.kind) in {"reminder", "escalation"}}
+    assert max(clock_keys.values()) == 1 and set(clock_keys) == queued
+    assert len(references) == PEOPLE
