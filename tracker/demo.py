@@ -2391,7 +2391,8 @@ def load_demo(
     if not db.is_sqlite:
         # Fresh planner statistics: right after a bulk load autovacuum has not analysed the
         # tables yet, and a year's figures took 12 s on a plan made without them (17 ms after).
-        with db.writer.connect() as conn:
-            conn.execute(text("ANALYZE"))
-            conn.commit()
+        # VACUUM as well: until the visibility map is set, PostgreSQL cannot answer a partner's
+        # queue page from its covering index alone. (Outside a transaction, as VACUUM must be.)
+        with db.writer.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM (ANALYZE)"))
     return counts
