@@ -7,14 +7,15 @@ from datetime import UTC, date, datetime, time
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, contains_eager, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from tracker.access import Actor, partner_may_see_case
 from tracker.clocks import local_today
 from tracker.config import get_settings
 from tracker.errors import ConcurrentEditError, NotFoundError, ValidationFailed
-from tracker.models import Case, Organisation, Step, User
+from tracker.models import Case, Handoff, Newcomer, Organisation, Step, User
 
 REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read aloud on the phone
 
@@ -83,23 +84,63 @@ def get_case(session: Session, reference: str, *, for_update: bool = True) -> Ca
     return case
 
 
+# The statements of the hot path, built once (building and keying a statement costs more
+# than running it on a small table); the values are bound per call.
+_LOCK_CASE = select(Case).where(Case.reference == bindparam("reference")).with_for_update()
+_STEP_FOR_CHANGE = (
+    select(Step, Newcomer)
+    .join(Newcomer, Newcomer.id == bindparam("newcomer_id"))
+    .outerjoin(Step.handoffs)
+    .where(Step.case_id == bindparam("case_id"), Step.key == bindparam("key"))
+    .options(contains_eager(Step.handoffs))
+    .order_by(Handoff.id)
+)
+
+
+def lock_case(session: Session, reference: str) -> Case:
+    """The case row alone, locked for a change (see ``get_case``); its steps load on demand."""
+    case = session.scalars(_LOCK_CASE, {"reference": reference.strip().upper()}).one_or_none()
+    if case is None:
+        raise NotFoundError(f"No case with reference {reference!r}.")
+    return case
+
+
 def get_step(
     session: Session, reference: str, step_key: str, *, actor: Actor | None = None
 ) -> Step:
     """Load one step of a case for a change. A partner ``actor`` that was never handed the
     case (or lost the newcomer's consent) gets the same answer as for a missing case: a write
-    reveals no more than a read."""
-    case = get_case(session, reference)
+    reveals no more than a read.
+
+    The case row is locked first, as in ``get_case``; the step, its handoffs and the newcomer
+    are read by a second statement, after the lock is held, so on PostgreSQL they are what the
+    change before ours left (a joined row in the locking statement could be older). The case's
+    other steps are not loaded: ``refresh_dues`` reads the few columns it needs.
+    """
+    case = lock_case(session, reference)
     if (
         actor is not None
         and actor.is_partner
         and not partner_may_see_case(session, actor, case_id=case.id, newcomer_id=case.newcomer_id)
     ):
         raise NotFoundError(f"No case with reference {reference!r}.")
-    for step in case.steps:
-        if step.key == step_key:
-            return step
-    keys = ", ".join(s.key for s in case.steps)
+    found = (
+        session.execute(
+            _STEP_FOR_CHANGE,
+            {"newcomer_id": case.newcomer_id, "case_id": case.id, "key": step_key},
+        )
+        .unique()
+        .one_or_none()
+    )
+    if found is not None:
+        step, newcomer = found
+        # The session holds loaded rows only weakly: link them so none is read again.
+        set_committed_value(step, "case", case)
+        set_committed_value(case, "newcomer", newcomer)
+        return step
+    keys = ", ".join(
+        session.scalars(select(Step.key).where(Step.case_id == case.id).order_by(Step.position))
+    )
     raise NotFoundError(f"Case {case.reference} has no step {step_key!r} (it has: {keys}).")
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.util import identity_key
 
 from tracker import audit, clocks
 from tracker.access import Actor, require_case_manager
@@ -328,14 +330,51 @@ def advance_awaiting(
     return outcome
 
 
+# What the clocks need of a step; read as plain rows when a change loaded only its own step.
+_CLOCK_COLUMNS = (
+    Step.id,
+    Step.key,
+    Step.state,
+    Step.done_at,
+    Step.opened_at,
+    Step.clock_started_at,
+    Step.service_days,
+    Step.legal_basis,
+    Step.legal_days,
+    Step.legal_months,
+    Step.service_due,
+    Step.legal_due,
+    Step.due_date,
+)
+_CLOCK_STEPS = (
+    select(*_CLOCK_COLUMNS).where(Step.case_id == bindparam("case_id")).order_by(Step.position)
+)
+
+
+def _clock_steps(case: Case) -> Sequence[Any]:
+    """The case's steps as far as its clocks go: the loaded steps as they are, or else the
+    columns above in one light query, with any step this session holds (and may have changed
+    without flushing) standing in for its row."""
+    session = object_session(case)
+    if session is None or "steps" not in inspect(case).unloaded:
+        return case.steps
+    with session.no_autoflush:
+        rows = session.execute(_CLOCK_STEPS, {"case_id": case.id}).all()
+    held = session.identity_map
+    return [held.get(identity_key(Step, row.id)) or row for row in rows]
+
+
 def facts_for(case: Case) -> dict[str, date | datetime | None]:
-    newcomer = case.newcomer
+    return _facts(case.newcomer, _clock_steps(case))
+
+
+def _facts(newcomer: Newcomer, steps: Sequence[Any]) -> dict[str, date | datetime | None]:
     facts: dict[str, date | datetime | None] = {
         "arrival": newcomer.arrival_date,
         "permit_expiry": newcomer.permit_expiry,
         "move_in": newcomer.move_in_date,
     }
-    for step in case.steps:
+    for step in steps:
         if step.state == StepState.done:
             facts[f"done:{step.key}"] = step.done_at
             if step.key == "housing" and facts["move_in"] is None:
@@ -345,9 +384,11 @@ def facts_for(case: Case) -> dict[str, date | datetime | None]:
 
 def refresh_dues(case: Case) -> None:
     """Recompute each active step's due dates, and the case's next due date, from stored facts."""
-    facts = facts_for(case)
+    session = object_session(case)
+    steps = _clock_steps(case)
+    facts = _facts(case.newcomer, steps)
     active_dues = []
-    for step in case.steps:
+    for step in steps:
         if step.state not in ACTIVE_STEP_STATES:
             continue
         own = {**facts, "opened": step.opened_at, "started": step.clock_started_at}
@@ -358,6 +399,8 @@ def refresh_dues(case: Case) -> None:
         earliest = clocks.earliest(service, legal)
         # Assign only on change so an unchanged step keeps its version.
         if (step.service_due, step.legal_due, step.due_date) != (service, legal, earliest):
+            if not isinstance(step, Step) and session is not None:  # a row: change the step
+                step = session.get_one(Step, step.id)
             step.service_due, step.legal_due, step.due_date = service, legal, earliest
         active_dues.append(earliest)
     next_due = clocks.earliest(*active_dues)
