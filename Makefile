@@ -40,7 +40,7 @@ typecheck: setup
 	$(BIN)/mypy tracker flows
 
 pytest: setup
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --durations=10
 
 postgres:
 	@scripts/ensure-postgres.sh
