@@ -4,42 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.e2e._servers import free_port, wait_for
+
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A Prefect server on a free port, the flows serving, and a migrated SQLite tracker."""
     root = tmp_path_factory.mktemp("e2e")
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
@@ -81,7 +63,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     )
     flows = None
     try:
-        _wait(
+        wait_for(
             lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200,
             180,
             "the Prefect server",
@@ -92,7 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             stdout=(logs / "flows.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
-        _wait(
+        wait_for(
             lambda: len(httpx.post(f"{api}/deployments/filter", json={}, timeout=5).json()) >= 5,
             120,
             "the deployments",

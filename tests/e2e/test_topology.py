@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +39,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, update
 
 from tests.conftest import PG_ADMIN_DSN
+from tests.e2e._servers import free_port, wait_for
 from tests.helpers import newcomer
 from tracker.access import actor_for
 from tracker.db import Database
@@ -66,12 +66,6 @@ RECEIVERS = ["stadt-bochum", "ihk-mr", "afa-bochum", "vbw", "akafoe", "thga", "h
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 SUBMITTED = re.compile(r"Worker '([\w-]+)' submitting flow run '([0-9a-f-]{36})'")
 ABORTED = re.compile(r"Aborted submission of flow run '([0-9a-f-]{36})'")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -102,18 +96,6 @@ def _pg_database(name: str) -> str:
 def _drop(name: str) -> None:
     with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _wait(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass
@@ -186,10 +168,10 @@ def topology(
     tracker_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{tracker_db}"
     upgrade(tracker_url)
     mailbox = Mailbox()
-    smtp_port = _free_port()
+    smtp_port = free_port()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
@@ -227,7 +209,7 @@ def topology(
             stdout=(logs / "server.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
-        _wait(
+        wait_for(
             lambda: httpx.get(f"{api}/health", timeout=5).status_code == 200,
             240,
             "the Prefect server",
@@ -250,7 +232,7 @@ def topology(
                 stderr=subprocess.STDOUT,
             )
         topology = Topology(api, tracker_url, env, logs, mailbox, workers)
-        _wait(
+        wait_for(
             lambda: all(f"Worker '{n}' started" in topology.log(n) for n in WORKERS),
             180,
             "both workers",
