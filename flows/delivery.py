@@ -37,14 +37,31 @@ def lease_for(messages: int) -> int:
     return int(messages * per_message) + 60
 
 
+@task(task_run_name="send {count} messages")
+def send_batch(messages: list[Outgoing], count: int) -> dict[int, tuple[str, bool]]:
+    """Hand each message of a claim to the sender once; returns the failures by message id
+    (error, permanent). One task for the claim: a task per message cost more than the send."""
+    sender = default_sender()
+    failures: dict[int, tuple[str, bool]] = {}
+    for message in messages:
+        try:
+            sender.send(message)
+        except DeliveryError as exc:
+            failures[message.id] = (str(exc)[:500], exc.permanent)
+        except Exception as exc:  # a bug: retried later through the outbox, never parked
+            failures[message.id] = (f"{type(exc).__name__}: {exc}"[:500], False)
+    return failures
+
+
 @task(
-    task_run_name="send {message.kind} #{message.id}",
-    retries=SEND_RETRIES,
+    task_run_name="retry {message.kind} #{message.id}",
+    retries=SEND_RETRIES - 1,
     retry_delay_seconds=exponential_backoff(backoff_factor=SEND_BACKOFF),
     retry_condition_fn=lambda task, run, state: _is_delivery_error(state),
 )
 def send(message: Outgoing) -> None:
-    """Hand one message to the sender (the only I/O here, and the only part retried)."""
+    """Send one message whose first attempt failed for a temporary reason: the remaining
+    attempts (SEND_RETRIES in all after the first) with Prefect's retries and backoff."""
     default_sender().send(message)
 
 
@@ -69,29 +86,31 @@ def _permanent(state: Any) -> bool:
     return False
 
 
-@task(task_run_name="record #{message_id} {outcome}")
-def record(message_id: int, outcome: str, error: str | None = None, permanent: bool = False) -> str:
-    """Mark a message sent, or schedule its retry (parked at once if the failure is permanent,
-    or after too many attempts)."""
+@task(task_run_name="record {count} results")
+def record(outcomes: list[tuple[int, str | None, bool]], count: int) -> dict[str, int]:
+    """Mark each message sent, or schedule its retry (parked at once if the failure is
+    permanent, or after too many attempts), all in one transaction."""
+    sent = failed = 0
     with database().transaction() as session:
-        if outcome == "sent":
-            status = mark_sent(session, message_id=message_id, now=utcnow())
-        else:
-            status = mark_failed(
-                session,
-                message_id=message_id,
-                error=error or "unknown error",
-                now=utcnow(),
-                permanent=permanent,
-            )
-    return str(status)
+        for message_id, error, permanent in outcomes:
+            if error is None:
+                mark_sent(session, message_id=message_id, now=utcnow())
+                sent += 1
+            else:
+                mark_failed(
+                    session, message_id=message_id, error=error, now=utcnow(), permanent=permanent
+                )
+                failed += 1
+    return {"sent": sent, "failed": failed}
 
 
 @flow(name="deliver-outbox", flow_run_name="deliver outbox", on_failure=[note_failure])
 async def deliver_outbox(limit: int = 100) -> dict[str, int]:
-    """Send what the outbox holds. A crash between send and record sends the message again
-    under the same idempotency key: the file drop writes no second copy, and by SMTP the copy
-    carries the same Message-ID, so the receiving side can recognise it."""
+    """Send what the outbox holds, claim by claim: one task sends the claim's messages, one
+    records their results; only a message whose send failed for a temporary reason gets a task
+    of its own, for Prefect's retries. A crash between send and record sends the claim's
+    messages again under the same idempotency keys: the file drop writes no second copy, and by
+    SMTP the copy carries the same Message-ID, so the receiving side can recognise it."""
     sent = failed = 0
     remaining = limit
     # Small claims: a lease must outlast sending what it covers, retries with backoff included,
@@ -106,22 +125,21 @@ async def deliver_outbox(limit: int = 100) -> dict[str, int]:
     return {"sent": sent, "failed": failed}
 
 
-CLAIM_CHUNK = 5  # with 10 s SMTP timeouts a claim of 5 holds ~15 minutes at most
+CLAIM_CHUNK = 10  # with 10 s SMTP timeouts a claim of 10 holds ~30 minutes at most
 
 
 def _send_all(batch: list[Outgoing]) -> tuple[int, int]:
-    sent = failed = 0
+    failures = send_batch(batch, len(batch))
+    outcomes: list[tuple[int, str | None, bool]] = []
     for message in batch:
-        state = send(message, return_state=True)
-        if state.is_completed():
-            record(message.id, "sent")
-            sent += 1
-        else:
-            record(
-                message.id,
-                "failed",
-                str(state.message or "send failed")[:500],
-                permanent=_permanent(state),
-            )
-            failed += 1
-    return sent, failed
+        error, permanent = failures.get(message.id, (None, False))
+        if error is not None and not permanent:
+            state = send(message, return_state=True)
+            if state.is_completed():
+                error = None
+            else:
+                error = str(state.message or error)[:500]
+                permanent = _permanent(state)
+        outcomes.append((message.id, error, permanent))
+    done = record(outcomes, len(outcomes))
+    return done["sent"], done["failed"]

@@ -190,6 +190,56 @@ def test_delivery_sends_each_message_once(flow_db, actors, tmp_path):
     assert any(ref in f.read_text(encoding="utf-8") for f in files)
 
 
+def test_delivery_retries_a_temporary_failure_in_a_task_of_its_own_and_parks_a_refusal(
+    flow_db, actors, monkeypatch
+):
+    """A claim is sent in one task; a message refused for now is tried again by Prefect's
+    retries (and goes out), one refused for good is parked at once, the others are sent."""
+    import flows.delivery as delivery
+    from tracker.enums import OutboxStatus
+    from tracker.outbox import enqueue
+    from tracker.senders import DeliveryError
+
+    monkeypatch.setattr(delivery, "send", delivery.send.with_options(retry_delay_seconds=0))
+    cm = actors["cm.mueller"]
+    with flow_db.transaction() as s:
+        for i in range(4):
+            enqueue(
+                s,
+                key=f"retry-flow:{i}",
+                kind="case_closed",
+                now=NOW,
+                recipient_user_id=cm.user_id,
+                context={"reference": f"WO-TEST-{i:04d}"},
+            )
+    attempts: Counter[str] = Counter()
+
+    class Flaky:
+        def send(self, message):
+            attempts[message.idempotency_key] += 1
+            if message.idempotency_key == "retry-flow:1" and attempts[message.idempotency_key] < 3:
+                raise DeliveryError("451 try later", permanent=False)
+            if message.idempotency_key == "retry-flow:2":
+                raise DeliveryError("550 no such user", permanent=True)
+
+    monkeypatch.setattr(delivery, "default_sender", lambda: Flaky())
+    assert asyncio.run(delivery.deliver_outbox(limit=50)) == {"sent": 3, "failed": 1}
+    assert attempts == {
+        "retry-flow:0": 1,
+        "retry-flow:1": 3,  # the claim's attempt, then two by the retry task
+        "retry-flow:2": 1,  # refused for good: no retry
+        "retry-flow:3": 1,
+    }
+    with flow_db.read() as s:
+        states = dict(s.execute(select(OutboxMessage.idempotency_key, OutboxMessage.status)).all())
+    assert states == {
+        "retry-flow:0": OutboxStatus.sent,
+        "retry-flow:1": OutboxStatus.sent,
+        "retry-flow:2": OutboxStatus.failed,
+        "retry-flow:3": OutboxStatus.sent,
+    }
+
+
 def test_the_digest_is_queued_once_a_day(flow_db, actors):
     from flows.clocks import partner_digest
     from flows.journey import advance_journey
