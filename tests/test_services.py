@@ -755,6 +755,42 @@ def test_on_postgresql_a_claim_skips_cases_another_worker_holds(db, actors):
     assert _opened(db, "registration") == 2
 
 
+def test_completing_a_step_takes_a_handful_of_statements_whatever_the_case_holds(db, actors):
+    """Completing a step locks the case row and reads just that step (with its handoffs and
+    the newcomer) and the clock columns of the others: no statement per step or handoff, so
+    the cost stays the same on a long pathway. (10 or 11 statements before issue 8.)"""
+    from sqlalchemy import event
+
+    cm, ihk = actors["cm.mueller"], actors["ihk.hoffmann"]
+    ref = start_case(db, cm, now=NOW)  # skilled worker: 11 steps, handoffs offered
+    with db.transaction() as s:
+        accept_handoff(s, actor=ihk, reference=ref, step_key="recognition", now=NOW)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if not statement.startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE goes through here
+            statements.append(statement.split()[0].upper())
+
+    event.listen(db.writer, "before_cursor_execute", count)
+    try:
+        with db.transaction() as s:
+            complete_handoff(s, actor=ihk, reference=ref, step_key="recognition", now=NOW)
+        partner = list(statements)
+        statements.clear()
+        with db.transaction() as s:
+            complete_step(s, actor=cm, reference=ref, step_key="job_offer", now=NOW)
+        manager = list(statements)
+    finally:
+        event.remove(db.writer, "before_cursor_execute", count)
+    # Lock the case, read the step (+ handoffs, newcomer), read the clock columns, write the
+    # audit event, update case, step and handoff.
+    assert len(manager) <= 7, manager
+    assert manager.count("INSERT") == 1  # the audit event
+    # A partner's completion checks scope and consent, then complete_step loads and checks
+    # again (15 today; one load would save five).
+    assert len(partner) <= 15, partner
+
+
 def test_a_partner_never_sees_another_organisations_handoffs_or_reasons(db, actors):
     cm, ihk, hwk = actors["cm.mueller"], actors["ihk.hoffmann"], actors["hwk.wagner"]
     ref = start_case(db, cm, now=NOW)
