@@ -14,7 +14,7 @@ from tracker.models import Handoff, Step
 from tracker.outbox import enqueue
 from tracker.services._base import check_version, get_org, get_step, utcnow
 from tracker.services.cases import create_handoff, refresh_dues, start_clock
-from tracker.services.steps import _reason, active_handoff, complete_step
+from tracker.services.steps import _reason, active_handoff, finish_step
 
 
 def _current(step: Step, *states: HandoffState) -> Handoff:
@@ -271,6 +271,4 @@ def complete_handoff(
     step = get_step(session, reference, step_key, actor=actor)
     handoff = _answerable(session, actor, step, "complete", HandoffState.accepted)
     check_version(handoff, expected_version, f"The handoff of {step.key} for {step.case.reference}")
-    return complete_step(
-        session, actor=actor, reference=reference, step_key=step_key, outcome=outcome, now=now
-    )
+    return finish_step(session, actor=actor, step=step, outcome=outcome, now=now)

@@ -124,8 +124,22 @@ def complete_step(
     now: datetime | None = None,
 ) -> Step:
     """Record a step as done (optionally on an earlier day); the advance opens what it unlocks."""
-    now = now or utcnow()
     step = _load(session, actor, reference, step_key, expected_version, "complete")
+    return finish_step(session, actor=actor, step=step, outcome=outcome, on=on, now=now)
+
+
+def finish_step(
+    session: Session,
+    *,
+    actor: Actor,
+    step: Step,
+    outcome: str | None = None,
+    on: date | None = None,
+    now: datetime | None = None,
+) -> Step:
+    """Complete a step that was loaded, and checked for ``actor``, by ``complete_step`` or by
+    ``complete_handoff`` (which checked its receiver and consent already: no second load)."""
+    now = now or utcnow()
     if step.state not in WORKABLE:
         hint = " Resume it first." if step.state == StepState.blocked else ""
         raise InvalidTransition(
