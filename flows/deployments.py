@@ -17,6 +17,7 @@ from flows.journey import advance_cases, advance_journey
 from flows.privacy import retention
 from flows.reports import issue_report
 from tracker.config import get_settings
+from tracker.db import is_sqlite_url
 
 
 def deployments(*, for_work_pool: bool = False) -> list[RunnerDeployment]:
@@ -33,7 +34,7 @@ def deployments(*, for_work_pool: bool = False) -> list[RunnerDeployment]:
     extra: dict[str, Any] = {}
     if for_work_pool:
         extra["entrypoint_type"] = EntrypointType.MODULE_PATH
-    parallel_delivery = for_work_pool and settings.resolved_database_url.startswith("postgresql")
+    parallel_delivery = for_work_pool and not is_sqlite_url(settings.resolved_database_url)
     built = [
         advance_journey.to_deployment(
             **extra,

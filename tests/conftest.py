@@ -53,20 +53,29 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def drop_pg_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def create_pg_database(name: str) -> str:
+    """A new, empty PostgreSQL database (an old one of that name is dropped); its URL."""
+    drop_pg_database(name)
+    with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
 @pytest.fixture(scope="session")
 def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     problem = request.config._pg_problem  # type: ignore[attr-defined]
     if problem:
         pytest.skip(f"PostgreSQL not reachable: {problem}")
     name = f"onboarding_test_{_worker()}"
-    with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    url = create_pg_database(name)
     upgrade(url)
     yield url
-    with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_pg_database(name)
 
 
 def _fresh(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Database:

@@ -101,6 +101,10 @@ def build_engine(url: str, *, immediate: bool = True, echo: bool = False) -> Eng
     return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect)
 
 
+def is_sqlite_url(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
 @dataclass
 class Database:
     """The tracker database: a writer engine for changes and a reader engine for screens."""
@@ -120,7 +124,7 @@ class Database:
 
     @property
     def is_sqlite(self) -> bool:
-        return make_url(self.url).get_backend_name() == "sqlite"
+        return is_sqlite_url(self.url)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -22,25 +22,23 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, update
 
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import create_pg_database, drop_pg_database
 from tests.e2e._servers import free_port, wait_for
 from tests.helpers import newcomer
+from tests.test_smtp import Mailbox
 from tracker.access import actor_for
 from tracker.db import Database
 from tracker.demo import CASE_MANAGERS, PARTNER_BY_ORG, ensure_demo_users
@@ -69,36 +67,6 @@ ABORTED = re.compile(r"Aborted submission of flow run '([0-9a-f-]{36})'")
 
 
 @dataclass
-class Mailbox:
-    """Keeps every message the SMTP server is handed (aiosmtpd calls it on its own thread)."""
-
-    message_ids: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        mail = message_from_bytes(envelope.content, policy=policy.default)
-        with self.lock:
-            self.message_ids.append(str(mail["Message-ID"]))
-        return "250 OK queued"
-
-    def received(self) -> Counter[str]:
-        with self.lock:
-            return Counter(self.message_ids)
-
-
-def _pg_database(name: str) -> str:
-    with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name
-
-
-def _drop(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@dataclass
 class Topology:
     api: str
     tracker_url: str
@@ -121,16 +89,24 @@ class Topology:
         response.raise_for_status()
         return str(response.json()["id"])
 
+    def runs(self, run_ids: list[str]) -> list[dict[str, Any]]:
+        """These flow runs as the server has them, in one request."""
+        response = httpx.post(
+            f"{self.api}/flow_runs/filter",
+            json={"flow_runs": {"id": {"any_": run_ids}}, "limit": len(run_ids)},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return list(response.json())
+
     def wait(self, run_ids: list[str], timeout: float = 600) -> dict[str, str]:
         states: dict[str, str] = {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for run_id in run_ids:
-                if run_id in states:
-                    continue
-                state = httpx.get(f"{self.api}/flow_runs/{run_id}", timeout=30).json()["state"]
+            for run in self.runs(run_ids):
+                state = run["state"]
                 if state and state["type"] in TERMINAL:
-                    states[run_id] = f"{state['type']}: {state.get('message') or ''}"
+                    states[run["id"]] = f"{state['type']}: {state.get('message') or ''}"
             if len(states) == len(run_ids):
                 return states
             for name, proc in self.workers.items():
@@ -163,9 +139,9 @@ def topology(
         pytest.skip(f"PostgreSQL not reachable: {problem}")
     root = tmp_path_factory.mktemp("topology")
     suffix = f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
-    tracker_db = _pg_database(f"onboarding_topology_{suffix}")
-    prefect_db = _pg_database(f"prefect_topology_{suffix}")
-    tracker_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{tracker_db}"
+    tracker_db, prefect_db = f"onboarding_topology_{suffix}", f"prefect_topology_{suffix}"
+    tracker_url = create_pg_database(tracker_db)
+    create_pg_database(prefect_db)
     upgrade(tracker_url)
     mailbox = Mailbox()
     smtp_port = free_port()
@@ -247,8 +223,8 @@ def topology(
                 except subprocess.TimeoutExpired:
                     proc.kill()
         smtp.stop()
-        _drop(tracker_db)
-        _drop(prefect_db)
+        drop_pg_database(tracker_db)
+        drop_pg_database(prefect_db)
 
 
 def _letters(number: int) -> str:
@@ -405,11 +381,7 @@ def test_two_workers_move_500_newcomers_without_double_work_or_lost_messages(top
     # Both workers took part, in sweeps and in deliveries, and no run ran twice.
     ran = topology.runs_by_worker()
     assert not (ran["worker-a"] & ran["worker-b"]), "a flow run ran in both workers"
-    names = {}
-    for run_id in run_ids:
-        names[run_id] = httpx.get(f"{topology.api}/flow_runs/{run_id}", timeout=30).json()[
-            "deployment_id"
-        ]
+    names = {run["id"]: run["deployment_id"] for run in topology.runs(run_ids)}
     sweep, delivery = (
         topology.deployment_id("clock-sweep/clock-sweep"),
         topology.deployment_id("deliver-outbox/deliver-outbox"),
@@ -451,7 +423,7 @@ def test_two_workers_move_500_newcomers_without_double_work_or_lost_messages(top
     # No message sent twice or lost: each outbox row reached the SMTP server exactly once.
     assert outbox, "the outbox stayed empty"
     assert {str(m.status) for m in outbox} == {"sent"}
-    received = topology.mailbox.received()
+    received = topology.mailbox.message_ids()
     doubled = {k: n for k, n in received.items() if n > 1}
     assert not doubled, f"{len(doubled)} messages arrived more than once"
     expected = {message_id_for(m.idempotency_key) for m in outbox}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, inspect, select
+from sqlalchemy import Select, bindparam, inspect, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.util import identity_key
@@ -264,13 +264,16 @@ def cases_awaiting_advance(
     session: Session, *, older_than: datetime, limit: int = 500
 ) -> list[str]:
     """References of open cases whose advance was requested before ``older_than`` and not done."""
-    return list(
-        session.scalars(
-            select(Case.reference)
-            .where(Case.advance_requested_at < older_than, Case.status == CaseStatus.open)
-            .order_by(Case.advance_requested_at)
-            .limit(limit)
-        )
+    return list(session.scalars(_awaiting_advance(older_than, limit)))
+
+
+def _awaiting_advance(older_than: datetime, limit: int) -> Select[str]:
+    """Open cases whose advance was asked for before ``older_than``, longest waiting first."""
+    return (
+        select(Case.reference)
+        .where(Case.advance_requested_at < older_than, Case.status == CaseStatus.open)
+        .order_by(Case.advance_requested_at)
+        .limit(limit)
     )
 
 
@@ -307,13 +310,7 @@ def advance_awaiting(
     reported; pass it in ``skip`` so that the caller's next claim leaves it out.
     """
     require_case_manager(actor, "advance cases")
-    stmt = (
-        select(Case.reference)
-        .where(Case.advance_requested_at < older_than, Case.status == CaseStatus.open)
-        .order_by(Case.advance_requested_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    stmt = _awaiting_advance(older_than, limit).with_for_update(skip_locked=True)
     if skip:
         stmt = stmt.where(Case.reference.not_in(list(skip)))
     outcome = CatchUp()
