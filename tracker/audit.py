@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from tracker.access import Actor
@@ -37,3 +39,36 @@ def record(
     )
     session.add(event)
     return event
+
+
+def record_many(
+    session: Session,
+    *,
+    actor: Actor,
+    action: str,
+    entity_type: str,
+    now: datetime,
+    events: Iterable[tuple[int | None, int | None, dict[str, Any]]],
+) -> int:
+    """Append many events of one kind in one statement: (entity id, case id, details) each.
+
+    The same rows ``record`` writes, for the sweep's thousands of reminders and escalations:
+    one executemany instead of a session object each (whose inserts SQLite must run one by one
+    to hand each its id). Returns the number of events written."""
+    rows = [
+        {
+            "occurred_at": now,
+            "actor_id": actor.user_id,
+            "actor": actor.username,
+            "action": action,
+            "case_id": case_id,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "reason": None,
+            "details": details,
+        }
+        for entity_id, case_id, details in events
+    ]
+    if rows:
+        session.execute(insert(AuditEvent), rows)
+    return len(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import String, and_, case, cast, exists, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,6 +21,7 @@ from tracker.models import Case, Consent, Handoff, Organisation, OutboxMessage, 
 # Keeps every IN list well below the bind-parameter limits of SQLite and PostgreSQL.
 IN_CHUNK = 500
 HOLDING_STATES = (HandoffState.offered, HandoffState.accepted)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class SweepBatch:
     unassigned: int = 0
 
 
-def _chunks(items: Sequence[str], size: int = IN_CHUNK) -> Iterable[Sequence[str]]:
+def _chunks(items: Sequence[_T], size: int = IN_CHUNK) -> Iterable[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -140,32 +141,43 @@ def sweep_clocks(
         Handoff.state.in_(HOLDING_STATES),
         Handoff.organisation_id.in_(select(Organisation.id).where(Organisation.active)),
     )
-    rows = session.execute(
-        select(
-            Step.id,
-            Step.key,
-            Step.state,
-            Step.due_date,
-            Step.legal_reference,
-            Step.case_id,
-            Case.reference,
-            Case.case_manager_id,
-            Case.newcomer_id,
-            Handoff.organisation_id.label("holder_org_id"),
+    # Two steps: the batch's step ids from the (state, due date) index alone, then their rows.
+    # In one statement every batch re-read and sorted all the due steps to find its page after
+    # the cursor (at 100,000 newcomers 15,000 of them: 0.35 s a batch, the sweep's largest part).
+    ids = list(
+        session.scalars(
+            select(Step.id)
+            .where(
+                Step.id > after_step_id,
+                Step.state.in_(list(ACTIVE_STEP_STATES)),
+                Step.due_date.is_not(None),
+                Step.due_date <= horizon,
+            )
+            .order_by(Step.id)
+            .limit(limit)
         )
-        .join(Case, Step.case_id == Case.id)
-        .outerjoin(Handoff, holder)
-        .where(
-            Step.id > after_step_id,
-            Step.state.in_(list(ACTIVE_STEP_STATES)),
-            Step.due_date.is_not(None),
-            Step.due_date <= horizon,
-            Case.status == CaseStatus.open,
-        )
-        .order_by(Step.id)
-        .limit(limit)
-    ).all()
-    next_cursor = rows[-1].id if len(rows) == limit else None
+    )
+    next_cursor = ids[-1] if len(ids) == limit else None
+    rows: list[Any] = []
+    for chunk in _chunks(ids):
+        rows += session.execute(
+            select(
+                Step.id,
+                Step.key,
+                Step.state,
+                Step.due_date,
+                Step.legal_reference,
+                Step.case_id,
+                Case.reference,
+                Case.case_manager_id,
+                Case.newcomer_id,
+                Handoff.organisation_id.label("holder_org_id"),
+            )
+            .join(Case, Step.case_id == Case.id)
+            .outerjoin(Handoff, holder)
+            .where(Step.id.in_(chunk), Case.status == CaseStatus.open)
+            .order_by(Step.id)
+        ).all()
     consented = _consents(session, {r.newcomer_id for r in rows if r.holder_org_id is not None})
 
     planned: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -220,22 +232,20 @@ def sweep_clocks(
     known = existing_keys(session, list(planned))
     written = enqueue_new(session, [m for k, (m, _) in planned.items() if k not in known])
     actor = system_actor("sweep")
-    counts = {"reminder": 0, "escalation": 0}
-    for key, (message, meta) in planned.items():
-        if key not in written:
-            continue
-        counts[message["kind"]] += 1
-        audit.record(
+    counts = {}
+    for kind in ("reminder", "escalation"):
+        counts[kind] = audit.record_many(
             session,
             actor=actor,
-            action=f"clock.{message['kind']}",
+            action=f"clock.{kind}",
             entity_type="step",
-            entity_id=meta["step_id"],
-            case_id=meta["case_id"],
             now=now,
-            details=meta["details"],
+            events=(
+                (meta["step_id"], meta["case_id"], meta["details"])
+                for key, (message, meta) in planned.items()
+                if key in written and message["kind"] == kind
+            ),
         )
-    session.flush()
     return SweepBatch(
         reminders=counts["reminder"],
         escalations=counts["escalation"],
@@ -301,28 +311,28 @@ def sweep_handoffs(session: Session, *, now: datetime, limit: int = 2000) -> int
             row,
         )
     written = enqueue_new(session, [m for m, _ in planned.values()])
-    actor = system_actor("sweep")
-    for key, (_, row) in planned.items():
-        if key not in written:
-            continue
-        audit.record(
-            session,
-            actor=actor,
-            action="clock.handoff_unanswered",
-            entity_type="handoff",
-            entity_id=row.id,
-            case_id=row.case_id,
-            now=now,
-            details={
-                "step": row.step,
-                "organisation": row.organisation,
-                "offered_on": row.offered_at.date().isoformat(),
-                "message_key": key,
-                "recipient_user_id": row.case_manager_id,
-            },
-        )
-    session.flush()
-    return len(written)
+    return audit.record_many(
+        session,
+        actor=system_actor("sweep"),
+        action="clock.handoff_unanswered",
+        entity_type="handoff",
+        now=now,
+        events=(
+            (
+                row.id,
+                row.case_id,
+                {
+                    "step": row.step,
+                    "organisation": row.organisation,
+                    "offered_on": row.offered_at.date().isoformat(),
+                    "message_key": key,
+                    "recipient_user_id": row.case_manager_id,
+                },
+            )
+            for key, (_, row) in planned.items()
+            if key in written
+        ),
+    )
 
 
 def clock_overview(session: Session, *, today: date) -> dict[str, Any]:
