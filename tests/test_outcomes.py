@@ -141,8 +141,8 @@ def test_every_figure_matches_an_independent_count(db, actors, demo):
         for m in MILESTONES:
             assert figs.time_to[m] == outcomes.time_to(s, actor=lead, milestone=m, year=YEAR)
         student_funnel = outcomes.funnel(s, actor=lead, year=YEAR, pathway="student")
-        # year_figures reads the cohort's steps and arrival days in one pass; the single
-        # figures each read their own.
+        # year_figures runs its scans on two connections at once; the single figures each
+        # read their own in this session.
         student = outcomes.year_figures(s, actor=lead, year=YEAR, today=AS_OF, pathway="student")
         assert student.funnel == student_funnel
         assert student.within_legal_clock == outcomes.within_legal_clock(
@@ -627,3 +627,39 @@ def test_a_small_distribution_gives_away_neither_values_nor_where_the_few_people
     assert five.p25 is five.median is five.p75 is five.p90 is five.mean is None
     # Every bin holds 0 or 1 person: all hidden, zeros included, so no bin points at anyone.
     assert all(b.count is None for b in five.histogram)
+
+
+def test_side_by_side_runs_jobs_on_two_connections_at_once_and_raises_their_errors(db):
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    both = threading.Barrier(2, timeout=20)  # broken unless the two jobs run at the same time
+    connections = {}
+
+    def job(name: str) -> Callable[[Any], Any]:
+        def run(session: Any) -> Any:
+            connections[name] = id(session.connection().connection.dbapi_connection)
+            both.wait()
+            return session.scalar(text("SELECT 1"))
+
+        return run
+
+    with db.read() as s:
+        found = outcomes.side_by_side(s, {"a": job("a"), "b": job("b")})
+    assert found == {"a": 1, "b": 1}
+    assert connections["a"] != connections["b"]
+
+    ran = []
+
+    def fails(_session: Any) -> None:
+        raise ValidationFailed("broken figure")
+
+    def later(_session: Any) -> None:
+        time.sleep(0.01)  # far longer than the failing job takes to stop the queue
+        ran.append("later")
+
+    with db.read() as s, pytest.raises(ValidationFailed, match="broken figure"):
+        outcomes.side_by_side(s, {"fails": fails, **{f"later{i}": later for i in range(50)}})
+    assert len(ran) < 50  # the remaining jobs were dropped, not run after the error

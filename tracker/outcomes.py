@@ -18,8 +18,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Literal, get_args
@@ -34,7 +36,6 @@ from sqlalchemy import (
     distinct,
     extract,
     func,
-    literal_column,
     or_,
     select,
 )
@@ -96,8 +97,9 @@ def _utc_date_default(element: utc_date, compiler: SQLCompiler, **kw: Any) -> st
 
 @compiles(utc_date, "sqlite")
 def _utc_date_sqlite(element: utc_date, compiler: SQLCompiler, **kw: Any) -> str:
-    # Timestamps are stored as naive UTC text on SQLite.
-    return f"date({compiler.process(element.clauses, **kw)})"
+    # Timestamps are stored as naive UTC text on SQLite, "YYYY-MM-DD HH:MM:SS.ffffff": the date
+    # is their first ten characters. (date() parses the text: 2-3x the cost of a year's figures.)
+    return f"substr({compiler.process(element.clauses, **kw)}, 1, 10)"
 
 
 @compiles(utc_date, "postgresql")
@@ -505,8 +507,8 @@ def _step_order(pathway: str | None, found: Iterable[str] = ()) -> list[str]:
 #
 # Funnel, legal clocks and recognition outcomes all count the steps of one cohort, and the three
 # "time to" figures all join the cohort's cases to their newcomers. ``year_figures`` runs each
-# scan once for all the figures that need it; on 100,000 newcomers that is what keeps the whole
-# leadership page inside a second on SQLite.
+# scan once for all the figures that need it, and the scans two at a time (``side_by_side``).
+# (One pass for both was 13-20 % cheaper in all, but as two they share out over two cores.)
 
 
 @dataclass(frozen=True)
@@ -569,48 +571,6 @@ def _step_counts(
         (key, str(state), outcome): _step_count(n, c, w, p)
         for key, state, outcome, n, c, w, p in session.execute(stmt)
     }
-
-
-def _cohort_steps(
-    session: Session, *, year: int | None, pathway: str | None, today: date, milestones: list[str]
-) -> tuple[dict[tuple[str, str, str | None], _StepCount], dict[str, list[tuple[int, int]]]]:
-    """``_step_counts`` and ``_arrival_days`` of one cohort from a single pass over its steps.
-
-    The year's figures need both; reading the cohort's cases and steps once instead of twice
-    took 13-20 % less time than the two scans at 100,000 newcomers (SQLite and PostgreSQL).
-    The days from arrival are computed for the done milestones only (NULL for every other
-    step, which adds no group)."""
-    reached = and_(Step.key.in_(milestones), Step.state == StepState.done)
-    days = case(
-        (
-            reached,
-            days_between(
-                func.coalesce(Newcomer.arrival_date, utc_date(Case.opened_at)),
-                utc_date(Step.done_at),
-            ),
-        )
-    ).label("arrival_days")
-    stmt = (
-        select(Step.key, Step.state, Step.outcome, days, *_step_count_columns(today))
-        .join(Case, Step.case_id == Case.id)
-        .join(Newcomer, Case.newcomer_id == Newcomer.id)
-        .where(*_cohort(year, pathway))
-        # By the label: the expression carries bound parameters, which PostgreSQL would not
-        # match between the select list and the GROUP BY (no table has a column of that name).
-        .group_by(Step.key, Step.state, Step.outcome, literal_column(days.name))
-    )
-    counts: dict[tuple[str, str, str | None], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    freq: dict[str, dict[int, int]] = {m: defaultdict(int) for m in milestones}
-    for key, state, outcome, d, n, c, w, p in session.execute(stmt):
-        total = counts[(key, str(state), outcome)]
-        for i, x in enumerate((n, c, w, p)):
-            total[i] += int(x or 0)
-        if d is not None:
-            freq[key][int(d)] += int(n)
-    return (
-        {k: _step_count(*v) for k, v in counts.items()},
-        {m: sorted(f.items()) for m, f in freq.items()},
-    )
 
 
 def _arrival_days(
@@ -1194,29 +1154,80 @@ class YearFigures(BaseModel):
     fit_programme: FitProgramme
 
 
+def side_by_side(session: Session, jobs: Mapping[str, Callable[[Session], Any]]) -> dict[str, Any]:
+    """Run independent read-only ``jobs`` on two connections at once; their results by name.
+
+    This thread works on ``session``, a second one on a session of its own on the same engine;
+    each takes the next job in the given order (put the longest first). The database does the
+    work of an aggregate, and both SQLite and PostgreSQL run two connections' statements on two
+    cores in parallel. Each statement sees committed data as of its start, as PostgreSQL's
+    default READ COMMITTED gives one session's statements anyway. An error in a job is raised
+    here once both threads have stopped."""
+    queue = list(jobs.items())
+    lock = threading.Lock()
+    results: dict[str, Any] = {}
+
+    def work(on: Session) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                name, job = queue.pop(0)
+            try:
+                results[name] = job(on)
+            except BaseException:
+                with lock:
+                    queue.clear()  # stop the other thread too
+                raise
+
+    with Session(bind=session.get_bind()) as sibling, ThreadPoolExecutor(1) as pool:
+        other = pool.submit(work, sibling)
+        try:
+            work(session)
+        finally:
+            try:
+                other.result()
+            finally:
+                sibling.rollback()
+    return results
+
+
 def year_figures(
     session: Session, *, actor: Actor, year: int, today: date, pathway: str | None = None
 ) -> YearFigures:
-    """All figures for one year, reading each table once where figures share a scan."""
+    """All figures for one year, reading each table once where figures share a scan.
+
+    The scans are independent: they run two at a time (``side_by_side``); at 100,000
+    newcomers that is what keeps the whole leadership page inside a second."""
     _require_leadership(actor)
     _check_pathway(pathway)
     milestones = list(get_args(Milestone))
-    counts, freqs = _cohort_steps(
-        session, year=year, pathway=pathway, today=today, milestones=milestones
+    found = side_by_side(
+        session,
+        {  # the longest first
+            "counts": lambda s: _step_counts(s, year=year, pathway=pathway, today=today),
+            "days": lambda s: _arrival_days(s, milestones=milestones, year=year, pathway=pathway),
+            "cohorts": lambda s: cohorts(s, actor=actor),
+            "partner_backlog": lambda s: partner_backlog(s, actor=actor, today=today),
+            "fit_panel": lambda s: fit_panel(s, actor=actor, year=year, today=today),
+            "overview": lambda s: overview(s, actor=actor, today=today),
+            "fit_programme": lambda s: fit_programme(s, actor=actor, year=year),
+        },
     )
+    counts, freqs = found["counts"], found["days"]
     return YearFigures(
         year=year,
         pathway=pathway,
         today=today,
-        overview=overview(session, actor=actor, today=today),
+        overview=found["overview"],
         funnel=_build_funnel(counts, year, pathway),
         time_to={m: _build_time_to(freqs[m], m, year, pathway) for m in milestones},
         within_legal_clock=_build_legal(counts, year, pathway, today),
-        partner_backlog=partner_backlog(session, actor=actor, today=today),
-        cohorts=cohorts(session, actor=actor),
+        partner_backlog=found["partner_backlog"],
+        cohorts=found["cohorts"],
         recognition_outcomes=_build_recognition(counts, year, pathway),
-        fit_panel=fit_panel(session, actor=actor, year=year, today=today),
-        fit_programme=fit_programme(session, actor=actor, year=year),
+        fit_panel=found["fit_panel"],
+        fit_programme=found["fit_programme"],
     )
 
 
