@@ -663,3 +663,18 @@ def test_side_by_side_runs_jobs_on_two_connections_at_once_and_raises_their_erro
     with db.read() as s, pytest.raises(ValidationFailed, match="broken figure"):
         outcomes.side_by_side(s, {"fails": fails, **{f"later{i}": later for i in range(50)}})
     assert len(ran) < 50  # the remaining jobs were dropped, not run after the error
+
+
+def test_side_by_side_on_a_session_bound_to_one_connection_runs_the_jobs_in_turn(db):
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    with db.reader.connect() as conn, Session(bind=conn) as s:
+        used = set()
+
+        def job(session: Any) -> Any:
+            used.add(id(session))
+            return session.scalar(text("SELECT 2"))
+
+        assert outcomes.side_by_side(s, {"a": job, "b": job}) == {"a": 2, "b": 2}
+        assert used == {id(s)}  # one connection is never shared between two threads

@@ -39,6 +39,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
@@ -1163,6 +1164,9 @@ def side_by_side(session: Session, jobs: Mapping[str, Callable[[Session], Any]])
     cores in parallel. Each statement sees committed data as of its start, as PostgreSQL's
     default READ COMMITTED gives one session's statements anyway. An error in a job is raised
     here once both threads have stopped."""
+    bind = session.get_bind()
+    if not isinstance(bind, Engine):  # a session on one connection: nothing to run beside it
+        return {name: job(session) for name, job in jobs.items()}
     queue = list(jobs.items())
     lock = threading.Lock()
     results: dict[str, Any] = {}
@@ -1180,7 +1184,7 @@ def side_by_side(session: Session, jobs: Mapping[str, Callable[[Session], Any]])
                     queue.clear()  # stop the other thread too
                 raise
 
-    with Session(bind=session.get_bind()) as sibling, ThreadPoolExecutor(1) as pool:
+    with Session(bind=bind) as sibling, ThreadPoolExecutor(1) as pool:
         other = pool.submit(work, sibling)
         try:
             work(session)
