@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from tracker.access import Actor
+from tracker.bulk import BulkWriter
 from tracker.models import AuditEvent
 
 
@@ -53,8 +54,9 @@ def record_many(
     """Append many events of one kind in one statement: (entity id, case id, details) each.
 
     The same rows ``record`` writes, for the sweep's thousands of reminders and escalations:
-    one executemany instead of a session object each (whose inserts SQLite must run one by one
-    to hand each its id). Returns the number of events written."""
+    one COPY (PostgreSQL) or executemany (SQLite) through ``tracker.bulk`` instead of a session
+    object each, whose inserts SQLite runs one by one to hand each its id, and whose multi-row
+    VALUES statements psycopg parses anew for every page. Returns the number of events written."""
     rows = [
         {
             "occurred_at": now,
@@ -70,5 +72,5 @@ def record_many(
         for entity_id, case_id, details in events
     ]
     if rows:
-        session.execute(insert(AuditEvent), rows)
+        BulkWriter().insert(session.connection(), cast(Table, AuditEvent.__table__), rows)
     return len(rows)
