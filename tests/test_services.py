@@ -491,6 +491,44 @@ def test_partner_queue_is_sorted_by_urgency(db, actors):
     assert queue[0].due_status == "overdue"
 
 
+def test_a_handoff_carries_its_steps_current_due_date_kept_by_the_database(db, actors):
+    """The queue orders by a copy of the step's due date on the handoff (migration 0007): it
+    is taken when the handoff is made and follows every change of the step's due date, made
+    by a service or by any other UPDATE."""
+    from tracker.schemas import NewcomerUpdate
+
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW, nationality="PL")
+    with db.transaction() as s:
+        complete_step(s, actor=cm, reference=ref, step_key="housing", on=date(2026, 2, 25), now=NOW)
+    advance(db, cm, ref, now=NOW)
+
+    def due_and_copy() -> tuple[date | None, date | None]:
+        with db.read() as s:
+            step_due, copy = s.execute(
+                select(Step.due_date, Handoff.step_due_date)
+                .join(Handoff, Handoff.step_id == Step.id)
+                .where(Step.key == "registration")
+            ).one()
+        return step_due, copy
+
+    assert due_and_copy() == (date(2026, 3, 11), date(2026, 3, 11))  # 14 days from moving in
+    with db.transaction() as s:
+        update_newcomer(
+            s,
+            actor=cm,
+            reference=ref,
+            changes=NewcomerUpdate(move_in_date=date(2026, 2, 1)),
+            now=NOW,
+        )
+    assert due_and_copy() == (date(2026, 2, 15), date(2026, 2, 15))
+    with db.transaction() as s:
+        s.execute(
+            text("UPDATE steps SET due_date = :d WHERE key = 'registration'"), {"d": "2026-04-01"}
+        )
+    assert due_and_copy() == (date(2026, 4, 1), date(2026, 4, 1))
+
+
 def test_one_open_case_per_newcomer_and_reassignment(db, actors):
     cm = actors["cm.mueller"]
     with db.transaction() as s:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -257,20 +258,29 @@ class Handoff(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     accepted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # A copy of the step's due date, for ordering a partner's queue without reading each step.
+    # The database keeps it (triggers of migration 0007: set on insert, and whenever the step's
+    # due date changes); the application never writes it.
+    step_due_date: Mapped[date | None] = mapped_column(
+        Date, server_default=FetchedValue(), server_onupdate=FetchedValue()
+    )
 
     step: Mapped[Step] = relationship(back_populates="handoffs")
     case: Mapped[Case] = relationship()
     organisation: Mapped[Organisation] = relationship()
 
     __table_args__ = (
-        # A partner's queue and backlog: covering, so a page is chosen from the index and the
-        # step's due date alone, and only its fifty rows are read in full.
+        # A partner's queue and backlog: covering, so a page is chosen from the index alone, in
+        # order of urgency, and only its fifty rows are read in full.
         Index(
-            "ix_handoffs_org_state_cover",
+            "ix_handoffs_org_state_due",
             "organisation_id",
             "state",
-            "step_id",
+            "step_due_date",
             "offered_at",
+            "id",
+            "step_id",
+            "case_id",
             "created_at",
         ),
         # Handoffs offered or closed in a period (the monthly report).

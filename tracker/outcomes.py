@@ -932,11 +932,11 @@ def partner_backlog(session: Session, *, actor: Actor, today: date) -> PartnerBa
             func.count(),
             # Aggregated, not grouped: PostgreSQL would not match a grouped expression whose
             # bound parameter appears twice.
-            func.sum(case((Step.due_date < today, 1), else_=0)),
+            func.sum(case((Handoff.step_due_date < today, 1), else_=0)),
         )
-        .join(Step, Handoff.step_id == Step.id)
         .where(
-            # Naming the organisations lets ix_handoffs_org_state_cover seek, not scan.
+            # Naming the organisations lets ix_handoffs_org_state_due seek, not scan; the step's
+            # due date is copied onto the handoff, so no step is read.
             Handoff.organisation_id.in_([o.id for o in orgs]),
             Handoff.state.in_([s.value for s in BACKLOG_STATES]),
         )
