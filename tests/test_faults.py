@@ -1126,3 +1126,43 @@ def test_only_a_database_that_is_away_is_reported_as_unavailable(tmp_path: Path)
             s.execute(select(Case.id))
     finally:
         never_migrated.dispose()
+
+
+def test_a_busy_prefect_server_is_asked_again_and_a_lasting_failure_is_reported(monkeypatch):
+    """Erasure removes a case's flow runs through Prefect's REST API (orchestration
+    ``forget_case_runs``): a timeout or a 5xx answer is tried again after 1, 2, 4 s, a 4xx
+    answer is not, and after the last attempt its error or answer stands."""
+    import httpx
+
+    from tracker import orchestration
+
+    waits: list[float] = []
+    monkeypatch.setattr(orchestration.time, "sleep", waits.append)
+    request = httpx.Request("DELETE", "http://127.0.0.1:9/api/flow_runs/x")
+
+    def answers(*outcomes: Any) -> Callable[[], httpx.Response]:
+        queue = list(outcomes)
+
+        def send() -> httpx.Response:
+            outcome = queue.pop(0)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return httpx.Response(outcome, request=request)
+
+        return send
+
+    busy = answers(httpx.ReadTimeout("slow", request=request), 503, 204)
+    assert orchestration.with_retries(busy).status_code == 204
+    assert waits == [1, 2]
+
+    waits.clear()
+    assert orchestration.with_retries(answers(404, 204)).status_code == 404  # not retried
+    assert waits == []
+
+    always = answers(*[httpx.ConnectError("refused", request=request)] * 4)
+    with pytest.raises(httpx.ConnectError):
+        orchestration.with_retries(always)
+    assert waits == [1, 2, 4]
+    waits.clear()
+    assert orchestration.with_retries(answers(500, 500, 500, 502)).status_code == 502
+    assert waits == [1, 2, 4]

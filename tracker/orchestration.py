@@ -8,8 +8,11 @@ the change is already saved, and the clock sweep advances the case when it next 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from tracker import queries
 from tracker.access import system_actor
@@ -173,6 +176,28 @@ def case_runs(reference: str, *, limit: int = 20) -> list[dict[str, str]]:
     ]
 
 
+PREFECT_ATTEMPTS = 4  # a busy Prefect server can time out or answer 5xx (its database locked)
+
+
+def with_retries(send: Callable[[], Any], *, attempts: int = PREFECT_ATTEMPTS) -> Any:
+    """``send()`` again after a timeout, a broken connection or a 5xx answer, waiting 1, 2, 4 s;
+    the last attempt's answer or error is the result. Other answers are returned at once."""
+    import httpx
+
+    for attempt in range(attempts):
+        last = attempt == attempts - 1
+        try:
+            response = send()
+        except httpx.TransportError:
+            if last:
+                raise
+        else:
+            if response.status_code < 500 or last:
+                return response
+        time.sleep(2**attempt)
+    raise ValueError("attempts must be at least 1")
+
+
 def forget_case_runs(reference: str) -> int | None:
     """Delete a case's flow runs from Prefect's history after an erasure or anonymisation.
 
@@ -187,19 +212,22 @@ def forget_case_runs(reference: str) -> int | None:
     try:
         with httpx.Client(timeout=20) as client:  # a busy server answers slowly
             while True:
-                response = client.post(
-                    f"{api}/flow_runs/filter",
-                    json={
-                        "flow_runs": {"name": {"like_": reference.strip().upper()}},
-                        "limit": 100,
-                    },
+                response = with_retries(
+                    lambda: client.post(
+                        f"{api}/flow_runs/filter",
+                        json={
+                            "flow_runs": {"name": {"like_": reference.strip().upper()}},
+                            "limit": 100,
+                        },
+                    )
                 )
                 response.raise_for_status()
                 runs = response.json()
                 if not runs:
                     return deleted
                 for run in runs:
-                    response = client.delete(f"{api}/flow_runs/{run['id']}")
+                    url = f"{api}/flow_runs/{run['id']}"
+                    response = with_retries(partial(client.delete, url))
                     if response.status_code != 404:  # gone meanwhile is fine
                         response.raise_for_status()
                         deleted += 1
