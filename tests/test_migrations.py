@@ -16,19 +16,13 @@ def blank_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'm.db'}"
         return
-    import psycopg
-
-    from tests.conftest import PG_ADMIN_DSN, _worker
+    from tests.conftest import _worker, create_pg_database, drop_pg_database
 
     url_base = request.getfixturevalue("pg_url")  # skips when PostgreSQL is unreachable
-    name = f"onboarding_migr_{_worker()}"
-    with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
     assert url_base
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN_DSN + " dbname=postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    name = f"onboarding_migr_{_worker()}"
+    yield create_pg_database(name)
+    drop_pg_database(name)
 
 
 def test_migrations_match_the_models_and_can_be_undone(blank_url):

@@ -28,18 +28,34 @@ def record(
 ) -> AuditEvent:
     """Append one audit event. Details hold ids, keys and states only, never names."""
     event = AuditEvent(
-        occurred_at=now,
-        actor_id=actor.user_id,
-        actor=actor.username,
-        action=action,
-        case_id=case_id,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        reason=reason,
-        details=details or {},
+        **_row(actor, action, entity_type, entity_id, now, case_id, reason, details or {})
     )
     session.add(event)
     return event
+
+
+def _row(
+    actor: Actor,
+    action: str,
+    entity_type: str,
+    entity_id: int | None,
+    now: datetime,
+    case_id: int | None,
+    reason: str | None,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """The columns of one audit event, as ``record`` and ``record_many`` write them."""
+    return {
+        "occurred_at": now,
+        "actor_id": actor.user_id,
+        "actor": actor.username,
+        "action": action,
+        "case_id": case_id,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "reason": reason,
+        "details": details,
+    }
 
 
 def record_many(
@@ -58,17 +74,7 @@ def record_many(
     object each, whose inserts SQLite runs one by one to hand each its id, and whose multi-row
     VALUES statements psycopg parses anew for every page. Returns the number of events written."""
     rows = [
-        {
-            "occurred_at": now,
-            "actor_id": actor.user_id,
-            "actor": actor.username,
-            "action": action,
-            "case_id": case_id,
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "reason": None,
-            "details": details,
-        }
+        _row(actor, action, entity_type, entity_id, now, case_id, None, details)
         for entity_id, case_id, details in events
     ]
     if rows:

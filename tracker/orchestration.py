@@ -8,11 +8,8 @@ the change is already saved, and the clock sweep advances the case when it next 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any
 
 from tracker import queries
 from tracker.access import system_actor
@@ -176,60 +173,33 @@ def case_runs(reference: str, *, limit: int = 20) -> list[dict[str, str]]:
     ]
 
 
-PREFECT_ATTEMPTS = 4  # a busy Prefect server can time out or answer 5xx (its database locked)
-
-
-def with_retries(send: Callable[[], Any], *, attempts: int = PREFECT_ATTEMPTS) -> Any:
-    """``send()`` again after a timeout, a broken connection or a 5xx answer, waiting 1, 2, 4 s;
-    the last attempt's answer or error is the result. Other answers are returned at once."""
-    import httpx
-
-    for attempt in range(attempts):
-        last = attempt == attempts - 1
-        try:
-            response = send()
-        except httpx.TransportError:
-            if last:
-                raise
-        else:
-            if response.status_code < 500 or last:
-                return response
-        time.sleep(2**attempt)
-    raise ValueError("attempts must be at least 1")
-
-
 def forget_case_runs(reference: str) -> int | None:
     """Delete a case's flow runs from Prefect's history after an erasure or anonymisation.
 
     Runs are named by the case reference (never by name), so what Prefect keeps is
     pseudonymous; after the case is gone the reference must not stay linkable either.
     Returns how many runs were deleted, or None if Prefect could not be reached (the runs
-    then stay until Prefect's own history clean-up; nothing else refers to them)."""
-    import httpx
+    then stay until Prefect's own history clean-up; nothing else refers to them).
 
-    api = get_settings().prefect_api_url.rstrip("/")
+    Through Prefect's own client: it asks a busy server again (a timeout, or 503 while the
+    server's database is locked) and gives up at once when nothing answers at all."""
+    import httpx
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.exceptions import ObjectNotFound
+
+    named = FlowRunFilter(name=FlowRunFilterName(like_=reference.strip().upper()))
     deleted = 0
     try:
-        with httpx.Client(timeout=20) as client:  # a busy server answers slowly
-            while True:
-                response = with_retries(
-                    lambda: client.post(
-                        f"{api}/flow_runs/filter",
-                        json={
-                            "flow_runs": {"name": {"like_": reference.strip().upper()}},
-                            "limit": 100,
-                        },
-                    )
-                )
-                response.raise_for_status()
-                runs = response.json()
-                if not runs:
-                    return deleted
+        api = get_settings().prefect_api_url
+        with SyncPrefectClient(api, httpx_settings={"timeout": 20}) as client:
+            while runs := client.read_flow_runs(flow_run_filter=named, limit=100):
                 for run in runs:
-                    url = f"{api}/flow_runs/{run['id']}"
-                    response = with_retries(partial(client.delete, url))
-                    if response.status_code != 404:  # gone meanwhile is fine
-                        response.raise_for_status()
+                    try:
+                        client.delete_flow_run(run.id)
                         deleted += 1
+                    except ObjectNotFound:  # gone meanwhile is fine
+                        pass
+        return deleted
     except httpx.HTTPError:
         return None
