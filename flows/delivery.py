@@ -9,7 +9,7 @@ from prefect.tasks import exponential_backoff
 
 from flows._common import database, note_failure
 from tracker.config import get_settings
-from tracker.senders import DeliveryError, Outgoing, default_sender
+from tracker.senders import DeliveryError, Outgoing, default_sender, sending
 from tracker.services._base import utcnow
 from tracker.services.delivery import claim_messages, mark_failed, mark_sent
 
@@ -41,15 +41,16 @@ def lease_for(messages: int) -> int:
 def send_batch(messages: list[Outgoing], count: int) -> dict[int, tuple[str, bool]]:
     """Hand each message of a claim to the sender once; returns the failures by message id
     (error, permanent). One task for the claim: a task per message cost more than the send."""
-    sender = default_sender()
     failures: dict[int, tuple[str, bool]] = {}
-    for message in messages:
-        try:
-            sender.send(message)
-        except DeliveryError as exc:
-            failures[message.id] = (str(exc)[:500], exc.permanent)
-        except Exception as exc:  # a bug: retried later through the outbox, never parked
-            failures[message.id] = (f"{type(exc).__name__}: {exc}"[:500], False)
+    sender = default_sender()
+    with sending(sender):  # one SMTP connection for the claim
+        for message in messages:
+            try:
+                sender.send(message)
+            except DeliveryError as exc:
+                failures[message.id] = (str(exc)[:500], exc.permanent)
+            except Exception as exc:  # a bug: retried later through the outbox, never parked
+                failures[message.id] = (f"{type(exc).__name__}: {exc}"[:500], False)
     return failures
 
 

@@ -44,6 +44,7 @@ from tracker.senders import (
     SmtpSender,
     default_sender,
     message_id_for,
+    sending,
 )
 from tracker.services.admin import update_organisation
 from tracker.services.delivery import backoff, claim_messages, deliver_pending
@@ -70,6 +71,7 @@ class Mailbox:
     refuse_next: int = 0  # answer DATA with 451 for this many messages
     unknown: set[str] = field(default_factory=set)  # answer RCPT with 550 for these
     data_commands: int = 0
+    peers: list[Any] = field(default_factory=list)  # the connection each message came over
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(
@@ -90,6 +92,7 @@ class Mailbox:
             assert isinstance(mail, EmailMessage)
             self.received.append(mail)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self.peers.append(session.peer)
         return "250 OK queued"
 
     def message_ids(self) -> Counter[str]:
@@ -467,6 +470,50 @@ def test_login_works_and_a_wrong_password_stays_out_of_the_error() -> None:
         assert "login" in str(caught.value) and "535" in str(caught.value)
         assert "wrong-pw-123" not in str(caught.value) and "wrong-pw-123" not in repr(wrong)
         assert len(server.mailbox.received) == 1
+    finally:
+        server.stop()
+
+
+def test_a_run_of_messages_shares_one_connection_and_login_until_a_failure_ends_it() -> None:
+    logins: list[bytes] = []
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        logins.append(data.login)
+        return AuthResult(success=True, handled=False)
+
+    server = SmtpServer(authenticator=authenticate, auth_require_tls=False)
+    server.mailbox.unknown = {"nobody@example.org"}
+    server.start()
+    try:
+        sender = server.sender(user="office", password="s3cret-pw")
+        with sending(sender):
+            sender.send(outgoing(key="run:1"))
+            sender.send(outgoing(key="run:2"))
+            with pytest.raises(DeliveryError) as refused:
+                sender.send(outgoing(to="nobody@example.org", key="run:3"))
+            assert refused.value.permanent
+            sender.send(outgoing(key="run:4"))
+            sender.send(outgoing(key="run:5"))
+            # The server goes away and comes back: the kept connection is dead. That message
+            # fails for now (retried later, as any dropped connection is); the next one gets
+            # a new connection.
+            server.stop()
+            server.start()
+            with pytest.raises(DeliveryError) as dropped:
+                sender.send(outgoing(key="run:6"))
+            assert not dropped.value.permanent
+            sender.send(outgoing(key="run:7"))
+        # Outside such a run, each message has a connection of its own.
+        sender.send(outgoing(key="run:8"))
+        sender.send(outgoing(key="run:9"))
+        mailbox = server.mailbox
+        assert [m[KEY_HEADER] for m in mailbox.received] == [
+            f"run:{n}" for n in (1, 2, 4, 5, 7, 8, 9)
+        ]
+        one, two, four, five, *_ = mailbox.peers
+        assert one == two and four == five
+        # One login per connection: 1-3, 4-6, 7, 8 and 9.
+        assert logins == [b"office"] * 5
     finally:
         server.stop()
 

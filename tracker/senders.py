@@ -8,6 +8,8 @@ import os
 import smtplib
 import ssl
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.errors import MessageError
@@ -125,7 +127,9 @@ class FileSender:
 
 
 class SmtpSender:
-    """Sends each message to an SMTP server, one connection per message.
+    """Sends each message to an SMTP server: one connection per message, or one for a whole
+    run of messages inside ``with sender.connected():`` (no TLS handshake and login per
+    message). A failure ends that connection; the next message opens a new one.
 
     SMTP cannot be exactly-once. If the worker dies after the server accepted a message but
     before the outbox marked it sent, the message is sent again when its lease runs out, and
@@ -161,6 +165,8 @@ class SmtpSender:
         self._password = SecretStr(password) if isinstance(password, str) else password
         self.starttls = starttls
         self.timeout = timeout
+        self._smtp: smtplib.SMTP | None = None  # open between messages inside connected()
+        self._keep = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpSender:
@@ -213,6 +219,16 @@ class SmtpSender:
         mail["Content-Language"] = message.language
         return mail
 
+    @contextmanager
+    def connected(self) -> Iterator[None]:
+        """Keep one connection open for the messages sent inside this block."""
+        self._keep = True
+        try:
+            yield
+        finally:
+            self._keep = False
+            self._hang_up()
+
     def send(self, message: Outgoing) -> None:
         try:
             mail = self.build(message)
@@ -223,22 +239,29 @@ class SmtpSender:
             ) from exc
         stage = "connect"
         try:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        except (smtplib.SMTPException, OSError) as exc:
-            raise self._delivery_error(exc, stage, message) from exc
-        try:
-            if self.starttls:
-                stage = "starttls"
-                smtp.starttls(context=ssl.create_default_context())
-            if self.user:
-                stage = "login"
-                password = self._password.get_secret_value() if self._password else ""
-                smtp.login(self.user, password)
+            smtp = self._smtp
+            if smtp is None:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+                self._smtp = smtp
+                if self.starttls:
+                    stage = "starttls"
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.user:
+                    stage = "login"
+                    password = self._password.get_secret_value() if self._password else ""
+                    smtp.login(self.user, password)
             stage = "send"
             smtp.send_message(mail, to_addrs=[message.to_address])
         except (smtplib.SMTPException, OSError) as exc:
+            # Whatever the server thinks of this session now, the next message starts afresh.
+            self._hang_up()
             raise self._delivery_error(exc, stage, message) from exc
-        finally:
+        if not self._keep:
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
             _quit_quietly(smtp)
 
     def _delivery_error(self, exc: BaseException, stage: str, message: Outgoing) -> DeliveryError:
@@ -291,6 +314,16 @@ def _quit_quietly(smtp: smtplib.SMTP) -> None:
         smtp.quit()
     except (smtplib.SMTPException, OSError):
         smtp.close()
+
+
+@contextmanager
+def sending(sender: Sender) -> Iterator[None]:
+    """A run of messages through ``sender``: over one connection where it keeps one (SMTP)."""
+    if isinstance(sender, SmtpSender):
+        with sender.connected():
+            yield
+    else:
+        yield
 
 
 def default_sender(settings: Settings | None = None) -> Sender:

@@ -18,7 +18,7 @@ from tracker.enums import OutboxStatus
 from tracker.errors import InvalidTransition, NotFoundError
 from tracker.models import Case, Newcomer, Organisation, OutboxMessage, User
 from tracker.rendering import RenderError, render_message
-from tracker.senders import DeliveryError, Outgoing, Sender
+from tracker.senders import DeliveryError, Outgoing, Sender, sending
 from tracker.services._base import utcnow
 
 # Minutes to wait after the 1st, 2nd, ... failed attempt; the last value repeats.
@@ -339,26 +339,27 @@ def deliver_pending(
             max_attempts=max_attempts,
         )
     sent = retried = failed = 0
-    for outgoing in batch:
-        try:
-            sender.send(outgoing)
-        except Exception as exc:
-            permanent = isinstance(exc, DeliveryError) and exc.permanent
+    with sending(sender):  # one SMTP connection for the claim
+        for outgoing in batch:
+            try:
+                sender.send(outgoing)
+            except Exception as exc:
+                permanent = isinstance(exc, DeliveryError) and exc.permanent
+                with db.transaction() as session:
+                    status = mark_failed(
+                        session,
+                        message_id=outgoing.id,
+                        error=_error_text(exc),
+                        now=clock(),
+                        max_attempts=max_attempts,
+                        permanent=permanent,
+                    )
+                if status == OutboxStatus.failed:
+                    failed += 1
+                elif status == OutboxStatus.pending:
+                    retried += 1
+                continue
             with db.transaction() as session:
-                status = mark_failed(
-                    session,
-                    message_id=outgoing.id,
-                    error=_error_text(exc),
-                    now=clock(),
-                    max_attempts=max_attempts,
-                    permanent=permanent,
-                )
-            if status == OutboxStatus.failed:
-                failed += 1
-            elif status == OutboxStatus.pending:
-                retried += 1
-            continue
-        with db.transaction() as session:
-            mark_sent(session, message_id=outgoing.id, now=clock())
-        sent += 1
+                mark_sent(session, message_id=outgoing.id, now=clock())
+            sent += 1
     return DeliveryReport(sent=sent, retried=retried, failed=failed + parked)
