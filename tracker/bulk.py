@@ -69,17 +69,33 @@ class BulkWriter:
         self, connection: Connection, table: Table, columns: list[str], values: list[list[Any]]
     ) -> None:
         """Insert ``values`` (lists in the order of ``columns``); converts them in place."""
-        if not values:
-            return
-        columns = self._with_defaults(table, columns, values)
         is_sqlite = connection.dialect.name == "sqlite"
-        for i, convert in self._converters(table, columns, is_sqlite=is_sqlite):
+        self.write(connection, table, *self.prepare(table, columns, values, sqlite=is_sqlite))
+
+    def prepare(
+        self, table: Table, columns: list[str], values: list[list[Any]], *, sqlite: bool
+    ) -> tuple[list[str], list[list[Any]]]:
+        """The columns and values as the driver takes them: constant defaults added, values
+        converted in place. Needs no connection, so another process can do it (the demo)."""
+        if not values:
+            return columns, values
+        columns = self._with_defaults(table, columns, values)
+        for i, convert in self._converters(table, columns, is_sqlite=sqlite):
             for value in values:
                 if value[i] is not None:
                     value[i] = convert(value[i])
+        return columns, values
+
+    @staticmethod
+    def write(
+        connection: Connection, table: Table, columns: list[str], values: list[list[Any]]
+    ) -> None:
+        """Hand prepared ``values`` to the driver, in the connection's transaction."""
+        if not values:
+            return
         raw: Any = connection.connection.driver_connection  # sqlite3 or psycopg
         names = ", ".join(columns)
-        if is_sqlite:
+        if connection.dialect.name == "sqlite":
             marks = ", ".join("?" * len(columns))
             raw.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", values)
             return
