@@ -2259,7 +2259,7 @@ def _draw(
         yield 0, prepared(rows, [*_FitDemo.TABLE_NAMES, "audit_events", "outbox"])
 
 
-LOAD_CACHE_KIB = 256 * 1024  # SQLite's page cache while loading
+LOAD_CACHE_KIB = 64 * 1024  # SQLite's page cache while loading
 
 
 def _can_fork() -> bool:
@@ -2395,8 +2395,8 @@ def load_demo(
             if db.is_sqlite:
                 # The indexes being filled outgrow SQLite's 2 MiB page cache within a few
                 # thousand people; from then on each batch read its pages back from the OS
-                # (100k people: 176 s -> 158 s, half the system time). Dropped with the pool
-                # below.
+                # (100k people: half the system time; 64 MiB did as well as 256 MiB).
+                # Dropped with the pool below.
                 conn.exec_driver_sql(f"PRAGMA cache_size=-{LOAD_CACHE_KIB}")
             for name, (columns, rows) in values.items():
                 BulkWriter.write(conn, tables[name], columns, rows)
