@@ -680,6 +680,12 @@ def test_the_image_keeps_the_source_layout_the_code_expects():
         assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
     for needed in ("tracker", "flows", "dashboard", "templates", "pyproject.toml"):
         assert needed in landed, f"the image needs {needed}"
+    # Building the project reads the files pyproject.toml names (readme, licence): without
+    # them `pip install -e .` fails inside the image.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for named in (project["readme"], *project.get("license-files", [])):
+        assert named in landed, f"pip install -e . needs {named}"
+        assert landed[named].parent == landed["pyproject.toml"].parent, named
     workdir = PurePosixPath(_final("WORKDIR"))
     # tracker/rendering.py finds templates/ relative to the tracker package.
     package_dir = Path(rendering.__file__).resolve().parent
