@@ -570,7 +570,8 @@ def write_doc() -> None:
         f"Machine: {cpu_model()}, {found[0]['machine']['cpus']} CPUs; Prefect "
         f"{found[0]['machine']['prefect']}, SQLAlchemy {found[0]['machine']['sqlalchemy']} "
         "(bench/_harness.py `machine()`). Load average is the 1/5/15-minute average when each "
-        "run started; other work was running on the machine at the same time.",
+        "run started; it counts the suite's own processes too (the loader's second process, "
+        "PostgreSQL, the scratch Prefect server). Whether anything else ran is in the notes.",
         "",
     ]
     header = ["size · backend", "value", "verdict", "peak RSS MiB"]
