@@ -42,11 +42,10 @@ def send_batch(messages: list[Outgoing], count: int) -> dict[int, tuple[str, boo
     """Hand each message of a claim to the sender once; returns the failures by message id
     (error, permanent). One task for the claim: a task per message cost more than the send."""
     failures: dict[int, tuple[str, bool]] = {}
-    sender = default_sender()
-    with sending(sender):  # one SMTP connection for the claim
+    with sending(default_sender()) as send:  # one SMTP connection for the claim
         for message in messages:
             try:
-                sender.send(message)
+                send(message)
             except DeliveryError as exc:
                 failures[message.id] = (str(exc)[:500], exc.permanent)
             except Exception as exc:  # a bug: retried later through the outbox, never parked

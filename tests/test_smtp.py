@@ -236,6 +236,7 @@ def test_each_message_arrives_once_with_its_headers_and_a_utf8_body(
     assert report.sent == len(messages) >= 3 and report.retried == report.failed == 0
     assert again.sent == again.retried == again.failed == 0
     assert_each_arrived_once(db, smtp)
+    assert len(set(smtp.mailbox.peers)) == 1  # the claim went over one connection
 
     by_id = {str(m["Message-ID"]): m for m in smtp.mailbox.received}
     for row in messages:
@@ -486,23 +487,23 @@ def test_a_run_of_messages_shares_one_connection_and_login_until_a_failure_ends_
     server.start()
     try:
         sender = server.sender(user="office", password="s3cret-pw")
-        with sending(sender):
-            sender.send(outgoing(key="run:1"))
-            sender.send(outgoing(key="run:2"))
+        with sending(sender) as send:
+            send(outgoing(key="run:1"))
+            send(outgoing(key="run:2"))
             with pytest.raises(DeliveryError) as refused:
-                sender.send(outgoing(to="nobody@example.org", key="run:3"))
+                send(outgoing(to="nobody@example.org", key="run:3"))
             assert refused.value.permanent
-            sender.send(outgoing(key="run:4"))
-            sender.send(outgoing(key="run:5"))
+            send(outgoing(key="run:4"))
+            send(outgoing(key="run:5"))
             # The server goes away and comes back: the kept connection is dead. That message
             # fails for now (retried later, as any dropped connection is); the next one gets
             # a new connection.
             server.stop()
             server.start()
             with pytest.raises(DeliveryError) as dropped:
-                sender.send(outgoing(key="run:6"))
+                send(outgoing(key="run:6"))
             assert not dropped.value.permanent
-            sender.send(outgoing(key="run:7"))
+            send(outgoing(key="run:7"))
         # Outside such a run, each message has a connection of its own.
         sender.send(outgoing(key="run:8"))
         sender.send(outgoing(key="run:9"))
@@ -516,6 +517,45 @@ def test_a_run_of_messages_shares_one_connection_and_login_until_a_failure_ends_
         assert logins == [b"office"] * 5
     finally:
         server.stop()
+
+
+def test_an_unexpected_error_drops_the_connection_it_happened_on() -> None:
+    """smtplib cannot encode a non-ASCII password for AUTH: the error is not an SMTP one, and
+    the half-open session must not carry the next message, unauthenticated, in a run."""
+    logins: list[bytes] = []
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        logins.append(data.login)
+        return AuthResult(success=True, handled=False)
+
+    server = SmtpServer(authenticator=authenticate, auth_require_tls=False)
+    server.start()
+    try:
+        sender = server.sender(user="office", password="pässwort")
+        with sending(sender) as send:
+            for n in range(3):
+                with pytest.raises(UnicodeEncodeError):
+                    send(outgoing(key=f"unicode:{n}"))
+        with pytest.raises(UnicodeEncodeError):
+            sender.send(outgoing(key="unicode:3"))
+        assert server.mailbox.received == [] and logins == []
+    finally:
+        server.stop()
+
+
+def test_the_delivery_flow_sends_a_claim_over_one_connection(
+    smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows import delivery as flow_delivery
+
+    monkeypatch.setattr(flow_delivery, "default_sender", smtp.sender)
+    smtp.mailbox.unknown = {"nobody@example.org"}
+    claim = [replace(outgoing(key=f"claim:{n}"), id=n) for n in range(4)]
+    claim[1] = replace(claim[1], to_address="nobody@example.org")
+    failures = flow_delivery.send_batch.fn(claim, len(claim))
+    assert set(failures) == {1} and failures[1][1] is True  # refused for good
+    first, third, fourth = smtp.mailbox.peers
+    assert first != third == fourth  # the refusal ended the first connection, not the run
 
 
 def test_starttls_against_a_server_without_it_is_a_retryable_error(smtp: SmtpServer) -> None:

@@ -2382,30 +2382,32 @@ def load_demo(
     draw = _draw_in_child if people >= PARALLEL_FROM and _can_fork() else _draw
     # One transaction per batch of people; FIT@THGA last, in one (places go to registrations
     # in the order they came, so it needs everyone).
-    for size, values in draw(
-        gen,
-        people=people,
-        first_index=first_index,
-        fit_cohort=fit_cohort,
-        batch_size=batch_size,
-        sqlite=db.is_sqlite,
-    ):
-        with db.transaction() as session:
-            conn = session.connection()
-            if db.is_sqlite:
-                # The indexes being filled outgrow SQLite's 2 MiB page cache within a few
-                # thousand people; from then on each batch read its pages back from the OS
-                # (100k people: half the system time; 64 MiB did as well as 256 MiB).
-                # Dropped with the pool below.
-                conn.exec_driver_sql(f"PRAGMA cache_size=-{LOAD_CACHE_KIB}")
-            for name, (columns, rows) in values.items():
-                BulkWriter.write(conn, tables[name], columns, rows)
-                counts[name] = counts.get(name, 0) + len(rows)
-        if progress and size:
-            progress(size)
-    if db.is_sqlite:
-        db.writer.dispose()  # the load's connections, with their large page caches
-    else:
+    try:
+        for size, values in draw(
+            gen,
+            people=people,
+            first_index=first_index,
+            fit_cohort=fit_cohort,
+            batch_size=batch_size,
+            sqlite=db.is_sqlite,
+        ):
+            with db.transaction() as session:
+                conn = session.connection()
+                if db.is_sqlite:
+                    # The indexes being filled outgrow SQLite's 2 MiB page cache within a few
+                    # thousand people; from then on each batch read its pages back from the OS
+                    # (100k people: half the system time; 64 MiB did as well as 256 MiB).
+                    # Dropped with the pool below.
+                    conn.exec_driver_sql(f"PRAGMA cache_size=-{LOAD_CACHE_KIB}")
+                for name, (columns, rows) in values.items():
+                    BulkWriter.write(conn, tables[name], columns, rows)
+                    counts[name] = counts.get(name, 0) + len(rows)
+            if progress and size:
+                progress(size)
+    finally:
+        if db.is_sqlite:
+            db.writer.dispose()  # the load's connections, with their large page caches
+    if not db.is_sqlite:
         with db.transaction() as session:
             for name, _ in TABLES + FIT_TABLES:
                 session.execute(

@@ -8,7 +8,7 @@ import os
 import smtplib
 import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -128,8 +128,7 @@ class FileSender:
 
 class SmtpSender:
     """Sends each message to an SMTP server: one connection per message, or one for a whole
-    run of messages inside ``with sender.connected():`` (no TLS handshake and login per
-    message). A failure ends that connection; the next message opens a new one.
+    run of messages through ``sender.connection()`` (no TLS handshake and login per message).
 
     SMTP cannot be exactly-once. If the worker dies after the server accepted a message but
     before the outbox marked it sent, the message is sent again when its lease runs out, and
@@ -165,8 +164,6 @@ class SmtpSender:
         self._password = SecretStr(password) if isinstance(password, str) else password
         self.starttls = starttls
         self.timeout = timeout
-        self._smtp: smtplib.SMTP | None = None  # open between messages inside connected()
-        self._keep = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpSender:
@@ -219,17 +216,22 @@ class SmtpSender:
         mail["Content-Language"] = message.language
         return mail
 
-    @contextmanager
-    def connected(self) -> Iterator[None]:
-        """Keep one connection open for the messages sent inside this block."""
-        self._keep = True
-        try:
-            yield
-        finally:
-            self._keep = False
-            self._hang_up()
-
     def send(self, message: Outgoing) -> None:
+        with self.connection() as send:
+            send(message)
+
+    @contextmanager
+    def connection(self) -> Iterator[Callable[[Outgoing], None]]:
+        """A ``send`` that keeps one connection open for the messages given to it in this
+        block. A failure ends the connection; the next message opens a new one. The sender
+        itself holds no connection, so blocks never share one (use each in one thread)."""
+        line = _Line()
+        try:
+            yield lambda message: self._send(message, line)
+        finally:
+            line.hang_up()
+
+    def _send(self, message: Outgoing, line: _Line) -> None:
         try:
             mail = self.build(message)
         except (ValueError, TypeError, MessageError) as exc:
@@ -237,12 +239,12 @@ class SmtpSender:
             raise DeliveryError(
                 f"cannot build the e-mail: {self._redact(str(exc), message)}", permanent=True
             ) from exc
+        # Taken off the line while in use: it goes back only once this message went through.
+        smtp, line.smtp = line.smtp, None
         stage = "connect"
         try:
-            smtp = self._smtp
             if smtp is None:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-                self._smtp = smtp
                 if self.starttls:
                     stage = "starttls"
                     smtp.starttls(context=ssl.create_default_context())
@@ -253,16 +255,16 @@ class SmtpSender:
             stage = "send"
             smtp.send_message(mail, to_addrs=[message.to_address])
         except (smtplib.SMTPException, OSError) as exc:
-            # Whatever the server thinks of this session now, the next message starts afresh.
-            self._hang_up()
+            if smtp is not None:
+                _quit_quietly(smtp)
             raise self._delivery_error(exc, stage, message) from exc
-        if not self._keep:
-            self._hang_up()
-
-    def _hang_up(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is not None:
-            _quit_quietly(smtp)
+        except BaseException:
+            # Anything else (a password smtplib cannot encode, an interrupt) leaves the session
+            # in an unknown state: drop it without another word to the server.
+            if smtp is not None:
+                smtp.close()
+            raise
+        line.smtp = smtp
 
     def _delivery_error(self, exc: BaseException, stage: str, message: Outgoing) -> DeliveryError:
         """Classify a failure: permanent only when this message or its recipient was refused."""
@@ -306,6 +308,18 @@ def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
 
 
+@dataclass
+class _Line:
+    """The connection an ``SmtpSender.connection()`` block keeps between its messages."""
+
+    smtp: smtplib.SMTP | None = None
+
+    def hang_up(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            _quit_quietly(smtp)
+
+
 def _quit_quietly(smtp: smtplib.SMTP) -> None:
     """End the session. The outcome of the send is already known, so a failing QUIT (which
     ``with smtplib.SMTP(...)`` would raise) must not turn an accepted message into a retry
@@ -317,13 +331,14 @@ def _quit_quietly(smtp: smtplib.SMTP) -> None:
 
 
 @contextmanager
-def sending(sender: Sender) -> Iterator[None]:
-    """A run of messages through ``sender``: over one connection where it keeps one (SMTP)."""
+def sending(sender: Sender) -> Iterator[Callable[[Outgoing], None]]:
+    """A ``send`` for a run of messages through ``sender``: over one connection where it
+    keeps one (SMTP), else ``sender.send`` itself."""
     if isinstance(sender, SmtpSender):
-        with sender.connected():
-            yield
+        with sender.connection() as send:
+            yield send
     else:
-        yield
+        yield sender.send
 
 
 def default_sender(settings: Settings | None = None) -> Sender:

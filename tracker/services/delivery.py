@@ -339,10 +339,10 @@ def deliver_pending(
             max_attempts=max_attempts,
         )
     sent = retried = failed = 0
-    with sending(sender):  # one SMTP connection for the claim
+    with sending(sender) as send:  # one SMTP connection for the claim
         for outgoing in batch:
             try:
-                sender.send(outgoing)
+                send(outgoing)
             except Exception as exc:
                 permanent = isinstance(exc, DeliveryError) and exc.permanent
                 with db.transaction() as session:
