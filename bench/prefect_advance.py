@@ -252,13 +252,20 @@ def run_deployment_mode(
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
                 done = list(pool.map(ask, refs))
         wall = time.perf_counter() - started
+        outcomes = [o for _, o in done]
+        ids = [i for o in outcomes if not isinstance(o, Exception) for i in o.flow_run_ids]
+        # A request is answered once the case has moved; the run reports its own end a moment
+        # later. Stopping the serving process before that would cancel the last run.
+        wait_for(
+            lambda: all(r["state_type"] in FINAL for r in server.flow_runs(ids)),
+            120,
+            "the flow runs to report their end",
+        )
     finally:
         serve_rss = peak_rss_mib(proc.pid)
         stop(proc)
     times = [t for t, _ in done]
-    outcomes = [o for _, o in done]
     states = Counter(type(o).__name__ if isinstance(o, Exception) else o.state for o in outcomes)
-    ids = [i for o in outcomes if not isinstance(o, Exception) for i in o.flow_run_ids]
     runs = server.flow_runs(ids)
     return result(
         times,
