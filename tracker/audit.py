@@ -28,33 +28,25 @@ def record(
 ) -> AuditEvent:
     """Append one audit event. Details hold ids, keys and states only, never names."""
     event = AuditEvent(
-        **_row(actor, action, entity_type, entity_id, now, case_id, reason, details or {})
+        **_who_what_when(actor, action, entity_type, now),
+        entity_id=entity_id,
+        case_id=case_id,
+        reason=reason,
+        details=details or {},
     )
     session.add(event)
     return event
 
 
-def _row(
-    actor: Actor,
-    action: str,
-    entity_type: str,
-    entity_id: int | None,
-    now: datetime,
-    case_id: int | None,
-    reason: str | None,
-    details: dict[str, Any],
-) -> dict[str, Any]:
-    """The columns of one audit event, as ``record`` and ``record_many`` write them."""
+def _who_what_when(actor: Actor, action: str, entity_type: str, now: datetime) -> dict[str, Any]:
+    """The columns an event shares with every other event of its kind at that moment, as
+    ``record`` and ``record_many`` write them."""
     return {
         "occurred_at": now,
         "actor_id": actor.user_id,
         "actor": actor.username,
         "action": action,
-        "case_id": case_id,
         "entity_type": entity_type,
-        "entity_id": entity_id,
-        "reason": reason,
-        "details": details,
     }
 
 
@@ -73,8 +65,9 @@ def record_many(
     one COPY (PostgreSQL) or executemany (SQLite) through ``tracker.bulk`` instead of a session
     object each, whose inserts SQLite runs one by one to hand each its id, and whose multi-row
     VALUES statements psycopg parses anew for every page. Returns the number of events written."""
+    common = _who_what_when(actor, action, entity_type, now)
     rows = [
-        _row(actor, action, entity_type, entity_id, now, case_id, None, details)
+        {**common, "entity_id": entity_id, "case_id": case_id, "reason": None, "details": details}
         for entity_id, case_id, details in events
     ]
     if rows:

@@ -2201,6 +2201,7 @@ FIT_TABLES: list[tuple[str, Table]] = [
         ("fit_permits", FitPermit),
     ]
 ]
+_TABLE_BY_NAME = dict(TABLES + FIT_TABLES)
 
 
 def _fit_done_in(session: Session, year: int) -> int:
@@ -2222,36 +2223,39 @@ def _fit_done_in(session: Session, year: int) -> int:
 
 # From this many people the journeys are drawn in a second process while this one writes.
 PARALLEL_FROM = 5_000
+LOAD_CACHE_KIB = 64 * 1024  # SQLite's page cache while loading
 _Values = dict[str, tuple[list[str], list[list[Any]]]]
 
 
-def _draw(
-    gen: DemoGenerator,
-    *,
-    people: int,
-    first_index: int,
-    fit_cohort: int,
-    batch_size: int,
-    sqlite: bool,
-) -> Iterator[tuple[int, _Values]]:
+@dataclass(frozen=True)
+class _Draw:
+    """Which people to draw, in batches of how many, converted for which driver."""
+
+    people: int
+    first_index: int
+    fit_cohort: int
+    batch_size: int
+    sqlite: bool
+
+
+def _draw(gen: DemoGenerator, plan: _Draw) -> Iterator[tuple[int, _Values]]:
     """The rows to write, batch by batch: (people in the batch, rows per table in the order
     they can be written, converted for the driver of the database, SQLite or not); the
     FIT@THGA rows last (0 people)."""
-    tables = dict(TABLES + FIT_TABLES)
     writer = BulkWriter()
 
     def prepared(rows: dict[str, list[dict[str, Any]]], names: list[str]) -> _Values:
         return {
-            name: writer.prepare(tables[name], *as_values(rows[name]), sqlite=sqlite)
+            name: writer.prepare(_TABLE_BY_NAME[name], *as_values(rows[name]), sqlite=plan.sqlite)
             for name in names
         }
 
     done = 0
-    while done < people:
+    while done < plan.people:
         batch = _Batch()
-        size = min(batch_size, people - done)
+        size = min(plan.batch_size, plan.people - done)
         for i in range(done, done + size):
-            gen.person(batch, index=first_index + i, fit_cohort=i < fit_cohort)
+            gen.person(batch, index=plan.first_index + i, fit_cohort=i < plan.fit_cohort)
         yield size, prepared(batch.rows, [name for name, _ in TABLES])
         done += size
     if gen.fit is not None:
@@ -2259,16 +2263,13 @@ def _draw(
         yield 0, prepared(rows, [*_FitDemo.TABLE_NAMES, "audit_events", "outbox"])
 
 
-LOAD_CACHE_KIB = 64 * 1024  # SQLite's page cache while loading
-
-
 def _can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
-def _draw_to(queue: Any, gen: DemoGenerator, kwargs: dict[str, Any]) -> None:
+def _draw_to(queue: Any, gen: DemoGenerator, plan: _Draw) -> None:
     try:
-        for item in _draw(gen, **kwargs):
+        for item in _draw(gen, plan):
             queue.put(item)
         queue.put(None)
     except BaseException:
@@ -2276,15 +2277,7 @@ def _draw_to(queue: Any, gen: DemoGenerator, kwargs: dict[str, Any]) -> None:
         raise
 
 
-def _draw_in_child(
-    gen: DemoGenerator,
-    *,
-    people: int,
-    first_index: int,
-    fit_cohort: int,
-    batch_size: int,
-    sqlite: bool,
-) -> Iterator[tuple[int, _Values]]:
+def _draw_in_child(gen: DemoGenerator, plan: _Draw) -> Iterator[tuple[int, _Values]]:
     """``_draw`` in a forked process, a few batches ahead of the writing here.
 
     Drawing the journeys and writing the rows each take most of a core; on two cores they
@@ -2294,14 +2287,7 @@ def _draw_in_child(
     """
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue(maxsize=3)
-    kwargs = {
-        "people": people,
-        "first_index": first_index,
-        "fit_cohort": fit_cohort,
-        "batch_size": batch_size,
-        "sqlite": sqlite,
-    }
-    child = ctx.Process(target=_draw_to, args=(queue, gen, kwargs), daemon=True)
+    child = ctx.Process(target=_draw_to, args=(queue, gen, plan), daemon=True)
     child.start()
     try:
         while True:
@@ -2378,19 +2364,12 @@ def load_demo(
     room = people if people >= 360 else round(people * 0.3)
     fit_cohort = min(max(0, FIT_COHORT_SIZE - fit_done), room) if gen.has_fit else 0
     counts = {name: 0 for name, _ in TABLES}
-    tables = dict(TABLES + FIT_TABLES)
     draw = _draw_in_child if people >= PARALLEL_FROM and _can_fork() else _draw
+    plan = _Draw(people, first_index, fit_cohort, batch_size, sqlite=db.is_sqlite)
     # One transaction per batch of people; FIT@THGA last, in one (places go to registrations
     # in the order they came, so it needs everyone).
     try:
-        for size, values in draw(
-            gen,
-            people=people,
-            first_index=first_index,
-            fit_cohort=fit_cohort,
-            batch_size=batch_size,
-            sqlite=db.is_sqlite,
-        ):
+        for size, values in draw(gen, plan):
             with db.transaction() as session:
                 conn = session.connection()
                 if db.is_sqlite:
@@ -2400,7 +2379,7 @@ def load_demo(
                     # Dropped with the pool below.
                     conn.exec_driver_sql(f"PRAGMA cache_size=-{LOAD_CACHE_KIB}")
                 for name, (columns, rows) in values.items():
-                    BulkWriter.write(conn, tables[name], columns, rows)
+                    BulkWriter.write(conn, _TABLE_BY_NAME[name], columns, rows)
                     counts[name] = counts.get(name, 0) + len(rows)
             if progress and size:
                 progress(size)
