@@ -21,6 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
+from tests.e2e._servers import wait_for
 from tests.helpers import start_case
 from tracker.access import actor_for
 from tracker.db import Database
@@ -279,7 +280,14 @@ def cell(grid: Locator, row_text: str, column: str) -> Locator:
     # (The grid's accessible table is visually hidden: wait for it to exist, not to show.)
     expect(grid.locator("th", has_text=column)).not_to_have_count(0)
     expect(grid.locator("tr").filter(has_text=row_text)).not_to_have_count(0)
-    headers = grid.locator("th").all_text_contents()
+    headers: list[str] = []
+
+    def column_drawn() -> bool:
+        # A grid drawn again (after a save) can be read between its header cells: read again.
+        headers[:] = grid.locator("th").all_text_contents()
+        return column in headers
+
+    wait_for(column_drawn, 10, f"the column {column!r} in the grid")
     return grid.locator("tr").filter(has_text=row_text).locator("td").nth(headers.index(column))
 
 
