@@ -32,7 +32,7 @@ RUN groupadd --system --gid 10001 app \
         --shell /usr/sbin/nologin app
 
 # The source layout stays as in the repository: the tracker finds templates/ beside its package
-# (tracker/rendering.py TEMPLATES_DIR) and `streamlit run dashboard/app.py` runs from here.
+# (tracker/messages/rendering.py TEMPLATES_DIR) and `streamlit run dashboard/app.py` runs from here.
 WORKDIR /app
 
 # The dependencies first, in a layer of their own, so that a code change does not reinstall them.

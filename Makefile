@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PEOPLE ?= 2000
 SEED   ?= 2025
 
-.PHONY: setup run demo test lint typecheck pytest postgres chromium clean
+.PHONY: setup run demo test unit lint typecheck pytest postgres chromium axe clean
 
 $(STAMP): pyproject.toml
 	@scripts/ensure-system-libs.sh
@@ -21,7 +21,7 @@ setup: $(STAMP)
 ## a local Prefect server (127.0.0.1:4200), the flows, and the dashboard. Ctrl-C stops it all.
 run: setup
 	$(BIN)/onboarding db upgrade
-	$(BIN)/onboarding demo --if-empty --people $(PEOPLE) --seed $(SEED)
+	$(BIN)/onboarding demo --if-empty --no-logins --people $(PEOPLE) --seed $(SEED)
 	$(BIN)/onboarding status
 	$(BIN)/onboarding run
 
@@ -30,7 +30,13 @@ demo: setup
 	$(BIN)/onboarding demo --people $(PEOPLE) --seed $(SEED)
 
 ## Everything CI runs: lint, format check, type check, and the tests on SQLite and PostgreSQL.
-test: setup postgres chromium lint typecheck pytest
+test: setup postgres chromium axe lint typecheck pytest
+
+## The unit tier alone, in seconds: the tests that need no database or browser (tests/unit/).
+## The confcutdir keeps tests/conftest.py, its database fixtures and its PostgreSQL check out.
+## `make test` runs them too, with everything else.
+unit: setup
+	$(BIN)/pytest --confcutdir=tests/unit tests/unit
 
 lint: setup
 	$(BIN)/ruff check .
@@ -48,8 +54,12 @@ postgres:
 chromium:
 	@scripts/ensure-chromium.sh
 
+## axe-core from the npm registry (version pinned in package-lock.json) for the accessibility check
+axe:
+	@scripts/ensure-axe.sh
+
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data node_modules .pytest_cache .mypy_cache .ruff_cache
 
 ## The benchmark suite (bench/suite.py) at 10,000 and 100,000 newcomers on SQLite and PostgreSQL;
 ## writes bench/results/suite-*.json and docs/benchmarks.md. Sizes: make bench PEOPLE="10000"

@@ -62,7 +62,7 @@ def scratch_pg_database(label: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def wait_for(check: Any, timeout: float, what: str) -> None:
+def wait_for(check: Any, timeout: float, what: str, interval: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -70,7 +70,7 @@ def wait_for(check: Any, timeout: float, what: str) -> None:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(interval)
     raise RuntimeError(f"timed out waiting for {what}")
 
 
@@ -100,9 +100,10 @@ def peak_rss_mib(pid: int) -> float | None:
 class PrefectServer:
     """`prefect server start` on a free loopback port, backed by SQLite or a scratch PostgreSQL."""
 
-    def __init__(self, root: Path, backend: str) -> None:
+    def __init__(self, root: Path, backend: str, env: dict[str, str] | None = None) -> None:
         self.root = root
         self.backend = backend
+        self.env = env or {}  # extra settings for the server process only
         self.port = free_port()
         self.api = f"http://127.0.0.1:{self.port}/api"
         self.home = root / "prefect-home"
@@ -116,7 +117,7 @@ class PrefectServer:
 
     @contextmanager
     def running(self) -> Iterator[PrefectServer]:
-        env = {**os.environ, **self.client_env(), "PREFECT_UI_ENABLED": "false"}
+        env = {**os.environ, **self.client_env(), "PREFECT_UI_ENABLED": "false", **self.env}
         with self._database() as db_url:
             if db_url:
                 env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = db_url
@@ -180,6 +181,14 @@ class PrefectServer:
 
     def peak_rss_mib(self) -> float | None:
         return peak_rss_mib(self.proc.pid) if self.proc else None
+
+    def log_count(self, text: str) -> int:
+        """How many lines of the server's output contain ``text`` so far."""
+        try:
+            with self.log.open("rb") as out:
+                return sum(text.encode() in line for line in out)
+        except OSError:
+            return 0
 
 
 def summary(samples_ms: Sequence[float]) -> dict[str, float]:

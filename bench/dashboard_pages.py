@@ -20,7 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streamlit.testing.v1 import AppTest
+
+    from tracker.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "dashboard"
@@ -103,7 +108,7 @@ def set_environment(data_dir: Path) -> None:
         sys.path.insert(0, str(ROOT))
 
 
-def dashboard_database():  # type: ignore[no-untyped-def]
+def dashboard_database() -> Database:
     """The Database object the dashboard uses (get_database is cached per URL argument)."""
     from tracker.config import get_settings
     from tracker.db import get_database
@@ -113,8 +118,8 @@ def dashboard_database():  # type: ignore[no-untyped-def]
 
 def pick_cases() -> dict[str, str]:
     """A real open case of cm.mueller (the top of their list) and one in stadt.weber's queue."""
-    from tracker import queries
     from tracker.access import actor_for
+    from tracker.journeys import queries
 
     with dashboard_database().read() as session:
         mueller = actor_for(session, "cm.mueller")
@@ -145,10 +150,10 @@ class SqlLog:
             event.listen(engine, "before_cursor_execute", self._before)
             event.listen(engine, "after_cursor_execute", self._after)
 
-    def _before(self, conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    def _before(self, conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         conn.info.setdefault("bench_started", []).append(time.perf_counter())
 
-    def _after(self, conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    def _after(self, conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         elapsed = time.perf_counter() - conn.info["bench_started"].pop()
         if not self.active:
             return
@@ -211,7 +216,7 @@ class SqlLog:
 # ---------------------------------------------------------------- rendering one page
 
 
-def make_app(username: str, page: str, case: str | None, lang: str):  # type: ignore[no-untyped-def]
+def make_app(username: str, page: str, case: str | None, lang: str) -> AppTest:
     from streamlit.testing.v1 import AppTest
 
     path = DASHBOARD / "app.py" if page == "app" else DASHBOARD / "views" / f"{page}.py"
@@ -266,7 +271,7 @@ def profiling(profile: cProfile.Profile | None) -> Iterator[None]:
 
     original = LocalScriptRunner._run_script_thread
 
-    def profiled(self):  # type: ignore[no-untyped-def]
+    def profiled(self: Any) -> None:
         profile.enable()
         try:
             original(self)

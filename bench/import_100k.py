@@ -66,10 +66,10 @@ def rss_mib(field: str = "VmHWM") -> float:
 
 def prepare(url: str) -> None:
     """Migrate and seed the organisations and the demo users (cm.mueller imports)."""
+    from tracker.admin.organisations import seed_organisations
     from tracker.db import Database
-    from tracker.demo import ensure_demo_users
+    from tracker.demo.people import ensure_demo_users
     from tracker.migrate import upgrade
-    from tracker.services.admin import seed_organisations
 
     upgrade(url)
     db = Database(url)
@@ -95,7 +95,7 @@ def phase(url: str, path: str, kind: str, open_cases: bool) -> dict[str, Any]:
     """One phase in this (child) process."""
     from tracker.access import actor_for
     from tracker.db import Database
-    from tracker.importer import ImportFailed, import_newcomers
+    from tracker.journeys.importer import ImportFailed, import_newcomers
 
     db = Database(url)
     with db.read() as s:

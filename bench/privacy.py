@@ -71,8 +71,8 @@ class StatementCounter:
 
 @contextmanager
 def access_logging_off() -> Iterator[None]:
-    """Reads note nobody: ``tracker.access_log.note`` does nothing while this is active."""
-    from tracker import access_log
+    """Reads note nobody: ``tracker.privacy.access_log.note`` does nothing while this is active."""
+    from tracker.privacy import access_log
 
     original = access_log.note
     access_log.note = lambda *args, **kwargs: None  # type: ignore[assignment]
@@ -118,7 +118,7 @@ def forget_views(db: Any, actor: str, purpose: str) -> None:
 
 
 def access_overhead(db: Any, actors: dict[str, Any], reps: int) -> dict[str, Any]:
-    from tracker import queries
+    from tracker.journeys import queries
 
     cm, weber = actors["cm.mueller"], actors["stadt.weber"]
     with db.read() as s, access_logging_off():
@@ -194,8 +194,8 @@ def access_overhead(db: Any, actors: dict[str, Any], reps: int) -> dict[str, Any
 
 def exports(db: Any, cm: Any, references: list[str], pdfs: int) -> dict[str, Any]:
     from tracker.models import AccessLogEntry
-    from tracker.privacy import render_export
-    from tracker.services.privacy import export_person
+    from tracker.privacy.erasure import export_person
+    from tracker.privacy.export import render_export
 
     times: dict[str, list[float]] = {"export_person": [], "json": [], "html": [], "pdf": []}
     sizes: dict[str, list[int]] = {"json": [], "html": [], "pdf": []}
@@ -235,7 +235,7 @@ def erasures(db: Any, admin: Any, people: list[tuple[int, str]]) -> dict[str, An
     from sqlalchemy import select
 
     from tracker.models import AccessLogEntry, Case, Erasure, Newcomer
-    from tracker.services.privacy import erase_person
+    from tracker.privacy.erasure import erase_person
 
     times: list[float] = []
     removed: Counter[str] = Counter()
@@ -277,7 +277,7 @@ def erasures(db: Any, admin: Any, people: list[tuple[int, str]]) -> dict[str, An
 
 
 def year_figures(db: Any, lead: Any) -> dict[int, Any]:
-    from tracker import outcomes
+    from tracker.reporting import figures as outcomes
 
     with db.read() as s:
         return {
@@ -305,7 +305,7 @@ def differences(before: Any, after: Any, path: str = "") -> list[str]:
 def retention(db: Any, lead: Any, batch_size: int) -> dict[str, Any]:
     from tracker.access import system_actor
     from tracker.models import AccessLogEntry, AuditEvent, Newcomer
-    from tracker.services.privacy import anonymise_expired, expired_newcomers
+    from tracker.privacy.retention import anonymise_expired, expired_newcomers
 
     system = system_actor("retention")
 

@@ -1,4 +1,4 @@
-"""`make bench`: the benchmark suite of issue 8 (plain timers, not timed tests).
+"""`make bench`: the benchmark suite (plain timers, not timed tests).
 
 For each size (--people) and backend (sqlite, postgresql) the demo is loaded once into a
 scratch database in a child process; each group of measurements then runs in a child process
@@ -9,8 +9,8 @@ of its own, so each peak RSS is that group's own:
 - completions: `complete_step` through the service layer, one transaction each, ~10 s;
 - dashboard: every page under Streamlit's AppTest (bench/dashboard_pages.py's `measure`).
 
-Prefect's added cost per case advance is not re-run here (bench/prefect_advance.py takes many
-minutes); its latest results in bench/results/ are quoted. Results go to
+Click to next step open through Prefect is not re-run here (bench/prefect_advance.py takes
+about half an hour); its latest results in bench/results/ are quoted. Results go to
 bench/results/suite-<size>-<backend>.json; docs/benchmarks.md is assembled from all of those.
 """
 
@@ -106,11 +106,12 @@ def measure_reads(url: str, env: dict[str, str], seed: int) -> dict[str, Any]:
     setup_child(env)
     from sqlalchemy import select, text
 
-    from tracker import outcomes, queries
     from tracker.access import actor_for
     from tracker.db import Database
     from tracker.enums import HandoffState
+    from tracker.journeys import queries
     from tracker.models import Case, Handoff, Organisation
+    from tracker.reporting import figures as outcomes
 
     db = Database(url)
     today = date.today()
@@ -214,8 +215,8 @@ def measure_completions(url: str, env: dict[str, str], seed: int, seconds: float
     from tracker.access import actor_for
     from tracker.db import Database
     from tracker.enums import CaseStatus, StepState
+    from tracker.journeys.steps import complete_step
     from tracker.models import AuditEvent, Case, OutboxMessage, Step
-    from tracker.services.steps import complete_step
 
     db = Database(url)
     with db.read() as s:
@@ -391,43 +392,25 @@ def run_one(people: int, backend: str, args: argparse.Namespace) -> dict[str, An
 # --- docs/benchmarks.md --------------------------------------------------------------------------
 
 
-def prefect_cost() -> list[list[object]]:
-    """Rows from bench/prefect_advance.py's latest results (not re-run by the suite)."""
-    rows: list[list[object]] = []
+def prefect_advance() -> list[str]:
+    """The section of bench/prefect_advance.py's latest results (not re-run by the suite)."""
+    from background_advance import section  # imports neither Prefect nor the tracker
+
+    found = []
     for backend in BACKENDS:
         path = RESULTS / f"prefect_advance_{backend}.json"
-        if not path.exists():
-            continue
-        data = json.loads(path.read_text())
-        modes = data["modes"]
-        direct = modes.get("direct", {})
-        for mode, label in (
-            ("flow", "in-process `advance_journey` flow"),
-            ("deployment", "deployment run via `request_advance`, one at a time"),
-            ("batch", "`advance_cases` batch flow (wall per case)"),
-        ):
-            m = modes.get(mode)
-            if not m or "error" in m:
-                continue
-            if m.get("p50_ms") is not None:
-                added: object = round(m["p50_ms"] - direct["p50_ms"], 1)
-                value = f"p50 {m['p50_ms']:,.1f} ms vs direct {direct['p50_ms']:,.1f} ms"
-            else:
-                added = round(m["wall_ms_per_case"] - direct["mean_ms"], 1)
-                value = (
-                    f"{m['wall_ms_per_case']:,.1f} ms/case vs direct mean {direct['mean_ms']} ms"
-                )
-            rows.append(
-                [
-                    f"Prefect server on {backend}",
-                    label,
-                    data.get("cases"),
-                    value,
-                    added,
-                    str(data.get("started")),
-                ]
-            )
-    return rows
+        if path.exists():
+            found.append(json.loads(path.read_text()))
+    return section(found)
+
+
+def browser_pages() -> list[str]:
+    """The section of bench/browser_pages.py's results (a real browser; not re-run by the
+    suite: it needs Chromium and a demo database of its own)."""
+    from browser_pages import section
+
+    found = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("browser-pages-*.json"))]
+    return section(found)
 
 
 def slow_pages(found: list[dict[str, Any]]) -> list[str]:
@@ -659,17 +642,8 @@ def write_doc() -> None:
         "data caches cleared (bench/dashboard_pages.py's `measure`, run in the suite's child).",
         "",
         *slow_pages(found),
-        "## Prefect's added cost per case advance (no target)",
-        "",
-        "Not re-run by the suite: bench/prefect_advance.py takes many minutes per backend "
-        "(its burst mode alone several). Quoted from its latest results in bench/results/ "
-        "(tracker on SQLite; modes run one after another on fresh cases):",
-        "",
-        markdown_table(
-            ["Prefect server", "mode", "cases", "measured", "added ms per case", "measured at"],
-            prefect_cost(),
-        ),
-        "",
+        *browser_pages(),
+        *prefect_advance(),
     ]
     misses = []
     for name, _target, row in measures:

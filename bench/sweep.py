@@ -32,7 +32,7 @@ from _harness import (
 def load(url: str, people: int, seed: int, day: str) -> dict[str, Any]:
     """Migrate and load the demo data (in a child process, so its memory is not the sweep's)."""
     from tracker.db import Database
-    from tracker.demo import load_demo
+    from tracker.demo.load import load_demo
     from tracker.migrate import upgrade
 
     started = time.perf_counter()
@@ -107,9 +107,9 @@ def mark_awaiting(db: Any, count: int) -> int:
     """Pretend Prefect was down: ``count`` open cases wait for an advance since yesterday."""
     from sqlalchemy import select, update
 
+    from tracker.clocks import utcnow
     from tracker.enums import CaseStatus
     from tracker.models import Case
-    from tracker.services._base import utcnow
 
     with db.transaction() as s:
         ids = select(Case.id).where(Case.status == CaseStatus.open).order_by(Case.id).limit(count)

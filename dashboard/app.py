@@ -15,17 +15,25 @@ import streamlit as st  # noqa: E402
 from dashboard.common import (  # noqa: E402
     _,
     current_actor,
+    keep_choices,
+    lang,
     page,
+    plain,
     refuse_unsafe_production,
     sign_out,
 )
+from dashboard.formatting import staff_names  # noqa: E402
 from dashboard.i18n import LANGUAGES  # noqa: E402
-from tracker.services.fit import PROGRAMME_ORG  # noqa: E402
+from tracker.fit import PROGRAMME_ORG  # noqa: E402
 
 st.set_page_config(page_title="Welcome Office Bochum", layout="wide")
 # Production without a proper secret, or with demo sign-ins: say why, render nothing else.
 refuse_unsafe_production()
 
+# st.switch_page (a row that opens a case) drops the entry script's widget states, so the radio
+# would fall back to German: the language is kept apart too and given back when it went missing.
+if "lang" not in st.session_state and "kept_lang" in st.session_state:
+    st.session_state["lang"] = st.session_state["kept_lang"]
 with st.sidebar:
     st.radio(
         "Sprache / Language",
@@ -33,6 +41,14 @@ with st.sidebar:
         format_func=LANGUAGES.get,
         key="lang",
         horizontal=True,
+        on_change=keep_choices,
+    )
+    st.session_state["kept_lang"] = st.session_state["lang"]
+    # Screen readers pick their voice by the page's declared language (WCAG 3.1.1), and
+    # Streamlit's page says "en" whatever the screen shows: say the chosen one.
+    st.html(
+        f"<script>document.documentElement.lang = '{lang()}';</script>",
+        unsafe_allow_javascript=True,
     )
 
 actor = current_actor()
@@ -48,13 +64,19 @@ else:
             ("my_cases", _("My cases")),
             ("person", _("Case")),
             ("queue", _("Partner queues")),
+            ("partners", _("Partners")),
         ],
         "partner_agent": [("queue", _("Our queue")), ("person", _("Case"))],
-        "leadership": [("outcomes", _("Outcomes")), ("reports", _("Reports"))],
+        "leadership": [
+            ("outcomes", _("Outcomes")),
+            ("partners", _("Partners")),
+            ("reports", _("Reports")),
+        ],
         "admin": [
             ("my_cases", _("Cases")),
             ("person", _("Case")),
             ("queue", _("Partner queues")),
+            ("partners", _("Partners")),
             ("outcomes", _("Outcomes")),
             ("reports", _("Reports")),
             ("admin", _("Administration")),
@@ -71,7 +93,11 @@ else:
         page(name, title, default=i == 0) for i, (name, title) in enumerate(by_role[actor.role])
     ]
     with st.sidebar:
-        st.caption(f"{actor.username} · {_(actor.role)}")
+        # The person by name and role, and their organisation (not the sign-in name).
+        name, organisation = staff_names().get(actor.username, (actor.username, None))
+        st.caption(f"{plain(name)} · {_(actor.role)}")
+        if organisation:
+            st.caption(plain(organisation))
         if st.button(_("Sign out"), key="signout"):
             sign_out()
             if getattr(getattr(st, "user", None), "is_logged_in", False):

@@ -7,6 +7,7 @@ catalogues are compiled in memory when first used, so there is no build step to 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def translations(language: str) -> Translations:
     return Translations(buffer)
 
 
-def gettext_for(language: str):  # type: ignore[no-untyped-def]
+def gettext_for(language: str) -> Callable[[str], str]:
     """The `_` function for a language; unknown languages fall back to German."""
     lang = language if language in LANGUAGES else DEFAULT
     return translations(lang).gettext

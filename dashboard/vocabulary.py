@@ -32,6 +32,17 @@ OUTCOMES = [
     N_("ended_early"),
     N_("not_recorded"),  # a recognition decision without an outcome (leadership figures)
 ]
+# Why a newcomer came (tracker.enums.Purpose), shown among a case's facts.
+PURPOSES = [N_("work"), N_("study")]
+# FIT@THGA's kinds of offer (tracker.enums.OfferKind), as the outcome figures name them.
+FIT_OFFER_KINDS = [
+    N_("application_training"),
+    N_("salary_training"),
+    N_("work_culture_seminar"),
+    N_("excursion"),
+    N_("job_fair"),
+    N_("working_student_placement"),
+]
 # Step keys from tracker/pathways/catalogue.yaml (the outcome figures name steps by key).
 STEPS = [
     N_("recognition"),
@@ -97,8 +108,28 @@ ACTIONS = [
     N_("step.resumed"),
     N_("step.skipped"),
     N_("step.started"),
+    # FIT@THGA (tracker/fit): its events carry the case of the student.
+    N_("fit.attendance"),
+    N_("fit.capacity_changed"),
+    N_("fit.contact"),
+    N_("fit.enrolled"),
+    N_("fit.job"),
+    N_("fit.job_entry"),
+    N_("fit.moved_up"),
+    N_("fit.offer_cancelled"),
+    N_("fit.offer_created"),
+    N_("fit.permit"),
+    N_("fit.registration_cancelled"),
+    N_("fit.walk_in"),
+    N_("fit.work_days"),
+    N_("fit.work_days_removed"),
+    N_("fit.registered"),
+    N_("fit.waitlisted"),
+    N_("fit.graduated"),
+    N_("fit.dropped_out"),
+    N_("fit.withdrawn"),
 ]
-# Why someone viewed a person (tracker/access_log.py PURPOSES, shown as access_<purpose>).
+# Why someone viewed a person (tracker/privacy/access_log.py PURPOSES, shown as access_<purpose>).
 ACCESS_PURPOSES = [
     N_("access_case"),
     N_("access_list"),
@@ -106,6 +137,26 @@ ACCESS_PURPOSES = [
     N_("access_timeline"),
     N_("access_export"),
     N_("access_fit"),
+]
+# What a message is about (tracker outbox kinds, templates/messages/<kind>.*), shown as
+# message_<kind> on the admin's list of failed messages.
+MESSAGE_KINDS = [
+    N_("message_welcome"),
+    N_("message_reminder"),
+    N_("message_escalation"),
+    N_("message_digest"),
+    N_("message_case_closed"),
+    N_("message_handoff_offered"),
+    N_("message_handoff_held"),
+    N_("message_handoff_declined"),
+    N_("message_handoff_returned"),
+    N_("message_handoff_unanswered"),
+    N_("message_fit_day_limit"),
+    N_("message_fit_day_limit_manager"),
+    N_("message_fit_feedback"),
+    N_("message_fit_offer_reminder"),
+    N_("message_fit_permit_ending"),
+    N_("message_fit_place_freed"),
 ]
 # Why a tombstone exists: the person's request (Art. 17) or the retention period.
 ERASURE_BASES = [N_("request"), N_("retention")]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
+from tracker import clocks
 from tracker.access import Actor, system_actor
 from tracker.db import Database, get_database
 
@@ -16,7 +18,7 @@ def database() -> Database:
 
 def note_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """On-failure hook: leave an audit event, so a failed run is visible in the case timeline."""
-    from tracker.services.cases import record_flow_failure
+    from tracker.journeys.cases import record_flow_failure
 
     params = dict(getattr(flow_run, "parameters", {}) or {})
     reference = params.get("reference")
@@ -42,7 +44,7 @@ def advance_each(references: list[str], *, actor: Actor) -> dict[str, int]:
     """
     from prefect import get_run_logger
 
-    from tracker.services import advance_case
+    from tracker.journeys.advance import advance_case
 
     counts = {"advanced": 0, "opened": 0, "closed": 0, "failed": 0}
     for reference in references:
@@ -57,3 +59,8 @@ def advance_each(references: list[str], *, actor: Actor) -> dict[str, int]:
         counts["opened"] += len(result.opened)
         counts["closed"] += int(result.closed)
     return counts
+
+
+def day_or_today(day: str | None) -> date:
+    """The day a flow run is for: the one it was given (ISO), or the office's today."""
+    return date.fromisoformat(day) if day else clocks.local_today()

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from prefect import flow, task
 
-from flows._common import database, note_failure
+from flows._common import database, day_or_today, note_failure
 from tracker.access import system_actor
+from tracker.clocks import utcnow
 from tracker.config import get_settings
-from tracker.services import advance_awaiting
-from tracker.services._base import utcnow
-from tracker.services.digest import build_digests
-from tracker.services.sweep import sweep_clocks, sweep_handoffs
+from tracker.journeys.advance import advance_awaiting
+from tracker.journeys.orchestration import close_stale_advance_runs
+from tracker.journeys.sweep import sweep_clocks, sweep_handoffs
+from tracker.messages.digest import build_digests
 
 SWEEP = system_actor("sweep")
-
-
-def _today(day: str | None) -> date:
-    return date.fromisoformat(day) if day else datetime.now().date()
 
 
 @task(task_run_name="catch up missed advances")
@@ -76,13 +73,20 @@ def unanswered_handoffs(limit: int = 2000) -> int:
             return total
 
 
+@task(task_run_name="close stale advance runs")
+def stale_advance_runs() -> int | None:
+    """Advance task runs a stopped worker or a restarted server left unfinished, marked as
+    Crashed in Prefect (after catch_up has advanced their cases)."""
+    return close_stale_advance_runs()
+
+
 @flow(name="clock-sweep", flow_run_name="clock sweep {day}", on_failure=[note_failure])
 async def clock_sweep(day: str | None = None, batch_size: int = 2000) -> dict[str, Any]:
     """Catch up missed advances, then flag due-soon and overdue steps, each message once.
 
     ``day`` (YYYY-MM-DD) fixes "today" for tests and re-runs; by default it is the local date.
     """
-    today = _today(day)
+    today = day_or_today(day)
     caught_up = catch_up()
     totals = {"reminders": 0, "escalations": 0}
     cursor: int | None = 0
@@ -92,7 +96,13 @@ async def clock_sweep(day: str | None = None, batch_size: int = 2000) -> dict[st
         totals["escalations"] += batch["escalations"]
         cursor = batch["next_cursor"]
     unanswered = unanswered_handoffs()
-    return {"day": today.isoformat(), "caught_up": caught_up, **totals, "unanswered": unanswered}
+    return {
+        "day": today.isoformat(),
+        "caught_up": caught_up,
+        **totals,
+        "unanswered": unanswered,
+        "stale_advance_runs": stale_advance_runs(),
+    }
 
 
 @task(task_run_name="queue partner digests for {today}")
@@ -105,6 +115,6 @@ def queue_digests(today: date) -> list[str]:
 @flow(name="partner-digest", flow_run_name="partner digest {day}", on_failure=[note_failure])
 async def partner_digest(day: str | None = None) -> dict[str, Any]:
     """The daily digest of each partner's queue, queued for delivery through the outbox."""
-    today = _today(day)
+    today = day_or_today(day)
     queued = queue_digests(today)
     return {"day": today.isoformat(), "digests": len(queued)}

@@ -8,10 +8,10 @@ from prefect import flow, task
 from prefect.tasks import exponential_backoff
 
 from flows._common import database, note_failure
+from tracker.clocks import utcnow
 from tracker.config import get_settings
-from tracker.senders import DeliveryError, Outgoing, default_sender, sending
-from tracker.services._base import utcnow
-from tracker.services.delivery import claim_messages, mark_failed, mark_sent
+from tracker.messages.delivery import claim_messages, mark_failed, mark_sent
+from tracker.messages.senders import DeliveryError, Outgoing, default_sender, sending
 
 
 @task(task_run_name="claim up to {limit} messages")

@@ -13,7 +13,7 @@ from prefect.types.entrypoint import EntrypointType
 from flows.clocks import clock_sweep, partner_digest
 from flows.delivery import deliver_outbox
 from flows.fit import fit_daily
-from flows.journey import advance_cases, advance_journey
+from flows.journey import advance_cases
 from flows.privacy import retention
 from flows.reports import issue_report
 from tracker.config import get_settings
@@ -36,12 +36,6 @@ def deployments(*, for_work_pool: bool = False) -> list[RunnerDeployment]:
         extra["entrypoint_type"] = EntrypointType.MODULE_PATH
     parallel_delivery = for_work_pool and not is_sqlite_url(settings.resolved_database_url)
     built = [
-        advance_journey.to_deployment(
-            **extra,
-            name="advance-journey",
-            description="Reconcile one case after a change (started by the CLI and dashboard).",
-            tags=["journey"],
-        ),
         advance_cases.to_deployment(
             **extra,
             name="advance-cases",

@@ -13,11 +13,12 @@ from typing import Any
 from prefect import flow, task
 
 from flows._common import database, note_failure
+from tracker import clocks
 from tracker.access import system_actor
+from tracker.clocks import utcnow
 from tracker.config import get_settings
-from tracker.orchestration import forget_case_runs
-from tracker.services._base import utcnow
-from tracker.services.privacy import anonymise_expired
+from tracker.journeys.orchestration import forget_case_runs
+from tracker.privacy.retention import anonymise_expired
 
 ACTOR = system_actor("retention")
 
@@ -45,7 +46,7 @@ def retention(day: str | None = None, batch_size: int = 100) -> dict[str, Any]:
         if done < batch_size:
             break
     return {
-        "day": now.date().isoformat(),
+        "day": clocks.local_today(now).isoformat(),
         "retention_months": get_settings().retention_months,
         "anonymised": total,
         "batches": batches,

@@ -8,17 +8,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from flows._common import database, note_failure
-from tracker import clocks, reports
-from tracker.services.reports import store_reports
+from tracker import clocks
+from tracker.reporting import reports
+from tracker.reporting.archive import store_reports
 
 ACTOR = reports.reporting_actor()
-
-
-def default_period(kind: str, today: date) -> str:
-    """The last complete period: the month before for monthly, the year before for FIT."""
-    if kind == "monthly":
-        return reports.previous_month(today)
-    return f"{today.year - 1:04d}"
 
 
 @task(task_run_name="already kept? {kind} {period}")
@@ -52,7 +46,7 @@ def issue_report(
     if kind not in reports.REPORT_KINDS:
         raise ValueError(f"kind must be one of {', '.join(reports.REPORT_KINDS)}")
     today = clocks.local_today()
-    period = period or default_period(kind, today)
+    period = period or reports.last_complete_period(kind, today)
     reports.parse_period(kind, period)  # a bad period fails before any work
     if not replace and already_kept(kind, period):
         get_run_logger().info("%s report %s is already kept; nothing to do", kind, period)

@@ -9,13 +9,13 @@ from typing import Annotated
 
 import typer
 
-from tracker.orchestration import use_prefect_environment
+from tracker.journeys.orchestration import use_prefect_environment
 
 app = typer.Typer(help="The tracker's Prefect flows.", no_args_is_help=True)
 
 
 def _refuse_unless_ready() -> None:
-    from tracker.auth import ProductionNotReady, check_production
+    from tracker.admin.auth import ProductionNotReady, check_production
 
     try:
         check_production()  # production: a proper secret and no demo sign-ins, or no start
@@ -24,22 +24,58 @@ def _refuse_unless_ready() -> None:
         raise typer.Exit(2) from None
 
 
+TaskLimit = Annotated[
+    int,
+    typer.Option(
+        "--task-limit",
+        help="How many case advances (background tasks) this process runs at once.",
+    ),
+]
+
+
 @app.command()
 def serve(
     limit: Annotated[int, typer.Option(help="How many flow runs this process runs at once.")] = 4,
+    task_limit: TaskLimit = 10,
 ) -> None:
-    """Serve all deployments (advance, sweep, delivery, digest, reports, FIT) until stopped.
+    """Serve all deployments (sweep, delivery, digest, reports, FIT, batch advance) and the
+    per-case advance task, until stopped.
 
     One process for one machine. With several machines, register the deployments in a work
-    pool once (`deploy`) and start as many `worker` processes as needed instead.
+    pool once (`deploy`) and start as many `worker` and `tasks` processes as needed instead.
     """
     _refuse_unless_ready()
     use_prefect_environment()
-    from prefect import serve as prefect_serve
-
     from flows.deployments import deployments
+    from flows.serving import serve_all
 
-    prefect_serve(*deployments(), limit=limit, print_starting_message=True)
+    built = deployments()  # built here: inside the event loop they would be coroutines
+    typer.echo(
+        f"Serving {len(built)} deployments and the advance task ({task_limit} at once); "
+        "Ctrl-C stops."
+    )
+    asyncio.run(serve_all(built, limit=limit, task_limit=task_limit))
+
+
+@app.command()
+def tasks(
+    task_limit: TaskLimit = 10,
+    status_port: Annotated[
+        int | None,
+        typer.Option(help="Serve the worker's status (GET /status) on 127.0.0.1 at this port."),
+    ] = None,
+) -> None:
+    """Run the per-case advance task (a Prefect task worker) until stopped.
+
+    Start as many as the office needs, on any machine that reaches the database and the
+    Prefect server: each queued advance goes to one of them. `serve` runs one itself.
+    """
+    _refuse_unless_ready()
+    use_prefect_environment()
+    from flows.serving import serve_tasks
+
+    typer.echo(f"Serving the advance task ({task_limit} at once); Ctrl-C stops.")
+    asyncio.run(serve_tasks(task_limit=task_limit, status_port=status_port))
 
 
 PoolOption = Annotated[

@@ -13,16 +13,17 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
+from tests.ci import IN_CI
 from tracker.access import Actor, actor_for
+from tracker.admin.organisations import seed_organisations
 from tracker.config import get_settings
 from tracker.db import Database, get_database
-from tracker.demo import ensure_demo_users
+from tracker.demo.people import ensure_demo_users
 from tracker.migrate import upgrade
 from tracker.models import Base
-from tracker.services.admin import seed_organisations
 
 PG_ADMIN_DSN = os.environ.get("ONBOARDING_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres")
-IN_CI = os.environ.get("CI", "").lower() == "true"
+
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -138,6 +139,7 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             "DO_NOT_TRACK": "1",
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
+            "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
         }
     )
     from prefect.testing.utilities import prefect_test_harness
@@ -146,13 +148,23 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _wide_cli_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's consoles take their width from COLUMNS when first imported, by whichever test
+    comes first in the process: every test sees them wide enough that no table wraps a cell."""
+    from tracker.cli import common
+
+    for console in (common.out, common.err):
+        monkeypatch.setattr(console, "_width", 200)
+
+
 @pytest.fixture
 def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Invoke the `onboarding` CLI against the test database; returns (exit code, stdout,
     stderr). Changes advance inline (no Prefect)."""
     from typer.testing import CliRunner
 
-    from tracker.cli import app
+    from tracker.cli.main import app
 
     runner = CliRunner()
     monkeypatch.setenv("ONBOARDING_DATABASE_URL", db.url)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from tracker.cli import app
+from tracker.cli.main import app
 from tracker.config import get_settings
 from tracker.db import get_database
 
@@ -200,6 +200,32 @@ def test_admins_keep_the_organisations(cli):
     assert code == 1 and "administrators" in err
 
 
+def test_admins_name_the_users_the_screens_show(cli):
+    code, _, err = cli(
+        "user", "add", "cm.neu", "--display-name", "  Anna   Neumann ", "--role",
+        "case_manager", "--organisation", "kim-bochum", "--as", "admin",
+    )  # fmt: skip
+    assert code == 0, err
+    names = {u["username"]: u["display_name"] for u in _json(cli, "user", "list", "--as", "admin")}
+    assert names["cm.neu"] == "Anna Neumann"
+    code, out, err = cli(
+        "user", "rename", "cm.neu", "--display-name", "Anna Schulte", "--as", "admin"
+    )
+    assert code == 0, err
+    assert "Anna Schulte" in out
+    names = {u["username"]: u["display_name"] for u in _json(cli, "user", "list", "--as", "admin")}
+    assert names["cm.neu"] == "Anna Schulte"
+    # A blank name is refused, by the service and for adding as well as renaming.
+    code, _, err = cli("user", "rename", "cm.neu", "--display-name", "  ", "--as", "admin")
+    assert code == 1 and "display name" in err
+    code, _, err = cli(
+        "user", "add", "cm.leer", "--display-name", "", "--role", "case_manager", "--as", "admin"
+    )
+    assert code == 1 and "display name" in err
+    code, _, err = cli("user", "rename", "cm.neu", "--display-name", "X", "--as", "cm.mueller")
+    assert code == 1 and "administrators" in err
+
+
 def test_pathways_are_listed_and_checked(cli):
     rows = _json(cli, "pathways", "list")
     assert {r["key"] for r in rows} == {"skilled_worker", "student", "eu_citizen"}
@@ -222,6 +248,11 @@ def test_db_upgrade_and_demo_on_a_fresh_sqlite_file(tmp_path, monkeypatch):
         assert "cm.mueller" in result.stdout and "willkommen" in result.stdout
         again = runner.invoke(app, ["demo", "--people", "40", "--if-empty"])
         assert "already holds 40 newcomers" in again.stdout
+        assert "Demo sign-ins" in again.stdout
+        # `make run` leaves the table to `onboarding run`, which prints it right after.
+        quiet = runner.invoke(app, ["demo", "--people", "40", "--if-empty", "--no-logins"])
+        assert "already holds 40 newcomers" in quiet.stdout
+        assert "Demo sign-ins" not in quiet.stdout
         status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
         assert status["newcomers"] == 40
         assert sum(status["cases"].values()) == 40

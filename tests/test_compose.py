@@ -28,12 +28,22 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
+import tracker
+from tests.ci import IN_CI
 from tracker.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SCHEMA = ROOT / "docker" / "compose-spec.json"
-SHARED_SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+# ../shared beside the project: every developer's checkout and every CI clone have it (read-only
+# in CI). Looked for beside the resolved project, beside the path it was reached by (a clone
+# behind a symbolic link), and beside the working directory `make test` runs in.
+SHARED_CANDIDATES = tuple(
+    dict.fromkeys(
+        root.parent / "shared" / "schemas" / "compose-spec.json"
+        for root in (ROOT, Path(os.path.abspath(__file__)).parent.parent, Path.cwd())
+    )
+)
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 INIT_SCRIPT_TARGET = "/docker-entrypoint-initdb.d"
@@ -124,6 +134,11 @@ def _is_project_image(service: dict[str, Any]) -> bool:
 
 
 PROJECT_SERVICES = sorted(name for name, service in SERVICES.items() if _is_project_image(service))
+# Of those, the ones that run the tracker's own code and read its settings; the rest (the
+# Prefect server) run only Prefect from the same image.
+TRACKER_SERVICES = [
+    name for name in PROJECT_SERVICES if _argv(SERVICES[name].get("command"))[:1] != ["prefect"]
+]
 
 
 def _ports(service: dict[str, Any]) -> list[tuple[str, int, int]]:
@@ -161,10 +176,15 @@ def test_the_compose_file_follows_the_compose_specification():
 
 def test_the_schema_copy_is_the_shared_schema():
     assert SCHEMA.read_text(encoding="utf-8").strip().startswith("{")
-    if SHARED_SCHEMA.exists():  # beside a developer's checkout; a CI clone has only the copy
-        assert SCHEMA.read_bytes() == SHARED_SCHEMA.read_bytes(), (
-            f"refresh the copy: cp {SHARED_SCHEMA} {SCHEMA.relative_to(ROOT)}"
-        )
+    shared = next((path for path in SHARED_CANDIDATES if path.is_file()), None)
+    if shared is None:
+        where = ", ".join(str(path) for path in SHARED_CANDIDATES)
+        if IN_CI:  # CI lays shared/ beside its clone: missing there, the comparison is lost
+            pytest.fail(f"the shared Compose schema is not beside the project ({where})")
+        pytest.skip(f"no ../shared beside this checkout ({where})")
+    assert SCHEMA.read_bytes() == shared.read_bytes(), (
+        f"refresh the copy: cp {shared} {SCHEMA.relative_to(ROOT)}"
+    )
 
 
 # -- no secrets in the repository ---------------------------------------------------------------
@@ -210,15 +230,9 @@ def test_the_compose_file_holds_no_password_or_secret():
 
 
 def test_the_tracker_services_run_in_production_with_the_secret_key():
-    from tracker.auth import check_production_secret
+    from tracker.admin.auth import check_production_secret
 
-    tracker_services = [
-        name
-        for name in PROJECT_SERVICES
-        if any(key.startswith("ONBOARDING_") for key in _environment(SERVICES[name]))
-    ]
-    assert set(tracker_services) >= {"migrate", "deploy", "worker", "dashboard"}
-    for name in tracker_services:
+    for name in TRACKER_SERVICES:
         raw = _environment(RAW["services"][name])
         assert raw["ONBOARDING_ENVIRONMENT"] == "production", name
         assert raw["ONBOARDING_SECRET_KEY"].startswith("${ONBOARDING_SECRET_KEY:?"), name
@@ -238,7 +252,7 @@ def _run_make_env(target: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_make_env_writes_fresh_random_secrets_and_never_overwrites(tmp_path):
-    from tracker.auth import check_production_secret
+    from tracker.admin.auth import check_production_secret
 
     first, second = tmp_path / "one.env", tmp_path / "two.env"
     assert _run_make_env(first).returncode == 0
@@ -354,7 +368,7 @@ def test_every_project_service_runs_a_real_entry_point(name, tmp_path):
 
 
 def test_the_services_run_what_the_local_launcher_runs():
-    from tracker.launcher import plan_services
+    from tracker.cli.launcher import plan_services
 
     settings = Settings()
     services = plan_services(settings, start_server=True, with_dashboard=True)
@@ -366,6 +380,8 @@ def test_the_services_run_what_the_local_launcher_runs():
     assert planned["flows"][1:] == ["serve"]
     assert _argv(SERVICES["deploy"]["command"]) == ["onboarding-flows", "deploy"]
     assert _argv(SERVICES["worker"]["command"])[:2] == ["onboarding-flows", "worker"]
+    # `serve` runs the advance task beside the deployments; compose gives it scalable workers.
+    assert _argv(SERVICES["task-worker"]["command"])[:2] == ["onboarding-flows", "tasks"]
     assert _argv(SERVICES["prefect-server"]["command"])[:3] == ["prefect", "server", "start"]
 
     # The dashboard: the launcher's flags (headless, no usage statistics), on all interfaces.
@@ -385,11 +401,18 @@ def test_the_services_run_what_the_local_launcher_runs():
 # -- configuration by environment ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", PROJECT_SERVICES)
+def test_the_tracker_services_and_the_prefect_server_are_told_apart():
+    assert set(TRACKER_SERVICES) == {"migrate", "deploy", "worker", "task-worker", "dashboard"}
+    assert set(PROJECT_SERVICES) - set(TRACKER_SERVICES) == {"prefect-server"}
+
+
+@pytest.mark.parametrize("name", TRACKER_SERVICES)
 def test_every_onboarding_variable_is_a_setting(name, monkeypatch):
     prefix = Settings.model_config["env_prefix"]
     env = _environment(SERVICES[name])
     ours = {key: value for key, value in env.items() if key.startswith(prefix)}
+    # The tracker's code finds its database and its Prefect server only through these.
+    assert {f"{prefix}DATABASE_URL", f"{prefix}PREFECT_API_URL"} <= set(ours), name
     for key in ours:
         field = key.removeprefix(prefix).lower()
         assert field in Settings.model_fields, f"{name}: {key} is read by nothing"
@@ -407,6 +430,18 @@ def test_every_onboarding_variable_is_a_setting(name, monkeypatch):
         if isinstance(parsed, SecretStr):
             parsed = parsed.get_secret_value()
         assert str(parsed) == value, key
+
+
+def test_the_prefect_server_is_given_none_of_the_trackers_settings_or_secrets():
+    """It runs only Prefect: the tracker's secret key and database password stay out of it."""
+    prefix = Settings.model_config["env_prefix"]
+    env = _environment(SERVICES["prefect-server"])
+    assert [key for key in env if key.startswith(prefix)] == []
+    tracker_only = {"ONBOARDING_SECRET_KEY", "TRACKER_DB_PASSWORD", "POSTGRES_PASSWORD"}
+    for secret in tracker_only:
+        assert not any(TEST_ENV[secret] in value for value in env.values()), secret
+    # What it does get: its own database, with the Prefect password.
+    assert TEST_ENV["PREFECT_DB_PASSWORD"] in env["PREFECT_API_DATABASE_CONNECTION_URL"]
 
 
 @pytest.mark.parametrize("name", PROJECT_SERVICES)
@@ -450,10 +485,8 @@ def test_the_tracker_and_the_prefect_client_use_the_compose_prefect_server():
     port = int(_option(server_argv, "--port"))
     assert port == 4200
     assert _option(server_argv, "--host") == "0.0.0.0"
-    for name in PROJECT_SERVICES:
+    for name in TRACKER_SERVICES:
         env = _environment(SERVICES[name])
-        if name == "prefect-server":
-            continue
         assert env["PREFECT_API_URL"] == env["ONBOARDING_PREFECT_API_URL"], name
         assert env["PREFECT_API_URL"] == f"http://prefect-server:{port}/api", name
         assert env["ONBOARDING_ORCHESTRATION"] == "prefect", name
@@ -587,6 +620,23 @@ def test_the_worker_can_be_scaled_on_one_work_pool():
     assert f"127.0.0.1:{env['PREFECT_WORKER_WEBSERVER_PORT']}/health" in probe
 
 
+def test_the_task_worker_can_be_scaled_and_reports_its_health():
+    """Each queued advance goes to one connected task worker; the advance is safe to repeat,
+    so any number may run. The health check asks the worker's own status server."""
+    tasks = SERVICES["task-worker"]
+    assert "container_name" not in tasks and "hostname" not in tasks
+    assert not tasks.get("ports"), "a fixed host port would clash between replicas"
+    (port,) = [
+        w.split("=", 1)[1] for w in _argv(tasks["command"]) if w.startswith("--status-port=")
+    ]
+    probe = " ".join(tasks["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/status" in probe
+    # It runs the tracker's code against the tracker's database, in production.
+    assert _environment(tasks) == _environment(SERVICES["dashboard"])
+    assert tasks["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert tasks["depends_on"]["prefect-server"]["condition"] == "service_healthy"
+
+
 def test_services_start_when_what_they_need_is_ready():
     for name, service in SERVICES.items():
         depends_on = service.get("depends_on", {})
@@ -597,10 +647,10 @@ def test_services_start_when_what_they_need_is_ready():
                 assert spec["condition"] == "service_healthy", name
             if "healthcheck" in SERVICES[dependency]:
                 assert spec["condition"] == "service_healthy", f"{name} -> {dependency}"
-    for name in ("worker", "dashboard"):
+    for name in ("worker", "task-worker", "dashboard"):
         condition = SERVICES[name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully", name
-    for name in ("migrate", "prefect-server", "deploy", "worker", "dashboard"):
+    for name in ("migrate", "prefect-server", "deploy", "worker", "task-worker", "dashboard"):
         assert "postgres" in SERVICES[name]["depends_on"], name
     assert SERVICES["migrate"].get("restart") == "no"
 
@@ -673,7 +723,7 @@ def test_the_image_has_what_weasyprint_needs():
 
 
 def test_the_image_keeps_the_source_layout_the_code_expects():
-    from tracker import rendering
+    from tracker.messages import rendering
 
     landed = _copied()
     for source in landed:
@@ -687,8 +737,8 @@ def test_the_image_keeps_the_source_layout_the_code_expects():
         assert named in landed, f"pip install -e . needs {named}"
         assert landed[named].parent == landed["pyproject.toml"].parent, named
     workdir = PurePosixPath(_final("WORKDIR"))
-    # tracker/rendering.py finds templates/ relative to the tracker package.
-    package_dir = Path(rendering.__file__).resolve().parent
+    # The renderer finds templates/ beside the tracker package, in the project root.
+    package_dir = Path(tracker.__file__).resolve().parent
     relative = os.path.relpath(rendering.TEMPLATES_DIR, package_dir)
     assert PurePosixPath(os.path.normpath(landed["tracker"] / relative)) == landed["templates"]
     assert landed["tracker"] == workdir / "tracker"

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import html
+import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import streamlit as st
+from google.protobuf.message import Message
+from markdown_it import MarkdownIt
 from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Table
 
 from tests.conftest import NOW
 from tests.helpers import start_case
-from tracker import queries
+from tests.test_fit import enrolled
+from tracker import fit
+from tracker.admin import queries as admin_queries
+from tracker.admin.passwords import hash_password
 from tracker.config import get_settings
 from tracker.db import get_database
-from tracker.demo import DEMO_PASSWORD
+from tracker.demo.people import DEMO_PASSWORD
+from tracker.enums import OfferKind
+from tracker.journeys import queries
+from tracker.journeys.steps import block_step
 from tracker.models import Step, User
-from tracker.passwords import hash_password
-from tracker.services import block_step
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
 APP = str(DASHBOARD / "app.py")
@@ -160,12 +170,13 @@ def test_my_cases_counts_and_filters(dash, actors):
     at.run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Open cases"] == "3"
-    table = at.dataframe[0].value
+    table = at.dataframe(key="cases_table").value
     assert sorted(table["Reference"]) == sorted(refs)
     at.text_input(key="cases_search").input(refs[1]).run()
-    assert list(at.dataframe[0].value["Reference"]) == [refs[1]]
+    assert list(at.dataframe(key="cases_table").value["Reference"]) == [refs[1]]
     at.selectbox(key="cases_status").set_value("closed").run()
-    assert len(at.dataframe[0].value) == 0
+    assert "cases_table" not in [d.key for d in at.dataframe]
+    assert "No case matches these filters." in texts(at)
 
 
 def test_a_case_manager_completes_a_step_and_the_next_one_opens(dash, actors):
@@ -175,8 +186,10 @@ def test_a_case_manager_completes_a_step_and_the_next_one_opens(dash, actors):
     at.session_state["case"] = ref
     at.run()
     assert not at.exception
-    at.selectbox(key="person_step").select_index(0)  # housing: the only open step
-    at.radio(key="person_action").set_value("complete")
+    # A click on the housing row (the first step) chooses it; "record as done" comes first.
+    at.session_state["person_steps"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert at.radio[0].value == "complete"
     at.button(key="person_submit").click().run()
     assert not at.exception
     with dash.read() as s:
@@ -187,12 +200,35 @@ def test_a_case_manager_completes_a_step_and_the_next_one_opens(dash, actors):
     assert "open" in list(steps[steps["Step"] == "Residence registration (Anmeldung)"]["State"])
 
 
+def test_the_case_page_shows_prefect_runs_only_when_prefect_runs_the_advance(
+    dash, actors, monkeypatch
+):
+    ref = start_case(dash, actors["cm.mueller"], now=NOW, nationality="PL")
+
+    def subheaders() -> list[str]:
+        at = app("cm.mueller", page="person")
+        at.session_state["case"] = ref
+        at.run()
+        assert not at.exception
+        return [h.value for h in at.subheader]
+
+    assert "Runs in Prefect" not in subheaders()  # inline: no runs, no link to a Prefect UI
+    # With Prefect (here unreachable: a closed port) the section is there and says so.
+    monkeypatch.setenv("ONBOARDING_ORCHESTRATION", "prefect")
+    monkeypatch.setenv("ONBOARDING_PREFECT_API_URL", "http://127.0.0.1:9/api")
+    get_settings.cache_clear()
+    assert "Runs in Prefect" in subheaders()
+
+
 def test_a_stale_edit_is_refused_with_a_clear_message(dash, actors):
     cm = actors["cm.mueller"]
     ref = start_case(dash, cm, now=NOW, nationality="PL")
     at = app("cm.mueller", page="person")
     at.session_state["case"] = ref
     at.run()
+    at.session_state["person_steps"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()  # housing chosen: "record as done"
+    assert at.radio[0].value == "complete"
     # Meanwhile a colleague blocks the same step.
     with dash.transaction() as s:
         block_step(
@@ -202,8 +238,6 @@ def test_a_stale_edit_is_refused_with_a_clear_message(dash, actors):
             step_key="housing",
             reason="Mietvertrag fehlt",
         )
-    at.selectbox(key="person_step").select_index(0)  # housing: the only open step
-    at.radio(key="person_action").set_value("complete")
     at.button(key="person_submit").click().run()
     assert "Someone else changed this record" in texts(at)
     with dash.read() as s:
@@ -217,11 +251,14 @@ def test_a_partner_accepts_a_handoff_and_it_leaves_the_new_offers(dash, actors):
     at = app("ihk.hoffmann", page="queue")
     at.run()
     assert not at.exception
-    table = at.dataframe[0].value
+    table = at.dataframe(key="queue_new").value
     assert list(table["Reference"]) == [ref]
-    assert "Email" not in table.columns  # only the fields the step needs
-    assert "Family name" in table.columns
-    at.selectbox(key="queue_item").select_index(0)
+    assert list(table["Name"]) == ["Priya Raman"]
+    at.session_state["queue_new"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    # Only the fields the step needs: the IHK's recognition needs birth date and nationality.
+    (facts,) = [c.value for c in at.caption if "Date of birth" in c.value]
+    assert "Nationality" in facts and "Email" not in facts
     at.button(key="queue_accept").click().run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["New (offered)"] == "0"
@@ -279,7 +316,7 @@ def test_admin_pages_render_and_an_organisation_can_be_added(dash):
 
 
 def test_renaming_an_organisation_someone_else_just_changed_is_refused(dash, actors):
-    from tracker.services import update_organisation
+    from tracker.admin.organisations import update_organisation
 
     at = app("admin", page="admin")
     at.run()
@@ -290,29 +327,29 @@ def test_renaming_an_organisation_someone_else_just_changed_is_refused(dash, act
     at.button(key="org_change_submit").click().run()
     assert "Someone else changed this record" in texts(at)
     with dash.read() as s:
-        names = {o.key: o.name for o in queries.organisations(s)}
+        names = {o.key: o.name for o in admin_queries.organisations(s)}
     assert names["thga"] == "THGA (theirs)"
 
 
 def test_a_handoff_accepted_meanwhile_by_a_colleague_is_not_accepted_twice(dash, actors):
-    from tracker.services import accept_handoff
+    from tracker.journeys.handoffs import accept_handoff
 
     cm = actors["cm.mueller"]
     ref = start_case(dash, cm, now=NOW)
     at = app("ihk.hoffmann", page="queue")
     at.run()
-    at.selectbox(key="queue_item").select_index(0)
+    at.session_state["queue_new"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
     with dash.transaction() as s:  # a colleague at the same organisation is quicker
         accept_handoff(s, actor=actors["ihk.hoffmann"], reference=ref, step_key="recognition")
     at.button(key="queue_accept").click().run()
     assert not at.exception
-    assert "Not saved" in texts(at) or "Someone else changed" in texts(at)
+    assert "Not accepted" in texts(at)  # with what happened: taken meanwhile
 
 
 def test_leadership_reports_page_offers_every_format_and_the_issued_reports(dash, actors):
-    from tracker import reports
-    from tracker.services.reports import store_reports
+    from tracker.reporting import reports
+    from tracker.reporting.archive import store_reports
 
     lead = actors["lead.schmidt"]
     file = reports.ReportFile("monthly", "2026-10", "de", "html", b"<html>kept</html>")
@@ -325,7 +362,10 @@ def test_leadership_reports_page_offers_every_format_and_the_issued_reports(dash
     labels = [b.label for b in at.get("download_button")]
     assert labels[:4] == ["Download HTML", "Download PDF", "Download CSV", "Download JSON"]
     assert labels[4:] == ["Download"]  # the one issued report
-    assert "2026-10" in "\n".join(str(m.value) for m in at.markdown)
+    # The period as a month's name, the language by name (not 2026-10, de).
+    issued = "\n".join(str(m.value) for m in at.markdown)
+    assert "October 2026" in issued and "German" in issued
+    assert "2026-10" not in issued
     at.radio(key="report_kind").set_value("fit").run()
     assert not at.exception
     assert at.selectbox(key="report_period_fit").value == str(NOW.year)
@@ -337,3 +377,103 @@ def test_partners_and_case_managers_cannot_open_the_reports_page(dash):
         at.run()
         assert "not available for your role" in texts(at)
         assert not at.get("download_button")
+
+
+# A name that is Markdown: an image from elsewhere (a tracking pixel), a link and coloured text.
+PIXEL = "![p](http://127.0.0.1:8999/pixel.png)"
+PHISH = "[klick](http://127.0.0.1:8999/phish) :red[ROT]"
+# Where Streamlit shows a string as plain text, not as Markdown (tried in a browser): the
+# options of a selectbox or multiselect, what an input holds, st.text and st.code.
+PLAIN_FIELDS = {
+    ("Selectbox", "options"),
+    ("MultiSelect", "options"),
+    ("TextInput", "default"),
+    ("TextInput", "value"),
+    ("Text", "body"),
+    ("Code", "code_text"),
+}
+
+
+def _strings(message: Message, path: str = "") -> Iterator[tuple[str, str]]:
+    for field, value in message.ListFields():
+        for item in value if field.is_repeated else [value]:
+            if isinstance(item, str):
+                yield path + field.name, item
+            elif isinstance(item, Message):
+                yield from _strings(item, f"{path}{field.name}.")
+
+
+def markdown_sources(at: AppTest) -> list[tuple[str, str]]:
+    """Every string of the page that the browser renders as Markdown, with where it is: the
+    text of titles, captions, alerts, labels, expanders, tabs ... and the cells of st.table."""
+    found = []
+    for node in [*at.main, *at.sidebar]:
+        proto = getattr(node, "proto", None)
+        kind = type(proto).__name__
+        if isinstance(proto, Message):
+            found += [
+                (f"{kind}.{w}", s) for w, s in _strings(proto) if (kind, w) not in PLAIN_FIELDS
+            ]
+        if isinstance(node, Table):
+            found += [("Table cell", str(v)) for v in node.value.to_numpy().ravel()]
+    return found
+
+
+def assert_typed_text_is_shown_as_text(at: AppTest) -> int:
+    """No string that quotes the Markdown name reaches Markdown unescaped, and each one still
+    reads as the name; returns how many such strings the page has."""
+    assert not at.exception
+    quoting = [(where, source) for where, source in markdown_sources(at) if "8999" in source]
+    for where, source in quoting:
+        assert not re.search(r"(?<!\\)(!\[|\]\(|:red\[)", source), f"{where}: {source!r}"
+        rendered = MarkdownIt("commonmark").render(source)
+        assert "<img" not in rendered and "<a " not in rendered, f"{where}: {rendered}"
+        text = html.unescape(re.sub(r"<[^>]+>", "", rendered)).replace("\u2060", "")
+        assert PIXEL in text or PHISH in text, f"{where}: {text!r}"
+    return len(quoting)
+
+
+def test_a_name_written_in_markdown_shows_as_text_on_every_page(dash, actors):
+    cm = actors["cm.mueller"]
+    # A work case: recognition is offered to the IHK; a student enrolled in FIT@THGA.
+    ref = start_case(dash, cm, now=NOW, given_name=PIXEL, family_name=PHISH)
+    enrolled(dash, actors, 1, family_name=PHISH)
+    with dash.transaction() as s:
+        starts = datetime.now(UTC) + timedelta(days=7)
+        offer = fit.create_offer(
+            s,
+            actor=actors["thga.nowak"],
+            kind=OfferKind.job_fair,
+            title=f"Messe {PHISH}",
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=4),
+            place=PIXEL,
+            capacity=5,
+            now=NOW,
+        ).id
+
+    for username in ("cm.mueller", "ihk.hoffmann"):
+        at = app(username, page="person")
+        at.session_state["case"] = ref
+        at.run()
+        assert assert_typed_text_is_shown_as_text(at) >= 1  # the title names the person
+        assert ref in at.title[0].value
+
+    at = app("cm.mueller", page="my_cases")
+    at.run()
+    assert_typed_text_is_shown_as_text(at)
+    assert f"{PIXEL} {PHISH}" in list(at.dataframe[0].value["Name"])
+
+    at = app("ihk.hoffmann", page="queue")
+    at.run()
+    assert_typed_text_is_shown_as_text(at)
+    assert list(at.dataframe[0].value["Reference"]) == [ref]
+
+    at = app("thga.nowak", page="fit")
+    at.session_state["fit_tabs"] = "Offers"  # only the open tab is drawn
+    at.run()
+    assert assert_typed_text_is_shown_as_text(at) >= 1  # the offer's title and place
+    at.button(key=f"fit_register_submit_{offer}").click().run()
+    # "... has a place." names the student; so does the table of registrations.
+    assert any("has a place" in str(m.value) for m in at.success)
+    assert assert_typed_text_is_shown_as_text(at) >= 2

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import NOW
 from tests.test_fit import enrolled, statuses, weekdays
+from tracker import fit
 from tracker.clocks import local_today
 from tracker.config import get_settings
 from tracker.db import get_database
@@ -27,7 +28,6 @@ from tracker.enums import (
     RegistrationStatus,
 )
 from tracker.models import FitJob, FitOffer, FitParticipant
-from tracker.services import fit
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
 APP = str(DASHBOARD / "app.py")
@@ -59,6 +59,12 @@ def app(username: str | None = None, *, page: str | None = "fit", lang: str = "e
     if username:
         at.session_state["username"] = username
         at.session_state["signed_in_at"] = datetime.now(UTC)
+    return at
+
+
+def open_tab(at: AppTest, label: str) -> AppTest:
+    """Choose a tab of the page for the next run: only the open tab is drawn."""
+    at.session_state["fit_tabs"] = label
     return at
 
 
@@ -129,12 +135,13 @@ def test_thga_opens_the_page_from_the_navigation_and_sees_the_programme(dash, ac
     assert figures(at)["Enrolled"] == "1"
     assert column(at, PEOPLE, "Name") == names(dash, pid)
     assert column(at, PEOPLE, "Channel") == ["orientation week"]
-    assert column(at, OFFERS, "Title") == ["Karrieretag"]
     assert [t.label for t in at.tabs] == ["Participants", "Offers", "Enrol"]
+    open_tab(at, "Offers").run()
+    assert column(at, OFFERS, "Title") == ["Karrieretag"]
 
 
 def test_creating_an_offer_through_the_form_adds_it(dash, actors):
-    at = app("thga.nowak")
+    at = open_tab(app("thga.nowak"), "Offers")
     at.run()
     assert not at.exception
     day = local_today() + timedelta(days=14)
@@ -169,7 +176,7 @@ def test_creating_an_offer_through_the_form_adds_it(dash, actors):
 def test_two_people_for_one_place_one_registered_one_on_the_waiting_list(dash, actors):
     a, b = enrolled(dash, actors, 2)
     oid = new_offer(dash, actors, 1, starts=datetime.now(UTC) + timedelta(days=7))
-    at = app("thga.nowak")
+    at = open_tab(app("thga.nowak"), "Offers")
     at.run()
     at.selectbox(key="fit_offer").set_value(oid).run()
     assert "Nobody has registered yet." in [c.value for c in at.caption]
@@ -202,7 +209,7 @@ def test_recording_attendance_changes_the_programme_figures(dash, actors):
     with dash.transaction() as s:
         for pid in (a, b, c):  # before the offer began: two places, one on the waiting list
             fit.register(s, actor=actors["thga.nowak"], offer_id=oid, participant_id=pid, now=NOW)
-    at = app("thga.nowak")
+    at = open_tab(app("thga.nowak"), "Offers")
     at.run()
     at.selectbox(key="fit_year").set_value(local_today(started).year).run()
     before = figures(at)
@@ -297,9 +304,54 @@ def test_days_near_the_limit_are_marked(dash, actors):
     assert "Near or over the limit of 140 working days" in texts(at)
 
 
+def test_the_participants_come_a_page_at_a_time_and_are_found_by_name(dash, actors, monkeypatch):
+    monkeypatch.setattr("dashboard.lists.PAGE_SIZE", 2)
+    for family in ("Celik", "Adam", "Berg"):
+        enrolled(dash, actors, 1, family_name=family)
+    at = app("thga.nowak")
+    at.run()
+    assert [n.split()[-1] for n in column(at, PEOPLE, "Name")] == ["Adam", "Berg"]
+    assert "1–2 of 3" in [c.value for c in at.caption]
+    at.button(key="fit_people_next").click().run()
+    assert [n.split()[-1] for n in column(at, PEOPLE, "Name")] == ["Celik"]
+    # The participant to act on is one of the page's.
+    assert len(at.selectbox(key="fit_participant").options) == 1
+    at.text_input(key="fit_search").input("ber").run()
+    assert [n.split()[-1] for n in column(at, PEOPLE, "Name")] == ["Berg"]
+    at.text_input(key="fit_search").input("nobody").run()
+    assert "None match." in texts(at)
+    assert "fit_participant" not in [b.key for b in at.selectbox]
+
+
+def test_a_hidden_tab_reads_nothing(dash, actors, monkeypatch):
+    """Only the open tab is drawn: on the Offers tab the participants are not read, on the
+    Participants tab the registrations are not."""
+    from tracker.fit import queries as fit_queries
+
+    (pid,) = enrolled(dash, actors, 1)
+    oid = new_offer(dash, actors, 5, starts=datetime.now(UTC) + timedelta(days=7))
+    with dash.transaction() as s:
+        fit.register(s, actor=actors["thga.nowak"], offer_id=oid, participant_id=pid)
+    reads: list[str] = []
+    for name in ("participants", "count_participants", "day_counts", "registrations"):
+        real = getattr(fit_queries, name)
+        monkeypatch.setattr(
+            fit_queries, name, lambda *a, _n=name, _f=real, **k: reads.append(_n) or _f(*a, **k)
+        )
+    at = app("thga.nowak")
+    at.run()
+    assert not at.exception
+    assert "registrations" not in reads and "participants" in reads
+    reads.clear()
+    open_tab(at, "Offers").run()
+    assert not at.exception
+    assert reads == ["registrations", "participants"]  # the registrations, and who may register
+    assert not [d for d in at.dataframe if "Study programme" in d.value.columns]
+
+
 def test_a_stale_capacity_change_is_refused(dash, actors):
     oid = new_offer(dash, actors, 3, starts=datetime.now(UTC) + timedelta(days=7))
-    at = app("thga.nowak")
+    at = open_tab(app("thga.nowak"), "Offers")
     at.run()
     at.selectbox(key="fit_offer").set_value(oid).run()
     with dash.transaction() as s:  # meanwhile a colleague gives the offer more places
@@ -320,7 +372,7 @@ def test_cancelling_a_registration_moves_the_waiting_list_up_and_an_offer_can_be
         first = fit.register(s, actor=actors["thga.nowak"], offer_id=oid, participant_id=a)
         fit.register(s, actor=actors["thga.nowak"], offer_id=oid, participant_id=b)
         first_id = first.id
-    at = app("thga.nowak")
+    at = open_tab(app("thga.nowak"), "Offers")
     at.run()
     at.selectbox(key="fit_offer").set_value(oid).run()
     at.selectbox(key=f"fit_unregister_which_{oid}").set_value(first_id)
@@ -340,7 +392,7 @@ def test_cancelling_a_registration_moves_the_waiting_list_up_and_an_offer_can_be
 
 def test_thga_enrols_the_student_of_a_case_through_the_accepted_handoff(dash, actors):
     from tests.test_fit import student_with_open_fit_step
-    from tracker.services import accept_handoff
+    from tracker.journeys.handoffs import accept_handoff
 
     ref = student_with_open_fit_step(dash, actors)
     with dash.transaction() as s:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
 
 from tests.conftest import NOW
 from tests.helpers import start_case
@@ -14,7 +16,7 @@ from tracker.models import Erasure, Newcomer
 __all__ = ["dash"]  # the fixture, used by name below
 
 
-def frame_with(at, *columns: str):  # type: ignore[no-untyped-def]
+def frame_with(at: AppTest, *columns: str) -> pd.DataFrame:
     (frame,) = [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)]
     return frame
 
@@ -22,7 +24,7 @@ def frame_with(at, *columns: str):  # type: ignore[no-untyped-def]
 def test_a_case_manager_finds_the_export_and_who_viewed_the_person(dash, actors):
     ref = start_case(dash, actors["cm.mueller"], now=NOW, family_name="Exportova")
     with dash.read() as s:  # a partner's look at the case shows in the log
-        from tracker.queries import case_view
+        from tracker.journeys.queries import case_view
 
         case_view(s, actor=actors["ihk.hoffmann"], reference=ref)
     at = app("cm.mueller", page="person")
@@ -31,9 +33,11 @@ def test_a_case_manager_finds_the_export_and_who_viewed_the_person(dash, actors)
     assert not at.exception
     assert "Data protection" in [h.value for h in at.subheader]
     labels = [b.proto.label for b in at.get("download_button")]
-    assert {"Download PDF", "Download HTML", "Download JSON"} <= set(labels)
+    assert {"Data export as PDF", "Data export as HTML", "Data export as JSON"} <= set(labels)
+    assert {"Welcome letter as PDF", "Welcome letter as HTML"} <= set(labels)
+    assert len(labels) == len(set(labels))  # each button says what it downloads
     log = frame_with(at, "Organisation", "What")
-    assert set(log["Who"]) >= {"ihk.hoffmann", "cm.mueller"}
+    assert set(log["Who"]) >= {"Lukas Hoffmann", "Sabine Müller"}  # display names
     assert "IHK Mittleres Ruhrgebiet" in set(log["Organisation"])
     assert "case page" in set(log["What"])
     # Only admins are offered erasure.
@@ -74,6 +78,6 @@ def test_an_admin_erases_a_person_only_after_typing_the_reference_again(dash, ac
     assert not admin.exception
     assert "Yes, erased: on request (Art. 17)" in texts(admin)
     tombs = frame_with(admin, "Rows removed")
-    assert list(tombs["Who"]) == ["admin"] and "Loeschmich" not in json.dumps(
+    assert list(tombs["Who"]) == ["Admin (Demo)"] and "Loeschmich" not in json.dumps(
         tombs.to_dict(), default=str
     )

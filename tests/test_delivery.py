@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,26 +14,25 @@ from jinja2 import UndefinedError
 from sqlalchemy import select
 
 from tests.conftest import NOW
-from tests.helpers import start_case
+from tests.helpers import DeliveryRun, LockWait, deliver, start_case
 from tracker.access import Actor
+from tracker.admin.organisations import update_organisation
 from tracker.db import Database
 from tracker.enums import OutboxStatus
 from tracker.errors import InvalidTransition, PermissionDenied
-from tracker.models import AuditEvent, Organisation, OutboxMessage
-from tracker.outbox import enqueue
-from tracker.rendering import MESSAGES_DIR, TemplateMissing, render_message, step_title
-from tracker.senders import DeliveryError, FileSender, Outgoing, file_name_for
-from tracker.services.admin import update_organisation
-from tracker.services.delivery import (
+from tracker.messages.delivery import (
     NO_ADDRESS,
     backoff,
     claim_messages,
-    deliver_pending,
-    failed_messages,
     mark_failed,
     mark_sent,
     retry_message,
 )
+from tracker.messages.outbox import enqueue
+from tracker.messages.queries import failed_messages
+from tracker.messages.rendering import MESSAGES_DIR, TemplateMissing, render_message, step_title
+from tracker.messages.senders import DeliveryError, FileSender, Outgoing, file_name_for
+from tracker.models import AuditEvent, Organisation, OutboxMessage
 
 LANGUAGES = ["de", "en"]
 REFERENCE = "WO-7K3M-Q9XA"
@@ -295,8 +293,8 @@ def test_claim_send_and_mark_deliver_each_message_exactly_once(db, actors, tmp_p
     ref = start_case(db, actors["cm.mueller"], now=NOW, email="priya@example.org")
     sender = FileSender(tmp_path / "mail")
 
-    report = deliver_pending(db, sender=sender, now=NOW)
-    again = deliver_pending(db, sender=sender, now=NOW + timedelta(hours=1))
+    report = deliver(db, sender=sender, now=NOW)
+    again = deliver(db, sender=sender, now=NOW + timedelta(hours=1))
 
     messages = outbox(db)
     assert {m.kind for m in messages} == {"welcome", "handoff_offered"}
@@ -330,7 +328,7 @@ def test_injection_strings_in_an_outbox_context_arrive_literally(db, actors, tmp
             recipient_user_id=manager.user_id,
             context={"reference": "{{ 7*7 }}", "step": "housing", "organisation": "<b>{{ 6*7 }}"},
         )
-    deliver_pending(db, sender=FileSender(tmp_path), now=NOW)
+    deliver(db, sender=FileSender(tmp_path), now=NOW)
     (mail,) = mail_files(tmp_path)
     assert "{{ 7*7 }}" in mail["subject"] and "<b>{{ 6*7 }}" in mail["body"]
     assert "49" not in mail["body"] and "42" not in mail["body"]
@@ -343,34 +341,34 @@ def test_a_failing_sender_leaves_messages_pending_with_backoff_then_parks_them(d
     enqueue_for_manager(db, manager, 3)
     sender = FailingSender()
 
-    first = deliver_pending(db, sender=sender, now=NOW + timedelta(seconds=5), max_attempts=3)
-    assert (first.sent, first.retried, first.failed) == (0, 3, 0)
+    first = deliver(db, sender=sender, now=NOW + timedelta(seconds=5), max_attempts=3)
+    assert first == DeliveryRun(retried=3)
     for m in outbox(db):
         assert m.status == OutboxStatus.pending and m.attempts == 1
         assert m.next_attempt_at == NOW + timedelta(seconds=5) + backoff(1)
-        assert m.last_error == "DeliveryError: connection refused"
+        assert m.last_error == "connection refused"
 
     # Not due yet: the backoff holds.
-    early = deliver_pending(db, sender=sender, now=NOW + timedelta(seconds=30), max_attempts=3)
+    early = deliver(db, sender=sender, now=NOW + timedelta(seconds=30), max_attempts=3)
     assert early.retried == 0 and len(sender.calls) == 3
 
     second_at = NOW + timedelta(seconds=5) + backoff(1)
-    second = deliver_pending(db, sender=sender, now=second_at, max_attempts=3)
+    second = deliver(db, sender=sender, now=second_at, max_attempts=3)
     assert second.retried == 3
     assert all(m.next_attempt_at == second_at + backoff(2) for m in outbox(db))
     assert backoff(2) > backoff(1)
 
-    third = deliver_pending(db, sender=sender, now=second_at + backoff(2), max_attempts=3)
-    assert (third.sent, third.retried, third.failed) == (0, 0, 3)
+    third = deliver(db, sender=sender, now=second_at + backoff(2), max_attempts=3)
+    assert third == DeliveryRun(failed=3)
     assert all(m.status == OutboxStatus.failed and m.attempts == 3 for m in outbox(db))
-    assert deliver_pending(db, sender=sender, now=NOW + timedelta(days=30)).failed == 0
+    assert deliver(db, sender=sender, now=NOW + timedelta(days=30)) == DeliveryRun()
     assert len(sender.calls) == 9
 
 
 def test_an_admin_sees_parked_messages_and_retries_them_with_an_audit_event(db, actors, tmp_path):
     manager, admin = actors["cm.mueller"], actors["admin"]
     enqueue_for_manager(db, manager, 2)
-    deliver_pending(db, sender=FailingSender(), now=NOW + timedelta(seconds=5), max_attempts=1)
+    deliver(db, sender=FailingSender(), now=NOW + timedelta(seconds=5), max_attempts=1)
 
     with db.read() as s:
         parked = failed_messages(s, actor=admin)
@@ -378,7 +376,7 @@ def test_an_admin_sees_parked_messages_and_retries_them_with_an_audit_event(db, 
             failed_messages(s, actor=manager)
     assert len(parked) == 2
     assert all(p.recipient == "user:cm.mueller" and p.attempts == 1 for p in parked)
-    assert all(p.last_error == "DeliveryError: connection refused" for p in parked)
+    assert all(p.last_error == "connection refused" for p in parked)
 
     with db.transaction() as s, pytest.raises(PermissionDenied):
         retry_message(s, actor=manager, message_id=parked[0].id, now=NOW)
@@ -389,7 +387,7 @@ def test_an_admin_sees_parked_messages_and_retries_them_with_an_audit_event(db, 
     with db.transaction() as s, pytest.raises(InvalidTransition):
         retry_message(s, actor=admin, message_id=parked[0].id, now=later)
 
-    report = deliver_pending(db, sender=FileSender(tmp_path), now=later)
+    report = deliver(db, sender=FileSender(tmp_path), now=later)
     assert report.sent == 2 and len(mail_files(tmp_path)) == 2
     with db.read() as s:
         events = s.execute(
@@ -404,8 +402,8 @@ def test_an_admin_sees_parked_messages_and_retries_them_with_an_audit_event(db, 
 def test_a_sender_that_fails_once_delivers_on_the_retry_and_only_once(db, actors, tmp_path):
     enqueue_for_manager(db, actors["cm.mueller"], 4)
     sender = FlakySender(tmp_path)
-    first = deliver_pending(db, sender=sender, now=NOW + timedelta(seconds=5))
-    second = deliver_pending(db, sender=sender, now=NOW + timedelta(minutes=2))
+    first = deliver(db, sender=sender, now=NOW + timedelta(seconds=5))
+    second = deliver(db, sender=sender, now=NOW + timedelta(minutes=2))
     assert (first.retried, second.sent) == (4, 4)
     assert len(mail_files(tmp_path)) == 4
     assert all(m.status == OutboxStatus.sent and m.attempts == 2 for m in outbox(db))
@@ -418,10 +416,10 @@ def test_an_expired_lease_of_a_crashed_worker_is_reclaimed(db, actors, tmp_path)
         assert len(claim_messages(s, now=claimed_at, lease_seconds=300)) == 3
     sender = FileSender(tmp_path)
 
-    during = deliver_pending(db, sender=sender, now=claimed_at + timedelta(seconds=299))
+    during = deliver(db, sender=sender, now=claimed_at + timedelta(seconds=299))
     assert during.sent == 0 and mail_files(tmp_path) == []
 
-    after = deliver_pending(db, sender=sender, now=claimed_at + timedelta(seconds=300))
+    after = deliver(db, sender=sender, now=claimed_at + timedelta(seconds=300))
     assert after.sent == 3
     assert all(m.status == OutboxStatus.sent and m.attempts == 2 for m in outbox(db))
 
@@ -442,10 +440,10 @@ def test_a_worker_that_never_reports_back_gives_up_after_max_attempts(db, actors
 
 def test_a_message_whose_recipient_has_no_address_is_parked_at_once(db, actors, tmp_path):
     start_case(db, actors["cm.mueller"], now=NOW)  # no e-mail for the newcomer or partners
-    report = deliver_pending(db, sender=FileSender(tmp_path), now=NOW)
+    report = deliver(db, sender=FileSender(tmp_path), now=NOW)
     messages = outbox(db)
-    assert report.failed == len(messages) and report.sent == 0
-    assert all(m.status == OutboxStatus.failed for m in messages)
+    assert report == DeliveryRun()  # parked by the claim: nothing to send, nothing to record
+    assert messages and all(m.status == OutboxStatus.failed for m in messages)
     assert all(m.last_error == NO_ADDRESS and m.attempts == 0 for m in messages)
     assert mail_files(tmp_path) == []
 
@@ -486,7 +484,7 @@ def test_a_crash_between_send_and_mark_leaves_exactly_one_copy(db, actors, tmp_p
         sender.send(outgoing)  # ... and the worker dies before marking anything
     assert len(mail_files(tmp_path)) == len(claimed) == len(outbox(db))
 
-    report = deliver_pending(db, sender=sender, now=NOW + timedelta(minutes=10))
+    report = deliver(db, sender=sender, now=NOW + timedelta(minutes=10))
     assert report.sent == len(claimed)
     files = mail_files(tmp_path)
     assert len(files) == len(claimed)
@@ -498,32 +496,52 @@ def test_a_crash_between_send_and_mark_leaves_exactly_one_copy(db, actors, tmp_p
 
 
 def test_two_concurrent_claimers_never_claim_the_same_message(db, actors):
+    """First a claim held open until the other claimer has met it (on PostgreSQL the second
+    claim skips the locked rows and is done meanwhile; on SQLite it waits for the write lock and
+    then sees the leases), then both claim on at once until nothing is left."""
     total = 40
     enqueue_for_manager(db, actors["cm.mueller"], total)
     at = NOW + timedelta(minutes=1)
-    start = threading.Barrier(2)
     claimed: dict[str, list[int]] = {"a": [], "b": []}
     errors: list[BaseException] = []
+    held, met, release = threading.Event(), threading.Event(), threading.Event()
+    start = threading.Barrier(2)
 
-    def worker(name: str) -> None:
+    def claim(name: str, *, hold: bool = False) -> bool:
+        with db.transaction() as s:
+            batch = claim_messages(s, now=at, limit=3)
+            if hold:
+                held.set()
+                release.wait(30)
+        claimed[name].extend(m.id for m in batch)
+        return bool(batch)
+
+    def worker(name: str, first: str) -> None:
         try:
-            start.wait()
-            while True:
-                with db.transaction() as s:
-                    batch = claim_messages(s, now=at, limit=3)
-                    # Hold the locks a moment, so the other worker's claim runs meanwhile.
-                    time.sleep(0.01)
-                if not batch:
-                    return
-                claimed[name].extend(m.id for m in batch)
+            if first == "hold":
+                claim(name, hold=True)
+            else:
+                assert held.wait(30)
+                claim(name)
+                met.set()
+            start.wait(30)
+            while claim(name):
+                pass
         except BaseException as exc:  # surfaced in the main thread below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in claimed]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    threads = [
+        threading.Thread(target=worker, args=("a", "hold")),
+        threading.Thread(target=worker, args=("b", "meet")),
+    ]
+    with LockWait(db) as lock:
+        for t in threads:
+            t.start()
+        overlapped = held.wait(30) and (lock.wait(30) if db.is_sqlite else met.wait(30))
+        release.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert overlapped, "the second claim never met the first one's open transaction"
     assert not errors
     every = claimed["a"] + claimed["b"]
     assert len(every) == len(set(every)), "a message was claimed twice"

@@ -11,11 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import extract, func, insert, select, text
 
-from tracker import demo, queries
+from tracker import fit
 from tracker.bulk import BulkWriter
-from tracker.clocks import add_months
+from tracker.clocks import add_months, local_today
 from tracker.db import Database
-from tracker.demo import CRAFTS_DECLINE, load_demo
+from tracker.demo import load as demo_load
+from tracker.demo.load import load_demo
+from tracker.demo.story import CRAFTS_DECLINE
 from tracker.enums import (
     ACTIVE_HANDOFF_STATES,
     FINISHED_STEP_STATES,
@@ -31,6 +33,9 @@ from tracker.enums import (
     StepState,
 )
 from tracker.errors import ValidationFailed
+from tracker.fit import DAY_LIMIT, JOB_SEARCH_MONTHS
+from tracker.journeys import queries
+from tracker.journeys.handoffs import accept_handoff, complete_handoff
 from tracker.migrate import upgrade
 from tracker.models import (
     AuditEvent,
@@ -49,8 +54,6 @@ from tracker.models import (
     Step,
 )
 from tracker.schemas import NewcomerIn
-from tracker.services import accept_handoff, complete_handoff, fit
-from tracker.services.fit import DAY_LIMIT, JOB_SEARCH_MONTHS
 
 AS_OF = date(2026, 11, 20)
 
@@ -283,7 +286,9 @@ def test_demo_facts_are_consistent_and_clocks_plausible(empty_db):
     assert max(n.first_contact_date for n in newcomers).year == 2026
 
     registrations = [st for st, *_ in rows if st.key == "registration" and st.state == "done"]
-    on_time = sum(st.done_at.date() <= st.legal_due for st in registrations) / len(registrations)
+    on_time = sum(local_today(st.done_at) <= st.legal_due for st in registrations) / len(
+        registrations
+    )
     assert 0.70 <= on_time <= 0.95, on_time
 
     # A student's entry visa is valid long enough for most to apply for the residence title.
@@ -292,7 +297,7 @@ def test_demo_facts_are_consistent_and_clocks_plausible(empty_db):
         for st, profile, n in rows
         if profile == "student" and st.key == "residence_title" and st.opened_at
     ]
-    in_time = sum(st.opened_at.date() <= n.permit_expiry for st, n in titles) / len(titles)
+    in_time = sum(local_today(st.opened_at) <= n.permit_expiry for st, n in titles) / len(titles)
     assert len(titles) > 50 and in_time >= 0.9, in_time
 
     restarted = 0
@@ -309,7 +314,7 @@ def test_demo_facts_are_consistent_and_clocks_plausible(empty_db):
         if st.clock_started_at is None:
             assert st.legal_due is None
         else:
-            assert st.legal_due == add_months(st.clock_started_at.date(), st.legal_months)
+            assert st.legal_due == add_months(local_today(st.clock_started_at), st.legal_months)
     assert restarted > 0
 
 
@@ -513,6 +518,9 @@ def test_demo_offers_are_never_oversold_and_attended_only_once_they_took_place(e
             assert set(m.context) == {"offer_title", "offer_kind", "starts_at", "ends_at", "place"}
         assert "reference" not in m.context or m.kind == "fit_day_limit_manager"
         assert m.created_at < FIT_END
+        if m.kind == "fit_place_freed":
+            # Keyed by the office's day, as promote_waiting keys it (not the day in UTC).
+            assert m.idempotency_key.endswith(f":{local_today(m.created_at).isoformat()}")
     keys = [m.idempotency_key for m in messages]
     assert len(keys) == len(set(keys))
 
@@ -737,11 +745,11 @@ def test_the_bulk_writer_stores_values_exactly_as_the_orm_types_do(db):
 
 def test_drawing_in_a_second_process_gives_the_same_rows(tmp_path, monkeypatch):
     """Large loads draw the journeys in a forked process: the same rows as drawn in one."""
-    if not demo._can_fork():
+    if not demo_load.can_fork():
         pytest.skip("no fork on this platform: large loads draw in one process")
     prints = []
     for name, parallel_from in (("one", 10**9), ("two", 1)):
-        monkeypatch.setattr(demo, "PARALLEL_FROM", parallel_from)
+        monkeypatch.setattr(demo_load, "PARALLEL_FROM", parallel_from)
         db = _sqlite(tmp_path, name)
         counts = load_demo(db, people=150, seed=7, as_of=AS_OF, batch_size=40)
         with db.writer.connect() as conn:

@@ -1,4 +1,4 @@
-"""Faults (issue 7): concurrent writers, crashes, and a database that goes away and comes back.
+"""Faults: concurrent writers, crashes, and a database that goes away and comes back.
 
 Every scenario runs on SQLite and PostgreSQL unless it cannot (terminating server backends is
 PostgreSQL's; a lock held past the busy timeout is SQLite's). Each one ends by counting what
@@ -38,7 +38,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from tests.conftest import NOW, PG_ADMIN_DSN, Actors
-from tests.helpers import PARTNERS, advance, start_case
+from tests.helpers import PARTNERS, LockWait, advance, advance_task, deliver, start_case
 from tracker.access import Actor
 from tracker.config import get_settings
 from tracker.db import Database, database_unavailable, get_database
@@ -49,22 +49,14 @@ from tracker.errors import (
     InvalidTransition,
     TrackerError,
 )
+from tracker.journeys.advance import advance_case
+from tracker.journeys.cases import open_case, reassign_case, register_newcomer, update_newcomer
+from tracker.journeys.consent import give_consent
+from tracker.journeys.steps import block_step, complete_step, start_step
+from tracker.messages.outbox import enqueue
+from tracker.messages.senders import FileSender, Outgoing
 from tracker.models import AuditEvent, Case, Handoff, Newcomer, OutboxMessage, Step
-from tracker.outbox import enqueue
 from tracker.schemas import NewcomerIn, NewcomerUpdate
-from tracker.senders import FileSender, Outgoing
-from tracker.services import (
-    advance_case,
-    block_step,
-    complete_step,
-    give_consent,
-    open_case,
-    reassign_case,
-    register_newcomer,
-    start_step,
-    update_newcomer,
-)
-from tracker.services.delivery import deliver_pending
 
 ROOT = Path(__file__).resolve().parents[1]
 MANAGERS = ("cm.mueller", "cm.yilmaz")
@@ -272,7 +264,7 @@ def _complete_vs_reassign(
     """One round: cm.yilmaz completes "housing" while cm.mueller hands the case to cm.yilmaz.
 
     ``first`` forces an order: that writer makes its change and holds its transaction open
-    until the other one is waiting for the lock. ``None`` releases both by a barrier."""
+    until the other one is seen waiting for its lock. ``None`` releases both by a barrier."""
     cm, cm2 = actors["cm.mueller"], actors["cm.yilmaz"]
     _, case_version = case_row(db, ref)
     _, step_version = step_row(db, ref, "housing")
@@ -323,15 +315,16 @@ def _complete_vs_reassign(
 
     second = "reassign" if first == "complete" else "complete"
     one = threading.Thread(target=run, args=(first, True))
-    one.start()
-    assert written.wait(30)
     two = threading.Thread(target=run, args=(second, False))
-    two.start()
-    time.sleep(0.3)
-    assert two.is_alive(), "the second writer did not wait for the first one's lock"
-    go.set()
-    one.join(30)
-    two.join(30)
+    with LockWait(db) as lock:
+        one.start()
+        assert written.wait(30)
+        two.start()
+        waited = lock.wait(30)
+        go.set()
+        one.join(30)
+        two.join(30)
+    assert waited, "the second writer did not wait for the first one's lock"
     return results["complete"], results["reassign"]
 
 
@@ -352,10 +345,10 @@ def test_a_step_completed_while_its_case_is_reassigned_keeps_both_or_refuses_one
         done, moved = _complete_vs_reassign(db, actors, ref, versioned=versioned, first=first)
         completed, reassigned = done[0] == "ok", moved[0] == "ok"
         assert completed or reassigned
-        for outcome in (done, moved):
-            if outcome[0] != "ok":
-                assert versioned, outcome  # without versions both changes always apply
-                assert_clear(outcome, ConcurrentEditError, "changed by someone else", "reload")
+        refused = [outcome for outcome in (done, moved) if outcome[0] != "ok"]
+        assert versioned or not refused, refused  # without versions both changes always apply
+        for outcome in refused:
+            assert_clear(outcome, ConcurrentEditError, "changed by someone else", "reload")
         if versioned and first == "complete":
             # Completing asked for an advance, which changed the case: the reassignment was
             # made against an old read of it and is refused rather than applied blindly.
@@ -481,12 +474,16 @@ class WorkerKilled(BaseException):
     """Stands for the process dying: not an Exception, so nothing on the way catches it."""
 
 
-def test_a_delivery_worker_killed_mid_batch_leaves_the_rest_for_after_the_lease(
+def test_a_delivery_worker_killed_mid_claim_leaves_the_claim_for_after_the_lease(
     db: Database, actors: Actors, tmp_path: Path
 ) -> None:
     """tests/test_delivery.py covers a crash between claim and send and between send and mark;
-    this is the worker dying half-way through a batch: what it marked stays sent, the rest
-    comes back once the lease runs out and goes out once."""
+    this is the worker dying half-way through sending a claim. The flow records a claim's
+    results once it is sent, so nothing of it is marked: the whole claim comes back once the
+    lease runs out and goes out then, the two messages sent before the death under the same
+    keys (the file drop keeps one copy of each)."""
+    from flows.delivery import CLAIM_CHUNK, lease_for
+
     cm = actors["cm.mueller"]
     with db.transaction() as s:
         for i in range(5):
@@ -512,22 +509,23 @@ def test_a_delivery_worker_killed_mid_batch_leaves_the_rest_for_after_the_lease(
 
     claimed_at = NOW + timedelta(minutes=1)
     with pytest.raises(WorkerKilled):
-        deliver_pending(db, sender=DiesOnThird(), now=claimed_at, lease_seconds=300)
+        deliver(db, sender=DiesOnThird(), now=claimed_at)
     with db.read() as s:
         states = Counter(s.scalars(select(OutboxMessage.status)))
-    assert states == {OutboxStatus.sent: 2, OutboxStatus.sending: 3}
+    assert states == {OutboxStatus.sending: 5}
     assert len(list(tmp_path.glob("*.json"))) == 2
 
-    during = deliver_pending(db, sender=drop, now=claimed_at + timedelta(seconds=299))
-    after = deliver_pending(db, sender=drop, now=claimed_at + timedelta(seconds=300))
-    again = deliver_pending(db, sender=drop, now=claimed_at + timedelta(hours=1))
-    assert (during.sent, after.sent, again.sent) == (0, 3, 0)
+    lease = timedelta(seconds=lease_for(CLAIM_CHUNK))  # a claim is leased for a whole chunk
+    during = deliver(db, sender=drop, now=claimed_at + lease - timedelta(seconds=1))
+    after = deliver(db, sender=drop, now=claimed_at + lease)
+    again = deliver(db, sender=drop, now=claimed_at + lease + timedelta(hours=1))
+    assert (during.sent, after.sent, again.sent) == (0, 5, 0)
     with db.read() as s:
         rows = s.execute(select(OutboxMessage.status, OutboxMessage.attempts)).all()
-    assert sorted((str(st), n) for st, n in rows) == [("sent", 1)] * 2 + [("sent", 2)] * 3
+    assert sorted((str(st), n) for st, n in rows) == [("sent", 2)] * 5
     files = sorted(p.name for p in tmp_path.glob("*.json"))
     assert len(files) == 5 and not list(tmp_path.glob(".tmp-*"))
-    figures("delivery-killed-mid-batch", db, messages=5, sent_before_kill=2, resent=0, lost=0)
+    figures("delivery-killed-mid-claim", db, messages=5, sent_before_kill=2, copies=5, lost=0)
 
 
 CHILD = r"""
@@ -536,7 +534,8 @@ from sqlalchemy import text
 from tests.helpers import newcomer
 from tracker.access import actor_for
 from tracker.db import Database
-from tracker.services import complete_step, register_newcomer
+from tracker.journeys.cases import register_newcomer
+from tracker.journeys.steps import complete_step
 
 url, reference, ghosts = sys.argv[1], sys.argv[2], int(sys.argv[3])
 db = Database(url)
@@ -690,42 +689,40 @@ def _opened_steps(db: Database, ref: str) -> list[str]:
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_a_flow_crashing_inside_a_transaction_after_writing_leaves_nothing_of_it(
+def test_an_advance_task_crashing_inside_its_transaction_after_writing_leaves_nothing_of_it(
     flow_db: Database, actors: Actors, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """tests/test_flows.py crashes the journey before a task writes anything; here the task
-    has opened the step, created the handoff, queued the message and written the audit event
-    (all flushed) when it crashes: the rollback leaves none of it, the re-run does it once."""
-    import flows.journey as journey
+    """The advance task has opened both steps, created the handoffs, queued the messages and
+    written the audit events (all flushed) when it crashes: the rollback leaves none of it,
+    and the re-runs do it once."""
+    import tracker.journeys.background as background
 
     cm = actors["cm.mueller"]
     ref = _open_unadvanced(flow_db, cm)
-    real = journey.open_ready_step
+    real = background.advance_case
     crashes = Counter()
 
     def crash_after_writing(session: Any, **kwargs: Any) -> Any:
         result = real(session, **kwargs)
         session.flush()
-        if kwargs["step_key"] == "job_offer" and not crashes:
-            assert result.opened == ["job_offer"] and result.offered  # written and flushed ...
-            crashes["job_offer"] += 1
+        if not crashes:
+            assert result.opened == ["recognition", "job_offer"] and result.offered  # written
+            crashes["advance"] += 1
             raise RuntimeError("worker lost after writing, before the commit")
         return result
 
-    monkeypatch.setattr(journey, "open_ready_step", crash_after_writing)
-    state = asyncio.run(journey.advance_journey(reference=ref, return_state=True))
-    assert state.is_failed()
+    monkeypatch.setattr(background, "advance_case", crash_after_writing)
+    assert advance_task(ref).is_failed()
     assert step_row(flow_db, ref, "job_offer")[0] == StepState.pending  # ... and rolled back
     assert handoffs_of(flow_db, ref, "job_offer") == 0
-    assert "job_offer" not in _opened_steps(flow_db, ref)
+    assert _opened_steps(flow_db, ref) == []
     assert audit_count(flow_db, "flow.failed") == 1
-    assert sum(k.startswith("handoff_offered:") for k in outbox_keys(flow_db)) == 1
+    assert not any(k.startswith("handoff_offered:") for k in outbox_keys(flow_db))
 
-    monkeypatch.setattr(journey, "open_ready_step", real)
-    asyncio.run(journey.advance_journey(reference=ref))
-    asyncio.run(journey.advance_journey(reference=ref))
+    assert advance_task(ref).is_completed()
+    assert advance_task(ref).is_completed()
     _assert_journey_once(flow_db, ref)
-    figures("journey-crash-after-writes", flow_db, crashed_runs=1, reruns=2, opened_twice=0)
+    figures("advance-crash-after-writes", flow_db, crashed_runs=1, reruns=2, opened_twice=0)
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -800,7 +797,7 @@ def test_a_batch_advance_that_crashes_on_one_case_after_writing_keeps_the_others
 ) -> None:
     """The batch flow advances 5 cases; the 3rd crashes after its advance wrote its rows. That
     case is rolled back whole, the others are advanced, and the re-run finishes the 3rd."""
-    import tracker.services as services
+    import tracker.journeys.advance as services
     from flows.journey import advance_cases
 
     cm = actors["cm.mueller"]
@@ -899,7 +896,7 @@ def test_connections_cut_inside_a_transaction_give_a_clear_error_leave_nothing_a
 def test_the_cli_says_in_one_line_that_the_connection_broke_while_saving(
     db: Database, actors: Actors, cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tracker.services as services
+    import tracker.journeys.steps as services
 
     cm = actors["cm.mueller"]
     ref = start_case(db, cm, now=NOW, nationality="PL")
@@ -927,36 +924,36 @@ def test_the_cli_says_in_one_line_that_the_connection_broke_while_saving(
 
 @PG_ONLY
 @pytest.mark.usefixtures("prefect_harness")
-def test_a_journey_flow_whose_connections_are_cut_fails_cleanly_and_the_rerun_does_it_once(
+def test_an_advance_task_whose_connections_are_cut_fails_cleanly_and_the_rerun_does_it_once(
     flow_db: Database, actors: Actors, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flows.journey as journey
+    import tracker.journeys.background as background
 
     cm = actors["cm.mueller"]
     ref = _open_unadvanced(flow_db, cm)
-    real = journey.open_ready_step
+    real = background.advance_case
     cuts = Counter()
 
     def cut_while_opening(session: Any, **kwargs: Any) -> Any:
         result = real(session, **kwargs)
         session.flush()
-        if kwargs["step_key"] == "job_offer" and not cuts:
+        if not cuts:
             cuts["connections"] += terminate_backends(flow_db)
         return result
 
-    monkeypatch.setattr(journey, "open_ready_step", cut_while_opening)
-    state = asyncio.run(journey.advance_journey(reference=ref, return_state=True))
+    monkeypatch.setattr(background, "advance_case", cut_while_opening)
+    state = advance_task(ref)
     assert state.is_failed()
-    assert "database" in str(state.message).lower()
+    assert "database" in str(state.message).lower() or "connection" in str(state.message).lower()
     assert step_row(flow_db, ref, "job_offer")[0] == StepState.pending
     assert handoffs_of(flow_db, ref, "job_offer") == 0
     # The failure hook ran with the database back and left its audit event.
     assert audit_count(flow_db, "flow.failed") == 1
-    monkeypatch.setattr(journey, "open_ready_step", real)
-    asyncio.run(journey.advance_journey(reference=ref))
-    asyncio.run(journey.advance_journey(reference=ref))
+    monkeypatch.setattr(background, "advance_case", real)
+    assert advance_task(ref).is_completed()
+    assert advance_task(ref).is_completed()
     _assert_journey_once(flow_db, ref)
-    figures("journey-flow-connections-cut", flow_db, connections_cut=cuts["connections"], lost=0)
+    figures("advance-task-connections-cut", flow_db, connections_cut=cuts["connections"], lost=0)
 
 
 @PG_ONLY
@@ -998,7 +995,9 @@ def test_a_delivery_flow_whose_connections_are_cut_before_marking_sends_each_mes
     with flow_db.read() as s:
         assert set(s.scalars(select(OutboxMessage.status))) == {OutboxStatus.sending}
     monkeypatch.setattr(delivery, "mark_sent", real)
-    time.sleep(1.1)  # the lease runs out
+    # The one-second lease runs out: the flow's clock moves on instead of the test waiting.
+    later = delivery.utcnow() + timedelta(seconds=2)
+    monkeypatch.setattr(delivery, "utcnow", lambda: later)
     result = asyncio.run(delivery.deliver_outbox())
     assert result == {"sent": 3, "failed": 0}
     with flow_db.read() as s:
@@ -1050,7 +1049,7 @@ def test_an_unreachable_database_gives_one_clear_line_from_a_service_and_the_cli
 ) -> None:
     from typer.testing import CliRunner
 
-    from tracker.cli import app
+    from tracker.cli.main import app
 
     if kind == "postgresql-wrong-port":
         import socket
@@ -1176,32 +1175,48 @@ class _PrefectStub:
 
 
 def test_a_busy_prefect_server_is_asked_again_and_a_lasting_failure_is_reported(monkeypatch):
-    """Erasure removes a case's flow runs through Prefect's API (orchestration
-    ``forget_case_runs``, on Prefect's own client): a 503 (the server's database locked) is
-    asked again, a run already gone (404) counts as gone, and a server that stays busy or does
-    not answer at all is reported as not reachable instead of failing the erasure."""
+    """Erasure removes a case's advance task runs and flow runs through Prefect's API
+    (orchestration ``forget_case_runs``, on Prefect's own client): a 503 (the server's
+    database locked) is asked again, a run already gone (404) counts as gone, and a server
+    that stays busy or does not answer at all is reported as not reachable instead of failing
+    the erasure."""
     import uuid
 
-    from tracker import orchestration
     from tracker.config import get_settings
+    from tracker.journeys import orchestration
 
     def use(api: str) -> None:
         monkeypatch.setenv("ONBOARDING_PREFECT_API_URL", api)
         get_settings.cache_clear()
 
+    task_run = {
+        "id": str(uuid.uuid4()),
+        "task_key": "advance-0123abcd",
+        "dynamic_key": "0",
+        "name": "advance WO-AAAA-BBBB",
+        "tags": ["case:WO-AAAA-BBBB"],
+    }
     run = {"id": str(uuid.uuid4()), "flow_id": str(uuid.uuid4()), "name": "advance WO-AAAA-BBBB"}
     gone = {**run, "id": str(uuid.uuid4())}
     busy = _PrefectStub(
         {
-            "POST": [(503, None), (200, [run, gone]), (200, [])],
-            "DELETE": [(503, None), (204, None), (404, {"detail": "Flow run not found"})],
+            "POST": [(503, None), (200, [task_run]), (200, []), (200, [run, gone]), (200, [])],
+            "DELETE": [
+                (204, None),
+                (503, None),
+                (204, None),
+                (404, {"detail": "Flow run not found"}),
+            ],
         }
     )
     try:
         use(busy.api)
-        assert orchestration.forget_case_runs("wo-aaaa-bbbb") == 1
+        assert orchestration.forget_case_runs("wo-aaaa-bbbb") == 2
         assert busy.seen == [
-            "POST /api/flow_runs/filter",
+            "POST /api/task_runs/filter",
+            "POST /api/task_runs/filter",
+            f"DELETE /api/task_runs/{task_run['id']}",
+            "POST /api/task_runs/filter",
             "POST /api/flow_runs/filter",
             f"DELETE /api/flow_runs/{run['id']}",
             f"DELETE /api/flow_runs/{run['id']}",

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from tests.conftest import NOW
 from tests.helpers import advance, start_case
+from tracker.clocks import local_today
 from tracker.enums import (
     FitChannel,
     FitStatus,
@@ -20,10 +21,24 @@ from tracker.enums import (
     StepState,
 )
 from tracker.errors import InvalidTransition, PermissionDenied, ValidationFailed
-from tracker.models import FitRegistration, OutboxMessage, Step
-from tracker.services import accept_handoff, complete_step, fit
+from tracker.fit.contacts import add_contact
+from tracker.fit.daily import send_daily
+from tracker.fit.offers import (
+    cancel_registration,
+    change_capacity,
+    create_offer,
+    record_attendance,
+    register,
+)
+from tracker.fit.participants import change_status, enrol, record_job_entry
+from tracker.fit.permits import add_permit
+from tracker.fit.work_days import add_job, day_count, record_work_days, remove_work_days
+from tracker.journeys.handoffs import accept_handoff
+from tracker.journeys.steps import complete_step
+from tracker.models import FitParticipant, FitRegistration, OutboxMessage, Step
 
 LATER = NOW + timedelta(days=30)
+TODAY = local_today(NOW)
 
 
 def statuses(s) -> dict[int, str]:
@@ -56,23 +71,40 @@ def enrolled(db, actors, n: int = 1, **facts) -> list[int]:
     for i in range(n):
         ref = student_with_open_fit_step(db, actors, given_name=f"Student{i}", **facts)
         with db.transaction() as s:
-            p = fit.enrol(
+            p = enrol(
                 s,
                 actor=actors["cm.mueller"],
                 reference=ref,
                 channel=FitChannel.orientation_week,
                 study_programme="Geotechnik",
                 semester=2,
-                enrolled_on=NOW.date(),
+                enrolled_on=TODAY,
                 now=NOW,
             )
             ids.append(p.id)
     return ids
 
 
+def enrolled_by_thga(db, thga, ref: str) -> int:
+    """THGA accepts the case's FIT handoff and enrols the student; the participant's id."""
+    with db.transaction() as s:
+        accept_handoff(s, actor=thga, reference=ref, step_key="fit_enrollment", now=NOW)
+    with db.transaction() as s:
+        return enrol(
+            s,
+            actor=thga,
+            reference=ref,
+            channel=FitChannel.international_office,
+            study_programme="Geotechnik",
+            semester=1,
+            enrolled_on=TODAY,
+            now=NOW,
+        ).id
+
+
 def offer(db, actors, capacity: int, *, starts: datetime = LATER) -> int:
     with db.transaction() as s:
-        return fit.create_offer(
+        return create_offer(
             s,
             actor=actors["thga.nowak"],
             kind=OfferKind.job_fair,
@@ -89,7 +121,7 @@ def test_thga_enrols_a_student_through_the_accepted_handoff(db, actors):
     ref = student_with_open_fit_step(db, actors)
     thga = actors["thga.nowak"]
     with db.transaction() as s, pytest.raises(PermissionDenied):
-        fit.enrol(
+        enrol(
             s,
             actor=thga,
             reference=ref,
@@ -98,25 +130,13 @@ def test_thga_enrols_a_student_through_the_accepted_handoff(db, actors):
             semester=1,
             now=NOW,
         )
-    with db.transaction() as s:
-        accept_handoff(s, actor=thga, reference=ref, step_key="fit_enrollment", now=NOW)
-    with db.transaction() as s:
-        p = fit.enrol(
-            s,
-            actor=thga,
-            reference=ref,
-            channel=FitChannel.lecturer,
-            study_programme="Maschinenbau",
-            semester=1,
-            enrolled_on=NOW.date(),
-            now=NOW,
-        )
-        assert p.status == FitStatus.enrolled
+    pid = enrolled_by_thga(db, thga, ref)
     with db.read() as s:
+        assert s.get_one(FitParticipant, pid).status == FitStatus.enrolled
         step = s.scalar(select(Step).where(Step.key == "fit_enrollment"))
         assert step.state == StepState.done
     with db.transaction() as s, pytest.raises(InvalidTransition, match="already in FIT"):
-        fit.enrol(
+        enrol(
             s,
             actor=actors["cm.mueller"],
             reference=ref,
@@ -126,7 +146,7 @@ def test_thga_enrols_a_student_through_the_accepted_handoff(db, actors):
             now=NOW,
         )
     with db.transaction() as s, pytest.raises(PermissionDenied):
-        fit.create_offer(
+        create_offer(
             s,
             actor=actors["vbw.schulz"],
             kind=OfferKind.job_fair,
@@ -146,7 +166,7 @@ def test_a_full_offer_puts_people_on_the_waiting_list_and_moves_them_up(db, acto
     regs = {}
     for pid in (a, b, c, d):
         with db.transaction() as s:
-            r = fit.register(s, actor=thga, offer_id=oid, participant_id=pid, now=NOW)
+            r = register(s, actor=thga, offer_id=oid, participant_id=pid, now=NOW)
             regs[pid] = (r.id, r.status)
     assert [regs[p][1] for p in (a, b, c, d)] == [
         "registered",
@@ -155,7 +175,7 @@ def test_a_full_offer_puts_people_on_the_waiting_list_and_moves_them_up(db, acto
         "waitlisted",
     ]
     with db.transaction() as s:
-        fit.cancel_registration(s, actor=thga, registration_id=regs[a][0], now=NOW)
+        cancel_registration(s, actor=thga, registration_id=regs[a][0], now=NOW)
     with db.read() as s:
         status = statuses(s)
         freed = s.scalars(
@@ -166,14 +186,14 @@ def test_a_full_offer_puts_people_on_the_waiting_list_and_moves_them_up(db, acto
     assert len(freed) == 1 and freed[0]["offer_title"] == "Karrieretag Ruhr"
     # More places move the line up; fewer than are taken are refused.
     with db.transaction() as s:
-        fit.change_capacity(s, actor=thga, offer_id=oid, capacity=3, now=NOW)
+        change_capacity(s, actor=thga, offer_id=oid, capacity=3, now=NOW)
     with db.read() as s:
         assert s.get(FitRegistration, regs[d][0]).status == RegistrationStatus.registered
     with db.transaction() as s, pytest.raises(ValidationFailed, match="3 people"):
-        fit.change_capacity(s, actor=thga, offer_id=oid, capacity=2, now=NOW)
+        change_capacity(s, actor=thga, offer_id=oid, capacity=2, now=NOW)
     # Registering again after cancelling goes to the back of the line.
     with db.transaction() as s:
-        again = fit.register(s, actor=thga, offer_id=oid, participant_id=a, now=NOW)
+        again = register(s, actor=thga, offer_id=oid, participant_id=a, now=NOW)
         assert again.status == RegistrationStatus.waitlisted
 
 
@@ -194,7 +214,7 @@ def test_two_registrations_racing_for_the_last_place_never_oversell(db, actors):
             try:
                 barrier.wait(timeout=10)
                 with db.transaction() as s:
-                    fit.register(s, actor=thga, offer_id=oid, participant_id=pid, now=NOW)
+                    register(s, actor=thga, offer_id=oid, participant_id=pid, now=NOW)
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
@@ -217,17 +237,22 @@ def test_a_student_no_longer_enrolled_cannot_register_and_frees_their_places(db,
     thga = actors["thga.nowak"]
     oid = offer(db, actors, capacity=1)
     with db.transaction() as s:
-        fit.register(s, actor=thga, offer_id=oid, participant_id=a, now=NOW)
-        fit.register(s, actor=thga, offer_id=oid, participant_id=b, now=NOW)
+        register(s, actor=thga, offer_id=oid, participant_id=a, now=NOW)
+        register(s, actor=thga, offer_id=oid, participant_id=b, now=NOW)
     with db.transaction() as s:
-        fit.change_status(
-            s, actor=thga, participant_id=a, status=FitStatus.dropped_out, on=NOW.date(), now=NOW
+        change_status(
+            s,
+            actor=thga,
+            participant_id=a,
+            status=FitStatus.dropped_out,
+            on=TODAY,
+            now=NOW,
         )
     with db.read() as s:
         status = statuses(s)
     assert status == {a: RegistrationStatus.cancelled, b: RegistrationStatus.registered}
     with db.transaction() as s, pytest.raises(InvalidTransition, match="no longer enrolled"):
-        fit.register(s, actor=thga, offer_id=offer(db, actors, 5), participant_id=a, now=NOW)
+        register(s, actor=thga, offer_id=offer(db, actors, 5), participant_id=a, now=NOW)
 
 
 def test_attendance_marks_who_came_and_who_did_not(db, actors):
@@ -236,14 +261,14 @@ def test_attendance_marks_who_came_and_who_did_not(db, actors):
     oid = offer(db, actors, capacity=2)
     with db.transaction() as s:
         for pid in (a, b, c):
-            fit.register(s, actor=thga, offer_id=oid, participant_id=pid, now=NOW)
+            register(s, actor=thga, offer_id=oid, participant_id=pid, now=NOW)
     with db.transaction() as s, pytest.raises(InvalidTransition, match="once the offer"):
-        fit.record_attendance(s, actor=thga, offer_id=oid, attended=[a], now=NOW)
+        record_attendance(s, actor=thga, offer_id=oid, attended=[a], now=NOW)
     after = LATER + timedelta(hours=5)
     with db.transaction() as s, pytest.raises(ValidationFailed, match="no place"):
-        fit.record_attendance(s, actor=thga, offer_id=oid, attended=[a, c], now=after)
+        record_attendance(s, actor=thga, offer_id=oid, attended=[a, c], now=after)
     with db.transaction() as s:
-        fit.record_attendance(s, actor=thga, offer_id=oid, attended=[a], now=after)
+        record_attendance(s, actor=thga, offer_id=oid, attended=[a], now=after)
     with db.read() as s:
         status = statuses(s)
     assert status == {a: "attended", b: "no_show", c: "waitlisted"}
@@ -263,7 +288,7 @@ def weekdays(start: date, n: int) -> list[date]:
 
 def job(db, actors, pid: int, kind: JobKind, start: date = date(2025, 1, 1)) -> int:
     with db.transaction() as s:
-        return fit.add_job(
+        return add_job(
             s,
             actor=actors["thga.nowak"],
             participant_id=pid,
@@ -276,7 +301,7 @@ def job(db, actors, pid: int, kind: JobKind, start: date = date(2025, 1, 1)) -> 
 
 def record(db, actors, job_id: int, days: list[date], half: bool = False):
     with db.transaction() as s:
-        return fit.record_work_days(
+        return record_work_days(
             s, actor=actors["thga.nowak"], job_id=job_id, days=days, half=half, now=NOW
         )
 
@@ -307,7 +332,7 @@ def test_the_day_counter_at_its_boundaries(db, actors):
     assert sorted(warnings) == [f"fit_days:{pid}:2025:near", f"fit_days:{pid}:2025:over"]
     # The next calendar year starts from zero.
     with db.read() as s:
-        assert fit.day_count(s, participant_id=pid, year=2026).used == 0
+        assert day_count(s, participant_id=pid, year=2026).used == 0
 
 
 def test_what_does_and_does_not_count_against_the_limit(db, actors):
@@ -325,9 +350,9 @@ def test_what_does_and_does_not_count_against_the_limit(db, actors):
     assert (count.full, count.half) == (5, 3)  # days 3-7 full, days 0-2 half
     assert count.used == 6.5
     with db.transaction() as s, pytest.raises(ValidationFailed, match="Already recorded"):
-        fit.record_work_days(s, actor=actors["thga.nowak"], job_id=counting, days=days[:1], now=NOW)
+        record_work_days(s, actor=actors["thga.nowak"], job_id=counting, days=days[:1], now=NOW)
     with db.transaction() as s, pytest.raises(ValidationFailed, match="outside the job"):
-        fit.record_work_days(
+        record_work_days(
             s, actor=actors["thga.nowak"], job_id=counting, days=[date(2024, 12, 31)], now=NOW
         )
 
@@ -336,7 +361,7 @@ def test_a_job_search_permit_runs_at_most_18_months_and_is_reminded_before_it_en
     (pid,) = enrolled(db, actors)
     thga = actors["thga.nowak"]
     with db.transaction() as s, pytest.raises(ValidationFailed, match="18 months"):
-        fit.add_permit(
+        add_permit(
             s,
             actor=thga,
             participant_id=pid,
@@ -346,7 +371,7 @@ def test_a_job_search_permit_runs_at_most_18_months_and_is_reminded_before_it_en
             now=NOW,
         )
     with db.transaction() as s:
-        permit = fit.add_permit(
+        permit = add_permit(
             s,
             actor=thga,
             participant_id=pid,
@@ -359,14 +384,14 @@ def test_a_job_search_permit_runs_at_most_18_months_and_is_reminded_before_it_en
     far = date(2026, 12, 1)
     near = date(2027, 1, 10)
     with db.transaction() as s:
-        assert fit.send_daily(s, today=far, now=NOW).permit_warnings == 0
+        assert send_daily(s, today=far, now=NOW).permit_warnings == 0
     with db.transaction() as s:
-        assert fit.send_daily(s, today=near, now=NOW).permit_warnings == 1
+        assert send_daily(s, today=near, now=NOW).permit_warnings == 1
     with db.transaction() as s:
-        assert fit.send_daily(s, today=near + timedelta(days=1), now=NOW).permit_warnings == 0
+        assert send_daily(s, today=near + timedelta(days=1), now=NOW).permit_warnings == 0
     # A work permit that follows makes the warning moot.
     with db.transaction() as s:
-        fit.add_permit(
+        add_permit(
             s,
             actor=thga,
             participant_id=pid,
@@ -387,19 +412,19 @@ def test_the_daily_run_reminds_a_day_ahead_and_asks_for_feedback_once(db, actors
     starts = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
     oid = offer(db, actors, capacity=1, starts=starts)
     with db.transaction() as s:
-        fit.register(s, actor=thga, offer_id=oid, participant_id=a, now=NOW)
-        fit.register(s, actor=thga, offer_id=oid, participant_id=b, now=NOW)  # waiting list
+        register(s, actor=thga, offer_id=oid, participant_id=a, now=NOW)
+        register(s, actor=thga, offer_id=oid, participant_id=b, now=NOW)  # waiting list
     with db.transaction() as s:
-        first = fit.send_daily(s, today=date(2026, 5, 5), now=NOW)
+        first = send_daily(s, today=date(2026, 5, 5), now=NOW)
     with db.transaction() as s:
-        again = fit.send_daily(s, today=date(2026, 5, 5), now=NOW)
+        again = send_daily(s, today=date(2026, 5, 5), now=NOW)
     assert (first.reminders, again.reminders) == (1, 0)  # only the one with a place
     with db.transaction() as s:
-        fit.record_attendance(
+        record_attendance(
             s, actor=thga, offer_id=oid, attended=[a], now=starts + timedelta(hours=5)
         )
     with db.transaction() as s:
-        after = fit.send_daily(s, today=date(2026, 5, 7), now=NOW)
+        after = send_daily(s, today=date(2026, 5, 7), now=NOW)
     assert after.feedback_requests == 1
     with db.read() as s:
         kinds = sorted(
@@ -457,8 +482,8 @@ def independent_programme(db, year: int) -> dict[str, object]:
 
 
 def test_the_programme_figures_match_an_independent_count(db, actors):
-    from tracker import outcomes
     from tracker.enums import ContactKind
+    from tracker.reporting import fit as fit_figures
 
     thga = actors["thga.nowak"]
     people = enrolled(db, actors, 8)
@@ -466,16 +491,16 @@ def test_the_programme_figures_match_an_independent_count(db, actors):
     seminar = offer(db, actors, capacity=6, starts=LATER + timedelta(days=7))
     with db.transaction() as s:
         for pid in people:
-            fit.register(s, actor=thga, offer_id=fair, participant_id=pid, now=NOW)
-            fit.register(s, actor=thga, offer_id=seminar, participant_id=pid, now=NOW)
+            register(s, actor=thga, offer_id=fair, participant_id=pid, now=NOW)
+            register(s, actor=thga, offer_id=seminar, participant_id=pid, now=NOW)
     after = LATER + timedelta(days=8)
     with db.transaction() as s:
-        fit.record_attendance(s, actor=thga, offer_id=fair, attended=people[:7], now=after)
-        fit.record_attendance(s, actor=thga, offer_id=seminar, attended=people[:5], now=after)
-    today = after.date()
+        record_attendance(s, actor=thga, offer_id=fair, attended=people[:7], now=after)
+        record_attendance(s, actor=thga, offer_id=seminar, attended=people[:5], now=after)
+    today = local_today(after)
     with db.transaction() as s:
         for i, pid in enumerate(people):
-            fit.add_contact(
+            add_contact(
                 s,
                 actor=thga,
                 participant_id=pid,
@@ -484,7 +509,7 @@ def test_the_programme_figures_match_an_independent_count(db, actors):
                 contact_on=today,
                 now=after,
             )
-            fit.add_job(
+            add_job(
                 s,
                 actor=thga,
                 participant_id=pid,
@@ -494,10 +519,10 @@ def test_the_programme_figures_match_an_independent_count(db, actors):
                 now=after,
             )
         for pid in people[:6]:
-            fit.change_status(
+            change_status(
                 s, actor=thga, participant_id=pid, status=FitStatus.graduated, on=today, now=after
             )
-            fit.record_job_entry(
+            record_job_entry(
                 s,
                 actor=thga,
                 participant_id=pid,
@@ -508,7 +533,7 @@ def test_the_programme_figures_match_an_independent_count(db, actors):
             )
     year = today.year
     with db.read() as s:
-        got = outcomes.fit_programme(s, actor=actors["lead.schmidt"], year=year)
+        got = fit_figures.fit_programme(s, actor=actors["lead.schmidt"], year=year)
     want = independent_programme(db, year)
     kinds = {r.kind: r for r in got.offers}
     fair_row = kinds["job_fair"]
@@ -529,7 +554,7 @@ def test_the_programme_figures_match_an_independent_count(db, actors):
     # 5 of 6 job entries in the region: the one elsewhere is 1, so "in region" is hidden too.
     assert want["job_entries_in_region"] == 5 and got.job_entries_in_region is None
     with db.read() as s, pytest.raises(PermissionDenied):
-        outcomes.fit_programme(s, actor=thga, year=year)
+        fit_figures.fit_programme(s, actor=thga, year=year)
 
 
 def test_walk_ins_are_recorded_and_mistaken_days_can_be_taken_back(db, actors):
@@ -537,21 +562,21 @@ def test_walk_ins_are_recorded_and_mistaken_days_can_be_taken_back(db, actors):
     thga = actors["thga.nowak"]
     oid = offer(db, actors, capacity=1)
     with db.transaction() as s:
-        fit.register(s, actor=thga, offer_id=oid, participant_id=a, now=NOW)
+        register(s, actor=thga, offer_id=oid, participant_id=a, now=NOW)
     after = LATER + timedelta(hours=5)
     with db.transaction() as s:
-        fit.record_attendance(s, actor=thga, offer_id=oid, attended=[a], walk_ins=[b], now=after)
+        record_attendance(s, actor=thga, offer_id=oid, attended=[a], walk_ins=[b], now=after)
     with db.read() as s:
         assert statuses(s) == {a: "attended", b: "attended"}
     work = job(db, actors, a, JobKind.working_student)
     days = weekdays(date(2025, 5, 5), 3)
     record(db, actors, work, days)
     with db.transaction() as s:
-        assert fit.remove_work_days(s, actor=thga, job_id=work, days=days[:1], now=NOW) == 1
+        assert remove_work_days(s, actor=thga, job_id=work, days=days[:1], now=NOW) == 1
     with db.read() as s:
-        assert fit.day_count(s, participant_id=a, year=2025).used == 2
+        assert day_count(s, participant_id=a, year=2025).used == 2
     with db.transaction() as s, pytest.raises(ValidationFailed, match="Not recorded"):
-        fit.remove_work_days(s, actor=thga, job_id=work, days=days[:1], now=NOW)
+        remove_work_days(s, actor=thga, job_id=work, days=days[:1], now=NOW)
 
 
 def test_the_waiting_list_skips_someone_no_longer_enrolled_and_fills_the_place(db, actors):
@@ -559,14 +584,19 @@ def test_the_waiting_list_skips_someone_no_longer_enrolled_and_fills_the_place(d
     thga = actors["thga.nowak"]
     oid = offer(db, actors, capacity=1)
     with db.transaction() as s:
-        first = fit.register(s, actor=thga, offer_id=oid, participant_id=a, now=NOW).id
-        fit.register(s, actor=thga, offer_id=oid, participant_id=b, now=NOW)
-        fit.register(s, actor=thga, offer_id=oid, participant_id=c, now=NOW)
+        first = register(s, actor=thga, offer_id=oid, participant_id=a, now=NOW).id
+        register(s, actor=thga, offer_id=oid, participant_id=b, now=NOW)
+        register(s, actor=thga, offer_id=oid, participant_id=c, now=NOW)
     with db.transaction() as s:
-        fit.change_status(
-            s, actor=thga, participant_id=b, status=FitStatus.graduated, on=NOW.date(), now=NOW
+        change_status(
+            s,
+            actor=thga,
+            participant_id=b,
+            status=FitStatus.graduated,
+            on=TODAY,
+            now=NOW,
         )
     with db.transaction() as s:
-        fit.cancel_registration(s, actor=thga, registration_id=first, now=NOW)
+        cancel_registration(s, actor=thga, registration_id=first, now=NOW)
     with db.read() as s:
         assert statuses(s) == {a: "cancelled", b: "waitlisted", c: "registered"}

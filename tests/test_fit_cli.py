@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from tests.conftest import NOW
 from tests.helpers import advance, start_case
+from tracker import fit
 from tracker.enums import FitStatus, OfferKind, RegistrationStatus, StepState
+from tracker.journeys.steps import complete_step
 from tracker.models import FitOffer, FitRegistration, OutboxMessage, Step
-from tracker.services import complete_step, fit
 
 runner = CliRunner()
 BOCHUM = ZoneInfo("Europe/Berlin")

@@ -10,12 +10,18 @@ from sqlalchemy import select
 
 from tests.conftest import NOW
 from tests.helpers import advance, start_case
+from tracker.clocks import local_today
 from tracker.config import get_settings
 from tracker.db import get_database
 from tracker.enums import FitChannel, JobKind, OfferKind, PermitKind, RegistrationStatus
+from tracker.fit.offers import cancel_registration, create_offer, record_attendance
+from tracker.fit.offers import register as register_for_offer
+from tracker.fit.participants import enrol
+from tracker.fit.permits import add_permit
+from tracker.fit.work_days import add_job, record_work_days
+from tracker.journeys.steps import complete_step
+from tracker.messages.rendering import render_message
 from tracker.models import AuditEvent, FitParticipant, FitRegistration, Newcomer, OutboxMessage
-from tracker.rendering import render_message
-from tracker.services import complete_step, fit
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -55,14 +61,14 @@ def participants(db, actors, n: int, *, language: str = "ar") -> list[int]:
             advance(db, cm, ref, now=NOW)
         with db.transaction() as s:
             ids.append(
-                fit.enrol(
+                enrol(
                     s,
                     actor=cm,
                     reference=ref,
                     channel=FitChannel.orientation_week,
                     study_programme="Maschinenbau",
                     semester=3,
-                    enrolled_on=NOW.date(),
+                    enrolled_on=local_today(NOW),
                     now=NOW,
                 ).id
             )
@@ -71,7 +77,7 @@ def participants(db, actors, n: int, *, language: str = "ar") -> list[int]:
 
 def an_offer(db, actors, *, capacity: int, starts: datetime = STARTS, **extra) -> int:
     with db.transaction() as s:
-        return fit.create_offer(
+        return create_offer(
             s,
             actor=actors["thga.nowak"],
             kind=extra.pop("kind", OfferKind.application_training),
@@ -88,7 +94,7 @@ def register(db, actors, offer_id: int, people: list[int]) -> dict[int, str]:
     statuses = {}
     for pid in people:
         with db.transaction() as s:
-            statuses[pid] = fit.register(
+            statuses[pid] = register_for_offer(
                 s, actor=actors["thga.nowak"], offer_id=offer_id, participant_id=pid, now=NOW
             ).status
     return statuses
@@ -142,7 +148,7 @@ def test_each_reminder_is_sent_once_across_two_runs_and_only_to_those_with_a_pla
 
     # The day after: attendance is in, and only the one who came is asked for feedback, once.
     with flow_db.transaction() as s:
-        fit.record_attendance(
+        record_attendance(
             s,
             actor=actors["thga.nowak"],
             offer_id=offer_id,
@@ -177,7 +183,7 @@ def test_a_permit_ending_within_the_warning_window_gets_one_warning(flow_db, act
     window = get_settings().fit_permit_warning_days
     thga = actors["thga.nowak"]
     with flow_db.transaction() as s:
-        fit.add_permit(
+        add_permit(
             s,
             actor=thga,
             participant_id=soon,
@@ -186,7 +192,7 @@ def test_a_permit_ending_within_the_warning_window_gets_one_warning(flow_db, act
             valid_until=today + timedelta(days=30),
             now=NOW,
         )
-        fit.add_permit(
+        add_permit(
             s,
             actor=thga,
             participant_id=later,
@@ -196,7 +202,7 @@ def test_a_permit_ending_within_the_warning_window_gets_one_warning(flow_db, act
             now=NOW,
         )
         # Ends soon too, but a newer permit follows it: nothing to warn about.
-        fit.add_permit(
+        add_permit(
             s,
             actor=thga,
             participant_id=renewed,
@@ -205,7 +211,7 @@ def test_a_permit_ending_within_the_warning_window_gets_one_warning(flow_db, act
             valid_until=today + timedelta(days=10),
             now=NOW,
         )
-        fit.add_permit(
+        add_permit(
             s,
             actor=thga,
             participant_id=renewed,
@@ -252,7 +258,7 @@ def test_the_flow_rechecks_the_day_limit_and_warns_once(flow_db, actors, monkeyp
     jobs = {}
     with flow_db.transaction() as s:
         for pid in (a, b):
-            jobs[pid] = fit.add_job(
+            jobs[pid] = add_job(
                 s,
                 actor=thga,
                 participant_id=pid,
@@ -263,7 +269,7 @@ def test_the_flow_rechecks_the_day_limit_and_warns_once(flow_db, actors, monkeyp
             ).id
     for pid, n in ((a, 125), (b, 60)):
         with flow_db.transaction() as s:
-            count = fit.record_work_days(
+            count = record_work_days(
                 s, actor=thga, job_id=jobs[pid], days=weekdays(date(2025, 1, 2), n), now=NOW
             )
             assert count is not None and not count.warning
@@ -322,7 +328,8 @@ def test_every_fit_message_matches_the_template_table_and_renders_in_every_langu
     """tests/test_messages.py checks its context table against the services that send the
     other kinds; this drives the FIT services and the flow and checks the FIT kinds."""
     from flows.fit import fit_daily
-    from tests.test_messages import CONTEXTS, FILES, REQUIRED, _shape, every_context
+    from tests.message_contexts import CONTEXTS, FILES, REQUIRED, every_context
+    from tests.test_messages import _shape
 
     a, b, c = participants(flow_db, actors, 3)
     thga = actors["thga.nowak"]
@@ -334,11 +341,11 @@ def test_every_fit_message_matches_the_template_table_and_renders_in_every_langu
             select(FitRegistration.id).where(FitRegistration.participant_id == a)
         ).one()
     with flow_db.transaction() as s:  # b moves up: fit_place_freed
-        fit.cancel_registration(s, actor=thga, registration_id=first, now=NOW)
+        cancel_registration(s, actor=thga, registration_id=first, now=NOW)
     fit_daily(day="2026-05-05")  # fit_offer_reminder
     fit_daily(day="2026-05-07")  # fit_feedback
     with flow_db.transaction() as s:
-        fit.add_permit(
+        add_permit(
             s,
             actor=thga,
             participant_id=c,
@@ -349,7 +356,7 @@ def test_every_fit_message_matches_the_template_table_and_renders_in_every_langu
         )
     fit_daily(day="2026-06-01")  # fit_permit_ending
     with flow_db.transaction() as s:
-        job = fit.add_job(
+        job = add_job(
             s,
             actor=thga,
             participant_id=c,
@@ -361,7 +368,7 @@ def test_every_fit_message_matches_the_template_table_and_renders_in_every_langu
     days = weekdays(date(2025, 1, 2), 142)
     for chunk, half in ((days[:120], False), (days[120:122], True), (days[122:], False)):
         with flow_db.transaction() as s:  # near at 120, then 141 (two half days): over
-            fit.record_work_days(s, actor=thga, job_id=job, days=chunk, half=half, now=NOW)
+            record_work_days(s, actor=thga, job_id=job, days=chunk, half=half, now=NOW)
 
     with flow_db.read() as s:
         rows = list(s.scalars(select(OutboxMessage).where(OutboxMessage.kind.like("fit_%"))))

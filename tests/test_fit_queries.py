@@ -1,4 +1,4 @@
-"""FIT@THGA reads (tracker.fit_queries): programme staff only, plain data, and the staff page's
+"""FIT@THGA reads (tracker.fit.queries): programme staff only, plain data, and the staff page's
 exact programme counts agreeing with leadership's suppressed figures wherever those are shown."""
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ import pytest
 
 from tests.conftest import NOW
 from tests.test_fit import LATER, enrolled, job, offer, record, weekdays
-from tracker import fit_queries, outcomes
 from tracker.enums import ContactKind, FitStatus, JobKind, OfferKind
 from tracker.errors import PermissionDenied
-from tracker.services import fit
+from tracker.fit import queries as fit_queries
+from tracker.fit.contacts import add_contact
+from tracker.fit.offers import cancel_offer, create_offer, record_attendance, register
+from tracker.fit.participants import change_status, record_job_entry
+from tracker.fit.work_days import add_job
+from tracker.reporting import fit as fit_figures
 
 BOCHUM = ZoneInfo("Europe/Berlin")  # the office's time zone (the tests do not set another)
 
@@ -35,7 +39,7 @@ def new_offer(
     thga = actors["thga.nowak"]
     before = starts - timedelta(days=7)
     with db.transaction() as s:
-        oid = fit.create_offer(
+        oid = create_offer(
             s,
             actor=thga,
             kind=kind,
@@ -47,10 +51,10 @@ def new_offer(
             now=before,
         ).id
         for pid in people:
-            fit.register(s, actor=thga, offer_id=oid, participant_id=pid, now=before)
+            register(s, actor=thga, offer_id=oid, participant_id=pid, now=before)
     if came is not None:
         with db.transaction() as s:
-            fit.record_attendance(
+            record_attendance(
                 s, actor=thga, offer_id=oid, attended=came, now=starts + timedelta(hours=4)
             )
     return oid
@@ -65,7 +69,7 @@ PER_KIND = ("offers_held", "attended", "no_show")
 STAFF_ONLY = ("year", "enrolled")  # leadership counts enrolments by the case's step instead
 
 
-def compare(staff: fit_queries.ProgrammeCounts, lead: outcomes.FitProgramme) -> set[str]:
+def compare(staff: fit_queries.ProgrammeCounts, lead: fit_figures.FitProgramme) -> set[str]:
     """Assert that every figure shown in both places is equal wherever leadership shows it (its
     per-kind figures: wherever it shows every kind); returns the names compared."""
     compared = set()
@@ -107,7 +111,7 @@ def test_staff_counts_agree_with_leadership_wherever_it_shows_them(db, actors):
         people=people,
     )  # fmt: skip
     with db.transaction() as s:
-        fit.cancel_offer(s, actor=thga, offer_id=cancelled, reason="Referentin krank", now=NOW)
+        cancel_offer(s, actor=thga, offer_id=cancelled, reason="Referentin krank", now=NOW)
     new_offer(
         db, actors, OfferKind.salary_training, datetime(2026, 12, 10, 9, tzinfo=UTC), 20,
         people=people,
@@ -121,12 +125,12 @@ def test_staff_counts_agree_with_leadership_wherever_it_shows_them(db, actors):
     after = datetime(2026, 11, 20, 12, tzinfo=UTC)
     with db.transaction() as s:
         for i, pid in enumerate(people[:7]):
-            fit.add_contact(
+            add_contact(
                 s, actor=thga, participant_id=pid, company=f"Firma {i % 3}",
                 kind=ContactKind.job_fair_talk, contact_on=fair_day.date(), now=after,
             )  # fmt: skip
         for pid in people[:5]:
-            fit.add_contact(
+            add_contact(
                 s, actor=thga, participant_id=pid, company="Vonovia",
                 kind=ContactKind.interview, contact_on=date(2025, 12, 1), now=after,
             )  # fmt: skip
@@ -141,7 +145,7 @@ def test_staff_counts_agree_with_leadership_wherever_it_shows_them(db, actors):
             JobKind.university_assistant,
         ]
         for pid, kind in zip(people, kinds, strict=False):
-            fit.add_job(
+            add_job(
                 s, actor=thga, participant_id=pid, employer="Bochumer Verein", kind=kind,
                 starts_on=date(2026, 6, 1), now=after,
             )  # fmt: skip
@@ -149,37 +153,37 @@ def test_staff_counts_agree_with_leadership_wherever_it_shows_them(db, actors):
             (people[9], JobKind.working_student),
             (people[10], JobKind.mandatory_internship),
         ):
-            fit.add_job(
+            add_job(
                 s, actor=thga, participant_id=pid, employer="Ruhr AG", kind=kind,
                 starts_on=date(2026, 5, 1), offer_id=fair, now=after,
             )  # fmt: skip
         for pid in people[:5]:  # and 5 working-student jobs in 2025
-            fit.add_job(
+            add_job(
                 s, actor=thga, participant_id=pid, employer="Stadtwerke Bochum",
                 kind=JobKind.working_student, starts_on=date(2025, 9, 1), now=after,
             )  # fmt: skip
         # 6 graduate in 2026 and find a job (5 of them in the region), 5 drop out, 1 withdraws.
         for pid in people[:6]:
-            fit.change_status(
+            change_status(
                 s, actor=thga, participant_id=pid, status=FitStatus.graduated,
                 on=date(2026, 9, 30), now=after,
             )  # fmt: skip
-            fit.record_job_entry(
+            record_job_entry(
                 s, actor=thga, participant_id=pid, employer="thyssenkrupp",
                 started_on=date(2026, 11, 1), in_region=pid != people[0], now=after,
             )  # fmt: skip
         for pid in people[6:11]:
-            fit.change_status(
+            change_status(
                 s, actor=thga, participant_id=pid, status=FitStatus.dropped_out,
                 on=date(2026, 10, 15), now=after,
             )  # fmt: skip
-        fit.change_status(
+        change_status(
             s, actor=thga, participant_id=people[11], status=FitStatus.withdrawn,
             on=date(2026, 10, 15), now=after,
         )  # fmt: skip
         # Two of those who dropped out find a job in 2027.
         for pid in people[6:8]:
-            fit.record_job_entry(
+            record_job_entry(
                 s, actor=thga, participant_id=pid, employer="Vonovia",
                 started_on=date(2027, 1, 15), in_region=True, now=after,
             )  # fmt: skip
@@ -187,7 +191,7 @@ def test_staff_counts_agree_with_leadership_wherever_it_shows_them(db, actors):
     with db.read() as s:
         staff = {y: fit_queries.programme_counts(s, actor=thga, year=y) for y in (2025, 2026, 2027)}
         lead = {
-            y: outcomes.fit_programme(s, actor=actors["lead.schmidt"], year=y)
+            y: fit_figures.fit_programme(s, actor=actors["lead.schmidt"], year=y)
             for y in (2025, 2026, 2027)
         }
     # The exact counts staff see.
@@ -232,7 +236,7 @@ def test_an_offer_in_the_first_hour_of_the_year_counts_in_that_year_in_both_plac
     new_offer(db, actors, OfferKind.job_fair, new_year, 5, people=people, came=people)
     with db.read() as s:
         staff = fit_queries.programme_counts(s, actor=actors["thga.nowak"], year=2027)
-        lead = outcomes.fit_programme(s, actor=actors["lead.schmidt"], year=2027)
+        lead = fit_figures.fit_programme(s, actor=actors["lead.schmidt"], year=2027)
     assert (staff.offers_held, staff.attended) == (1, 5)
     assert compare(staff, lead) >= {"offers_held", "attended"}
 
@@ -244,7 +248,9 @@ READS: dict[str, dict[str, Any]] = {
     "programme_years": {},
     "programme_counts": {"year": 2026},
     "participants": {},
+    "count_participants": {},
     "day_counts": {"year": 2026},
+    "day_limit_warnings": {"year": 2026},
     "jobs": {"participant_id": 1},
     "work_day_count": {"participant_id": 1, "year": 2026},
     "participants_with_work_days": {"year": 2026},
@@ -295,11 +301,11 @@ def test_participants_by_enrolment_or_by_name_with_what_became_of_them(db, actor
     zeller = enrolled(db, actors, 1, family_name="Zeller")[0]
     adam = enrolled(db, actors, 1, family_name="Adam")[0]
     with db.transaction() as s:
-        fit.change_status(
+        change_status(
             s, actor=thga, participant_id=zeller, status=FitStatus.graduated,
             on=date(2026, 7, 1), now=LATER,
         )  # fmt: skip
-        fit.record_job_entry(
+        record_job_entry(
             s, actor=thga, participant_id=zeller, employer="RAG", started_on=date(2026, 8, 1),
             in_region=False, now=LATER,
         )  # fmt: skip
@@ -351,6 +357,75 @@ def test_day_counts_are_the_services_count_for_everyone(db, actors):
         ("university_assistant", 5, 0),
     }
     assert with_days == [a]
+
+
+def test_a_page_of_the_participants_by_name_their_count_and_a_search(db, actors):
+    thga, cm = actors["thga.nowak"], actors["cm.mueller"]
+    names = ["Engel", "Adam", "Dorn", "Berg", "Celik"]
+    ids = {name: enrolled(db, actors, 1, family_name=name)[0] for name in names}
+    with db.read() as s:
+        pages = [
+            [p.family_name for p in fit_queries.participants(
+                s, actor=thga, order="name", limit=2, offset=offset
+            )]
+            for offset in (0, 2, 4, 6)
+        ]  # fmt: skip
+        total = fit_queries.count_participants(s, actor=thga)
+        berg = fit_queries.participants(s, actor=thga, search="BERG")
+        reference = berg[0].reference
+        by_reference = fit_queries.participants(s, actor=thga, search=reference.lower()[-6:])
+        two_words = fit_queries.participants(s, actor=thga, search="stud dor")
+        counted = fit_queries.count_participants(s, actor=thga, search="stud dor")
+        # A word with a digit may be part of a birth date: a partner's matches references only.
+        digits = [
+            fit_queries.count_participants(s, actor=who, search="student0") for who in (thga, cm)
+        ]
+        none = fit_queries.count_participants(s, actor=cm, search="nobody")
+        wildcard = fit_queries.count_participants(s, actor=cm, search="%")
+        by_ids = fit_queries.participants(
+            s, actor=thga, order="name", ids=[ids["Engel"], ids["Adam"]]
+        )
+    assert pages == [["Adam", "Berg"], ["Celik", "Dorn"], ["Engel"], []]
+    assert total == 5
+    assert [p.id for p in berg] == [ids["Berg"]]
+    assert [p.id for p in by_reference] == [ids["Berg"]]
+    assert ([p.id for p in two_words], counted) == ([ids["Dorn"]], 1)
+    assert digits == [0, 5]
+    assert (none, wildcard) == (0, 0)  # "%" is a character to look for, not a wildcard
+    assert [p.family_name for p in by_ids] == ["Adam", "Engel"]
+
+
+def test_the_day_limit_warnings_are_the_participants_near_the_limit(db, actors):
+    """Counted in the database for everyone: the same participants and counts as the day
+    counter's warning (140 days, warned from 120), scoped like every other read."""
+    from tests.test_fit_scope import set_consent
+
+    thga, cm = actors["thga.nowak"], actors["cm.mueller"]
+    full, halves, doubled = enrolled(db, actors, 3)
+    days = weekdays(date(2025, 1, 1), 122)
+    record(db, actors, job(db, actors, full, JobKind.working_student), days[:120])
+    # 119 full days and two half days: 120.
+    work = job(db, actors, halves, JobKind.working_student)
+    record(db, actors, work, days[:119])
+    record(db, actors, work, days[119:121], half=True)
+    # 119 full days, the same days again as half days in a second job and ten days of a
+    # mandatory internship: still 119 (a day counts once; the internship not at all).
+    record(db, actors, job(db, actors, doubled, JobKind.working_student), days[:119])
+    record(db, actors, job(db, actors, doubled, JobKind.voluntary_internship), days[:119], True)
+    internship = job(db, actors, doubled, JobKind.mandatory_internship)
+    record(db, actors, internship, weekdays(date(2025, 9, 1), 10))
+    with db.read() as s:
+        warned = fit_queries.day_limit_warnings(s, actor=thga, year=2025)
+        counts = fit_queries.day_counts(s, actor=thga, year=2025)
+        none_in_2026 = fit_queries.day_limit_warnings(s, actor=thga, year=2026)
+        reference = fit_queries.participants(s, actor=cm, ids=[full])[0].reference
+    assert warned == {pid: count for pid, count in counts.items() if count.warning}
+    assert {pid: w.used for pid, w in warned.items()} == {full: 120.0, halves: 120.0}
+    assert counts[doubled].used == 119.0 and none_in_2026 == {}
+    set_consent(db, actors, reference, given=False)  # no longer shared with THGA
+    with db.read() as s:
+        assert list(fit_queries.day_limit_warnings(s, actor=thga, year=2025)) == [halves]
+        assert sorted(fit_queries.day_limit_warnings(s, actor=cm, year=2025)) == [full, halves]
 
 
 def test_offers_by_the_bochum_year_with_their_places_and_registrations_in_order(db, actors):

@@ -10,15 +10,17 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import NOW
-from tests.helpers import PARTNERS, start_case
-from tracker import queries
+from tests.helpers import PARTNERS, advance_task, start_case
 from tracker.config import get_settings
 from tracker.db import get_database
 from tracker.enums import ConsentMethod
+from tracker.journeys import queries
+from tracker.journeys.cases import open_case, register_newcomer
+from tracker.journeys.consent import give_consent
+from tracker.journeys.orchestration import BATCH_DEPLOYMENT
+from tracker.journeys.steps import complete_step
 from tracker.models import AuditEvent, Case, Handoff, OutboxMessage
-from tracker.orchestration import ADVANCE_DEPLOYMENT, BATCH_DEPLOYMENT
 from tracker.schemas import NewcomerIn
-from tracker.services import complete_step, give_consent, open_case, register_newcomer
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -70,62 +72,71 @@ def _states(db, actor, ref):
         return {st.key: st.state for st in queries.case_view(s, actor=actor, reference=ref).steps}
 
 
-def test_the_journey_flow_opens_the_first_steps_and_a_second_run_changes_nothing(flow_db, actors):
-    from flows.journey import advance_journey
-
+def test_the_advance_task_opens_the_first_steps_and_a_second_run_changes_nothing(flow_db, actors):
     cm = actors["cm.mueller"]
     ref = _open(flow_db, cm)
     assert _states(flow_db, cm, ref)["recognition"] == "pending"
-    result = asyncio.run(advance_journey(reference=ref))
-    assert result == {"reference": ref, "opened": ["recognition", "job_offer"], "closed": False}
+    state = advance_task(ref)
+    assert state.is_completed()
+    assert state.result() == {
+        "reference": ref,
+        "opened": ["recognition", "job_offer"],
+        "closed": False,
+    }
     with flow_db.read() as s:
         queue = queries.partner_queue(s, actor=actors["ihk.hoffmann"])
     assert [(q.reference, q.step) for q in queue] == [(ref, "recognition")]
     before = _counts(flow_db)
-    again = asyncio.run(advance_journey(reference=ref))
-    assert again["opened"] == []
+    again = advance_task(ref)
+    assert again.result()["opened"] == []
     assert _counts(flow_db) == before
 
 
-def test_task_logic_runs_alone(flow_db, actors):
-    from flows.journey import find_ready_steps, open_step, settle
-
-    cm = actors["cm.mueller"]
-    ref = _open(flow_db, cm, nationality="PL")
-    assert find_ready_steps.fn(ref) == ["housing"]
-    assert open_step.fn(ref, "housing")["opened"] == ["housing"]
-    assert open_step.fn(ref, "housing")["opened"] == []
-    assert find_ready_steps.fn(ref) == []
-    assert settle.fn(ref) == {"closed": False}
-
-
-def test_a_crash_halfway_and_a_rerun_repeat_nothing(flow_db, actors, monkeypatch):
-    import flows.journey as journey
+def test_a_crash_halfway_leaves_the_case_as_it_was_and_the_sweep_finishes_it(
+    flow_db, actors, monkeypatch
+):
+    """The advance is one transaction: a task that dies after opening one step (flushed, not
+    committed) leaves nothing of it, keeps the case's request, and the sweep opens each step
+    once."""
+    import tracker.journeys.advance as advance_rules
+    from flows.clocks import clock_sweep
 
     cm = actors["cm.mueller"]
     ref = _open(flow_db, cm)
-    real = journey.open_ready_step
+    real = advance_rules.announce_handoff
     calls = Counter()
 
     def crash_on_job_offer(session, **kwargs):
-        calls[kwargs["step_key"]] += 1
-        if kwargs["step_key"] == "job_offer" and calls["job_offer"] == 1:
+        calls[kwargs["step"].key] += 1
+        if kwargs["step"].key == "job_offer":
+            session.flush()  # the first step's handoff, message and audit event are written ...
             raise RuntimeError("worker lost mid-run")
         return real(session, **kwargs)
 
-    monkeypatch.setattr(journey, "open_ready_step", crash_on_job_offer)
-    state = asyncio.run(journey.advance_journey(reference=ref, return_state=True))
+    monkeypatch.setattr(advance_rules, "announce_handoff", crash_on_job_offer)
+    state = advance_task(ref)
     assert state.is_failed()
+    assert calls == {"recognition": 1, "job_offer": 1}
     half = _states(flow_db, cm, ref)
-    assert (half["recognition"], half["job_offer"]) == ("open", "pending")
+    assert (half["recognition"], half["job_offer"]) == ("pending", "pending")  # ... and undone
     with flow_db.read() as s:
-        failures = s.scalars(
-            select(AuditEvent.action).where(AuditEvent.action == "flow.failed")
+        failures = s.execute(
+            select(AuditEvent.action, AuditEvent.case_id, AuditEvent.details).where(
+                AuditEvent.action == "flow.failed"
+            )
         ).all()
-    assert failures == ["flow.failed"]
+        case = s.scalars(select(Case).where(Case.reference == ref)).one()
+        assert case.advance_requested_at is not None  # still asked for: the sweep will see it
+        case_id = case.id
+    assert [(f.action, f.case_id, f.details["run"]) for f in failures] == [
+        ("flow.failed", case_id, f"advance {ref}")
+    ]
+    assert _counts(flow_db)["handoffs"] == 0
 
-    asyncio.run(journey.advance_journey(reference=ref))
-    asyncio.run(journey.advance_journey(reference=ref))
+    monkeypatch.setattr(advance_rules, "announce_handoff", real)
+    assert asyncio.run(clock_sweep(day="2026-03-03"))["caught_up"]["cases"] == 1
+    assert asyncio.run(clock_sweep(day="2026-03-03"))["caught_up"]["cases"] == 0
+    advance_task(ref)  # a late repeat of the lost task changes nothing
     done = _states(flow_db, cm, ref)
     assert (done["recognition"], done["job_offer"]) == ("open", "open")
     with flow_db.read() as s:
@@ -152,11 +163,10 @@ def test_the_batch_flow_advances_many_cases_in_few_task_runs(flow_db, actors):
 
 def test_the_sweep_escalates_an_overdue_registration_exactly_once(flow_db, actors):
     from flows.clocks import clock_sweep
-    from flows.journey import advance_journey
 
     cm = actors["cm.mueller"]
     ref = _open(flow_db, cm, nationality="PL")
-    asyncio.run(advance_journey(reference=ref))
+    assert advance_task(ref).is_completed()
     move_in = date(2026, 2, 1)
     with flow_db.transaction() as s:
         complete_step(s, actor=cm, reference=ref, step_key="housing", on=move_in, now=NOW)
@@ -197,8 +207,8 @@ def test_delivery_retries_a_temporary_failure_in_a_task_of_its_own_and_parks_a_r
     retries (and goes out), one refused for good is parked at once, the others are sent."""
     import flows.delivery as delivery
     from tracker.enums import OutboxStatus
-    from tracker.outbox import enqueue
-    from tracker.senders import DeliveryError
+    from tracker.messages.outbox import enqueue
+    from tracker.messages.senders import DeliveryError
 
     monkeypatch.setattr(delivery, "send", delivery.send.with_options(retry_delay_seconds=0))
     cm = actors["cm.mueller"]
@@ -242,11 +252,10 @@ def test_delivery_retries_a_temporary_failure_in_a_task_of_its_own_and_parks_a_r
 
 def test_the_digest_is_queued_once_a_day(flow_db, actors):
     from flows.clocks import partner_digest
-    from flows.journey import advance_journey
 
     cm = actors["cm.mueller"]
     ref = _open(flow_db, cm)
-    asyncio.run(advance_journey(reference=ref))
+    assert advance_task(ref).is_completed()
     first = asyncio.run(partner_digest(day="2026-03-03"))
     second = asyncio.run(partner_digest(day="2026-03-03"))
     assert first["digests"] >= 2  # IHK and the employment agency have the first two steps
@@ -257,9 +266,7 @@ def test_every_deployment_the_tracker_starts_exists_with_its_schedule():
     from flows.deployments import deployments
 
     built = {f"{d.flow_name}/{d.name}": d for d in deployments()}
-    assert ADVANCE_DEPLOYMENT in built and BATCH_DEPLOYMENT in built
     assert set(built) == {
-        ADVANCE_DEPLOYMENT,
         BATCH_DEPLOYMENT,
         "clock-sweep/clock-sweep",
         "deliver-outbox/deliver-outbox",
@@ -275,13 +282,13 @@ def test_every_deployment_the_tracker_starts_exists_with_its_schedule():
     assert built["issue-report/monthly-report"].schedules
     assert built["clock-sweep/clock-sweep"].schedules
     assert built["partner-digest/partner-digest"].schedules
-    assert not built[ADVANCE_DEPLOYMENT].schedules
+    assert not built[BATCH_DEPLOYMENT].schedules  # started by imports and bulk changes
 
 
 def test_the_retention_flow_anonymises_who_is_due_once(flow_db, actors):
     from flows.privacy import retention
+    from tracker.journeys.cases import cancel_case
     from tracker.models import Newcomer
-    from tracker.services import cancel_case
 
     cm = actors["cm.mueller"]
     refs = [start_case(flow_db, cm, now=NOW, given_name=f"Ret{i}") for i in range(3)]
@@ -296,44 +303,20 @@ def test_the_retention_flow_anonymises_who_is_due_once(flow_db, actors):
     assert names == ["Ret2", "–", "–"]
 
 
-def test_runs_are_named_by_case_reference_never_by_name(flow_db, actors):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-
-    from flows.journey import advance_journey
-
-    cm = actors["cm.mueller"]
-    ref = _open(flow_db, cm, given_name="Zanele", family_name="Dlamini")
-    asyncio.run(advance_journey(reference=ref))
-
-    async def runs():
-        async with get_client() as client:
-            return await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=ref))
-            )
-
-    found = asyncio.run(runs())
-    assert [r.name for r in found] == [f"advance {ref}"]
-    assert "Dlamini" not in found[0].name and "Zanele" not in str(found[0].parameters)
-    with flow_db.read() as s:
-        case = s.scalars(select(Case).where(Case.reference == ref)).one()
-        assert case.advance_requested_at is None
-
-
 def test_the_scheduled_report_flow_keeps_last_months_report_once(flow_db, actors):
     import io
 
     from pypdf import PdfReader
 
-    from flows.reports import default_period, issue_report
-    from tracker import reports
-    from tracker.demo import load_demo
+    from flows.reports import issue_report
+    from tracker.demo.load import load_demo
+    from tracker.reporting import reports
 
     db = flow_db
     load_demo(db, people=120, seed=5, as_of=date(2026, 11, 20))
     period = "2026-10"
-    assert default_period("monthly", date(2026, 1, 1)) == "2025-12"
-    assert default_period("fit", date(2026, 1, 15)) == "2025"
+    assert reports.last_complete_period("monthly", date(2026, 1, 1)) == "2025-12"
+    assert reports.last_complete_period("fit", date(2026, 1, 15)) == "2025"
     first = issue_report(kind="monthly", period=period)
     second = issue_report(kind="monthly", period=period)
     assert first["kept"] == 5 and not first["skipped"]  # html + pdf in de and en, csv

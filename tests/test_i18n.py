@@ -23,12 +23,12 @@ from streamlit.testing.v1 import AppTest
 from dashboard.i18n import LANGUAGES, LOCALES, gettext_for
 from tests.conftest import NOW
 from tests.helpers import start_case
-from tracker import access_log
 from tracker.config import get_settings
 from tracker.db import get_database
 from tracker.enums import CaseStatus, ConsentMethod, OrgKind, Profile, Role
+from tracker.journeys.queries import CASE_MANAGER_FIELDS
 from tracker.pathway import get_registry
-from tracker.queries import CASE_MANAGER_FIELDS
+from tracker.privacy import access_log
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "dashboard"

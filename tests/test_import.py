@@ -9,9 +9,9 @@ from sqlalchemy import event, func, select
 
 from tests.conftest import NOW
 from tests.helpers import start_case
-from tracker import importer, queries
 from tracker.errors import InvalidTransition, PermissionDenied, ValidationFailed
-from tracker.importer import ImportFailed, RowError, import_newcomers
+from tracker.journeys import importer, queries
+from tracker.journeys.importer import ImportFailed, RowError, import_newcomers
 from tracker.models import AuditEvent, Case, Handoff, Newcomer, OutboxMessage, Step, User
 
 HEADER = "given_name,family_name,birth_date,nationality,purpose"
@@ -186,9 +186,25 @@ def test_a_header_without_the_required_columns_names_them_on_line_1(db, actors):
     assert "first_name" in unknown
 
 
+def test_a_file_without_a_birth_date_column_is_refused_but_empty_birth_dates_are_fine(db, actors):
+    """Duplicates are found by name and birth date: without the column no row could be checked."""
+    cm = actors["cm.mueller"]
+    failure = refused(db, cm, csv_bytes("given_name,family_name", "Priya,Raman", "Tran,Minh"))
+    [error] = failure.report.errors
+    assert (error.line, error.field) == (1, "")
+    assert error.message == "the header lacks the required column birth_date"
+    assert stored_newcomers(db) == []
+
+    report = run_import(
+        db, cm, csv_bytes("given_name,family_name,birth_date", "Priya,Raman,", "Tran,Minh,")
+    )
+    assert len(report.imported) == 2
+    assert [n.birth_date for n in stored_newcomers(db)] == [None, None]
+
+
 def test_a_wrong_separator_is_pointed_out_when_the_columns_are_missing(db, actors):
     cm = actors["cm.mueller"]
-    data = csv_bytes("given_name;family_name", "Priya;Raman")
+    data = csv_bytes("given_name;family_name;birth_date", "Priya;Raman;")
     failure = refused(db, cm, data, delimiter=",")
     [error] = failure.report.errors
     assert error.line == 1
@@ -198,7 +214,9 @@ def test_a_wrong_separator_is_pointed_out_when_the_columns_are_missing(db, actor
 
 def test_an_unknown_column_is_named_and_stops_the_import(db, actors):
     cm = actors["cm.mueller"]
-    failure = refused(db, cm, csv_bytes("given_name,family_name,religion", "Priya,Raman,x"))
+    failure = refused(
+        db, cm, csv_bytes("given_name,family_name,birth_date,religion", "Priya,Raman,,x")
+    )
     [error] = failure.report.errors
     assert (error.line, error.field) == (1, "")
     assert error.message.startswith("unknown column religion")
@@ -298,9 +316,9 @@ def test_names_in_any_script_and_injection_strings_are_stored_literally(db, acto
         ("{{ 7*7 }}", "<script>alert(1)</script>"),
         ('=HYPERLINK("http://x","y")', "Robert'); DROP TABLE newcomers;--"),
     ]
-    lines = ["given_name,family_name"]
+    lines = ["given_name,family_name,birth_date"]
     for given, family in names:
-        lines.append(",".join('"' + v.replace('"', '""') + '"' for v in (given, family)))
+        lines.append(",".join('"' + v.replace('"', '""') + '"' for v in (given, family, "")))
     report = run_import(db, cm, csv_bytes(*lines), open_cases=False)
 
     assert len(report.imported) == len(names)
@@ -334,7 +352,9 @@ def test_only_case_managers_may_import(db, actors, username):
 
 def test_an_unknown_case_manager_in_a_row_or_in_the_option_is_an_error(db, actors):
     admin = actors["admin"]
-    data = csv_bytes("given_name,family_name,case_manager", "Priya,Raman,cm.nobody", "Tran,Minh,")
+    data = csv_bytes(
+        "given_name,family_name,birth_date,case_manager", "Priya,Raman,,cm.nobody", "Tran,Minh,,"
+    )
     failure = refused(db, admin, data, case_manager="stadt.weber")
     assert problems(failure) == [(0, "case_manager"), (2, "case_manager")]
     assert str(failure).splitlines()[1] == (

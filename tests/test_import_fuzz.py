@@ -1,4 +1,4 @@
-"""Fuzzing the CSV import (issue 7): no input crashes it, and no input is half-imported.
+"""Fuzzing the CSV import: no input crashes it, and no input is half-imported.
 
 Two properties:
 
@@ -32,11 +32,19 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tests.conftest import NOW
-from tracker import reports
-from tracker.importer import COLUMNS, ImportFailed, RowError, check_file, import_newcomers
+from tracker.admin.organisations import update_organisation
+from tracker.journeys.importer import (
+    COLUMNS,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    ImportFailed,
+    RowError,
+    check_file,
+    import_newcomers,
+)
 from tracker.models import AuditEvent, Case, Newcomer, Step
+from tracker.reporting import reports
 from tracker.schemas import match_key
-from tracker.services.admin import update_organisation
 
 # How many inputs each property was given, e.g. TRIED["import, mutated file", "sqlite"]; and
 # how many of them the importer accepted or refused.
@@ -198,7 +206,7 @@ def csv_like(draw: st.DrawFn) -> bytes:
     """Text shaped like a CSV file (so the checks past the header are reached), then mangled."""
     header = draw(st.lists(st.sampled_from(HEADER_CELLS), min_size=1, max_size=6))
     if draw(st.booleans()):  # mostly a header the importer takes, so the rows get checked
-        header = ["given_name", "family_name", *header[:2]]
+        header = [*REQUIRED_COLUMNS, *header[:2]]
     cell = st.one_of(
         st.sampled_from(INTERESTING_CELLS), st.text(max_size=12), st.sampled_from(["Ada", "Li"])
     )
@@ -246,7 +254,7 @@ def _check_anything(data: bytes, encoding: str | None, delimiter: str | None) ->
         assert lines == sorted(set(lines)) and lines[0] >= 2
 
 
-GOOD = b"given_name,family_name\nA,B\n"
+GOOD = b"given_name,family_name,birth_date\nA,B,\n"
 
 
 def test_any_bytes_are_accepted_or_refused_with_clear_problems() -> None:
@@ -256,7 +264,7 @@ def test_any_bytes_are_accepted_or_refused_with_clear_problems() -> None:
         encoding=st.sampled_from(ENCODINGS),
         delimiter=st.sampled_from(DELIMITERS),
     )
-    # Regressions: each of these raised something other than ImportFailed before issue 7.
+    # Regressions: each of these once raised something other than ImportFailed.
     @example(data=b'""\n', encoding=None, delimiter=None)  # StopIteration: no header record
     @example(data=b",,,\r\n", encoding=None, delimiter=None)  # the same
     @example(data=GOOD, encoding="base64", delimiter=None)  # LookupError: not a text encoding
@@ -264,9 +272,15 @@ def test_any_bytes_are_accepted_or_refused_with_clear_problems() -> None:
     @example(data=GOOD, encoding="undefined", delimiter=None)  # UnicodeError
     # Was read as UTF-8 with a NUL after every letter ("unknown columns g\x00i\x00v\x00…").
     @example(
-        data="given_name,family_name\nA,B\n".encode("utf-16-le"), encoding=None, delimiter=None
+        data="given_name,family_name,birth_date\nA,B,\n".encode("utf-16-le"),
+        encoding=None,
+        delimiter=None,
     )
-    @example(data=b"given_name,family_name\n\\ud800,B\n", encoding="unicode_escape", delimiter=None)
+    @example(
+        data=b"given_name,family_name,birth_date\n\\ud800,B,\n",
+        encoding="unicode_escape",
+        delimiter=None,
+    )
     # A message quoted the csv module's error with the raw separator in it (here a tab).
     @example(data=b'""\x00', encoding=None, delimiter="\t")
     def run(data: bytes, encoding: str | None, delimiter: str | None) -> None:
@@ -330,19 +344,7 @@ IMPOSSIBLE_DATES = [
     "٢٠٢٥-٠٢-٣٠",
 ]
 PRINTABLE_INJECTIONS = [i for i in INJECTIONS if i.isprintable()]
-OPTIONAL = [
-    "birth_date",
-    "nationality",
-    "purpose",
-    "email",
-    "phone",
-    "arrival_date",
-    "move_in_date",
-    "eu_citizen",
-    "preferred_language",
-    "permit_expiry",
-    "case_manager",
-]
+OPTIONAL = list(OPTIONAL_COLUMNS)
 DATES = ("birth_date", "arrival_date", "move_in_date", "permit_expiry")
 TODAY = date.today()
 
@@ -426,7 +428,7 @@ def _valid_row(
 def mutated_files(draw: st.DrawFn, *, harmless: bool = False) -> Mutated:
     """A valid file, then up to three mutations (``harmless``: only those that keep it valid)."""
     optional = draw(st.lists(st.sampled_from(OPTIONAL), unique=True, max_size=6))
-    columns = draw(st.permutations(["given_name", "family_name", *optional]))  # swapped columns
+    columns = draw(st.permutations([*REQUIRED_COLUMNS, *optional]))  # swapped columns
     pairs = SCRIPT_NAMES[:-1] if harmless else SCRIPT_NAMES
     injections = PRINTABLE_INJECTIONS if harmless else INJECTIONS
     names = st.one_of(
@@ -651,7 +653,7 @@ def meaning(f: Mutated, data: bytes, encoding: str | None) -> list[tuple[int, di
     header = [f.columns[i] if i < len(f.columns) else "?" for i in range(len(records[0][1]))]
     if len(records[0][1]) != len(f.columns) or len(set(header)) != len(header):
         raise ValueError("the header changed")
-    if {"given_name", "family_name"} - set(header):
+    if set(REQUIRED_COLUMNS) - set(header):
         raise ValueError("a required column is missing")
     rows = []
     for line, cells in records[1:]:
@@ -805,16 +807,16 @@ def _run_mutated(db, actor, backend: str, f: Mutated, prop: str) -> None:
 # A NUL in a cell other than a name, and a family name twice as long once case-folded: both
 # passed every check and then made PostgreSQL refuse the INSERT (DataError, a traceback).
 _NUL_IN_EMAIL = Mutated(
-    columns=["given_name", "family_name", "email"],
+    columns=["given_name", "family_name", "birth_date", "email"],
     rows=[{"given_name": "Ada", "family_name": "Nul", "email": "a\x00@b.c"}],
 )
 _LONG_FOLDED = Mutated(
-    columns=["given_name", "family_name"],
+    columns=["given_name", "family_name", "birth_date"],
     rows=[{"given_name": "ﬃ" * 30, "family_name": "ß" * 200}],
 )
 # Used to be read as UTF-8 text with a NUL after every letter: "unknown columns g\x00i\x00…".
 _UTF16_NO_BOM = Mutated(
-    columns=["given_name", "family_name"],
+    columns=["given_name", "family_name", "birth_date"],
     rows=[{"given_name": "Ada", "family_name": "Lovelace"}],
     encoding="utf-16-le",
 )
@@ -827,7 +829,7 @@ VALID = "import, valid file in any layout"
 # Old Mac line ends (a lone CR) and Excel's "sep=," line: the first line was taken to be the whole
 # file, the sep= line went unseen and became the header ("the header lacks ... given_name").
 _CR_ONLY_WITH_SEP_LINE = Mutated(
-    columns=["given_name", "family_name"],
+    columns=["given_name", "family_name", "birth_date"],
     rows=[{"given_name": "Priya", "family_name": "Raman"}],
     newline="\r",
     sep_line=True,
@@ -892,15 +894,16 @@ def _harmless(cell: str) -> bool:
 
 
 def test_the_report_csv_carries_no_formula_from_names_people_typed(db, actors) -> None:
-    """The tracker's only CSV export (tracker/reports.py) writes keys and counts, never names:
-    an organisation or a newcomer named like a formula does not reach it."""
+    """The tracker's only CSV export (tracker/reporting/reports.py) writes keys and counts, never
+    names: an organisation or a newcomer named like a formula does not reach it."""
     admin = actors["admin"]
     with db.transaction() as s:
         update_organisation(s, actor=admin, key="stadt-bochum", name="=cmd|' /C calc'!A0", now=NOW)
         import_newcomers(
             s,
             actor=actors["cm.mueller"],
-            source=b'given_name,family_name\n"=HYPERLINK(""http://x"",""y"")",@x\n+SUM(1),-2+3\n',
+            source=b'given_name,family_name,birth_date\n"=HYPERLINK(""http://x"",""y"")",@x,\n'
+            b"+SUM(1),-2+3,\n",
             now=NOW,
         )
     with db.read() as s:

@@ -9,10 +9,11 @@ import pytest
 from tests.conftest import NOW
 from tests.helpers import start_case
 from tracker.errors import PermissionDenied
-from tracker.letters import welcome_letter
+from tracker.journeys.advance import advance_case
+from tracker.journeys.queries import case_view
+from tracker.journeys.steps import complete_step
+from tracker.messages.letters import welcome_letter
 from tracker.pathway import get_registry
-from tracker.queries import case_view
-from tracker.services import advance_case, complete_step
 
 PATHWAYS = {
     "skilled_worker": {},
@@ -102,49 +103,13 @@ def test_partner_agent_is_refused(db, actors):
         welcome_letter(s, actor=actors["stadt.weber"], reference=ref)
 
 
-def _word_tables(language: str) -> dict[str, dict[str, object]]:
-    """The `documents` and `legal_meaning` tables a letter template sets, read from its source."""
-    from jinja2 import nodes
-
-    from tracker.rendering import TEMPLATES_DIR, get_environment
-
-    source = (TEMPLATES_DIR / "letters" / f"welcome.{language}.html").read_text("utf-8")
-    tables = {}
-    for assign in get_environment().parse(source).find_all(nodes.Assign):
-        if assign.target.name in ("documents", "legal_meaning"):
-            tables[assign.target.name] = {
-                pair.key.value: pair.value.as_const() for pair in assign.node.items
-            }
-    return tables
-
-
-def test_every_letter_language_has_every_document_list_and_deadline_text():
-    from tracker.letters import letter_languages
-
-    languages = letter_languages()
-    assert languages[0] == "de" and {"en", "ar"} <= set(languages)
-    german = _word_tables("de")
-    registry = get_registry()
-    clocked = {s.id for p in registry.pathways.values() for s in p.steps if s.legal_clock}
-    # Every step with a legal clock explains it; the German letter is the reference.
-    assert clocked <= set(german["legal_meaning"]), clocked - set(german["legal_meaning"])
-    for language in languages:
-        tables = _word_tables(language)
-        for name in ("documents", "legal_meaning"):
-            missing = set(german[name]) - set(tables.get(name, {}))
-            assert not missing, f"welcome.{language}.html lacks {name} for {sorted(missing)}"
-        for key, docs in tables["documents"].items():
-            assert len(docs) == len(german["documents"][key]), (language, key)
-            assert all(isinstance(d, str) and d.strip() for d in docs), (language, key)
-
-
 def test_the_arabic_letter_pdf_keeps_latin_references_in_reading_order(db, actors):
     """WeasyPrint ignores <bdi>: the Unicode isolates around data keep "§17 BMG" intact."""
     import io
 
     from pypdf import PdfReader
 
-    from tracker.pdf import html_to_pdf
+    from tracker.messages.pdf import html_to_pdf
 
     cm = actors["cm.mueller"]
     ref = start_case(db, cm, now=NOW, consent_to=[], nationality="PL")

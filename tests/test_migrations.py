@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from tracker.migrate import current_revision, downgrade, head_revision, upgrade
 from tracker.models import Base
@@ -39,5 +40,95 @@ def test_migrations_match_the_models_and_can_be_undone(blank_url):
         assert {t.name for t in Base.metadata.sorted_tables} <= set(
             inspect(engine).get_table_names()
         )
+    finally:
+        engine.dispose()
+
+
+def test_display_names_are_filled_on_a_filled_database_and_then_required(blank_url):
+    """0008 on a database in use at 0007: every row survives with its id, a blank name becomes
+    the username, padded names are trimmed, and from then on the database refuses a blank one."""
+    from tests.conftest import NOW
+    from tests.helpers import start_case
+    from tracker.access import actor_for
+    from tracker.admin.organisations import seed_organisations
+    from tracker.admin.queries import staff_names
+    from tracker.admin.users import rename_user
+    from tracker.db import Database
+    from tracker.demo.people import ensure_demo_users
+
+    upgrade(blank_url, "0007")
+    db = Database(blank_url)
+    with db.transaction() as s:
+        seed_organisations(s, now=NOW)
+        ensure_demo_users(s, now=NOW)
+    with db.read() as s:
+        manager = actor_for(s, "cm.mueller")
+    start_case(db, manager, now=NOW)  # a case and audit events that point at users
+    with db.transaction() as s:  # what the admin form let through before 0008
+        s.execute(text("UPDATE users SET display_name = '' WHERE username = 'ihk.hoffmann'"))
+        s.execute(text("UPDATE users SET display_name = '   ' WHERE username = 'afa.becker'"))
+        s.execute(
+            text("UPDATE users SET display_name = '  Jana Weber ' WHERE username = 'stadt.weber'")
+        )
+    users_sql = text(
+        "SELECT id, username, display_name, role, organisation_id, active, version "
+        "FROM users ORDER BY id"
+    )
+    counts_sql = text(
+        "SELECT (SELECT count(*) FROM audit_events WHERE actor_id IS NOT NULL), "
+        "(SELECT count(*) FROM cases WHERE case_manager_id = "
+        "(SELECT id FROM users WHERE username = 'cm.mueller'))"
+    )
+    with db.read() as s:
+        before = [tuple(r) for r in s.execute(users_sql)]
+        counts_before = tuple(s.execute(counts_sql).one())
+    db.dispose()
+    assert counts_before[0] > 0 and counts_before[1] == 1
+
+    upgrade(blank_url)
+    db = Database(blank_url)
+    try:
+        with db.read() as s:
+            after = [tuple(r) for r in s.execute(users_sql)]
+            assert tuple(s.execute(counts_sql).one()) == counts_before
+        names = {r[1]: r[2] for r in after}
+        assert names["ihk.hoffmann"] == "ihk.hoffmann"
+        assert names["afa.becker"] == "afa.becker"
+        assert names["stadt.weber"] == "Jana Weber"
+        assert names["cm.mueller"] == "Sabine Müller"
+        # Everything but the filled names is as it was: ids, roles, organisations, versions.
+        assert [r[:2] + r[3:] for r in after] == [r[:2] + r[3:] for r in before]
+
+        for blank in ("", "   "):
+            with pytest.raises(IntegrityError), db.transaction() as s:
+                s.execute(
+                    text("UPDATE users SET display_name = :n WHERE username = 'cm.mueller'"),
+                    {"n": blank},
+                )
+        with pytest.raises(IntegrityError), db.transaction() as s:
+            s.execute(
+                text(
+                    "INSERT INTO users (username, display_name, role, active, created_at, "
+                    "failed_logins, version) VALUES ('no.name', '', 'case_manager', true, "
+                    ":t, 0, 1)"
+                ),
+                {"t": NOW},
+            )
+
+        # The administrator gives the filled account its real name; screens read it.
+        with db.transaction() as s:
+            admin = actor_for(s, "admin")
+            rename_user(s, actor=admin, username="ihk.hoffmann", display_name=" Lukas  Hoffmann ")
+        with db.read() as s:
+            shown = staff_names(s, actor=admin)
+        assert shown["ihk.hoffmann"].display_name == "Lukas Hoffmann"
+        assert shown["ihk.hoffmann"].organisation_name == "IHK Mittleres Ruhrgebiet"
+    finally:
+        db.dispose()
+    downgrade(blank_url, "0007")
+    engine = create_engine(blank_url)
+    try:
+        with engine.connect() as conn:
+            assert len(conn.execute(users_sql).all()) == len(after)
     finally:
         engine.dispose()

@@ -7,8 +7,9 @@ outcome:
 * ``allow``: the call went through and really did its work (a state, a row, a result);
 * ``deny``: it raised ``PermissionDenied`` and changed nothing (audit events and every table's
   rows and versions are the same after the refusal as before it);
-* ``not_found``: it raised ``NotFoundError`` with exactly the message of a case that does not
-  exist, so a partner learns nothing about cases that were not handed to it; nothing changed.
+* ``not_found``: it raised ``NotFoundError`` with exactly the message of a case (or a FIT
+  participant, or a job) that does not exist, so a partner learns nothing about cases that were
+  not handed to it or people who no longer share with it; nothing changed.
 
 Actors are resolved the way every entry point resolves them (``actor_for``), so the deactivated
 account is refused at that door. The world is built once per backend; every cell runs in a
@@ -22,7 +23,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,27 +33,60 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import NOW, _fresh
 from tests.helpers import advance, newcomer, start_case
-from tracker import fit_queries as fitq
-from tracker import outcomes, queries, reports
+from tests.test_fit import enrolled_by_thga
 from tracker.access import Actor, actor_for
+from tracker.admin import queries as admin_queries
+from tracker.admin.organisations import add_organisation, seed_organisations, update_organisation
+from tracker.admin.users import add_user
+from tracker.clocks import local_today
 from tracker.db import Database
-from tracker.demo import ensure_demo_users
+from tracker.demo.people import ensure_demo_users
 from tracker.enums import (
     ACTIVE_HANDOFF_STATES,
     CaseStatus,
     ConsentMethod,
+    FitStatus,
     HandoffState,
+    JobKind,
     OfferKind,
+    RegistrationStatus,
     Role,
     StepState,
 )
 from tracker.errors import NotFoundError, PermissionDenied
-from tracker.importer import import_newcomers
+from tracker.fit import queries as fitq
+from tracker.fit.offers import create_offer, record_attendance, register
+from tracker.fit.participants import change_status
+from tracker.fit.work_days import add_job, record_work_days
+from tracker.journeys import queries
+from tracker.journeys.advance import advance_case
+from tracker.journeys.cases import (
+    cancel_case,
+    open_case,
+    reassign_case,
+    register_newcomer,
+    update_newcomer,
+)
+from tracker.journeys.consent import give_consent, revoke_consent
+from tracker.journeys.handoffs import (
+    accept_handoff,
+    complete_handoff,
+    decline_handoff,
+    offer_handoff,
+    return_handoff,
+    withdraw_handoff,
+)
+from tracker.journeys.importer import import_newcomers
+from tracker.journeys.inbox import needs_me
+from tracker.journeys.steps import block_step, complete_step, skip_step, start_step
 from tracker.models import (
     AuditEvent,
     Case,
     Consent,
     FitOffer,
+    FitParticipant,
+    FitRegistration,
+    FitWorkDay,
     Handoff,
     Newcomer,
     Organisation,
@@ -60,35 +94,13 @@ from tracker.models import (
     StoredReport,
     User,
 )
-from tracker.privacy import access_history
+from tracker.privacy.erasure import erase_person, export_person
+from tracker.privacy.queries import access_history
+from tracker.reporting import journeys as journey_figures
+from tracker.reporting import partners as partner_figures
+from tracker.reporting import reports
+from tracker.reporting.archive import store_reports
 from tracker.schemas import NewcomerUpdate
-from tracker.services import (
-    accept_handoff,
-    add_organisation,
-    add_user,
-    advance_case,
-    block_step,
-    cancel_case,
-    complete_handoff,
-    complete_step,
-    decline_handoff,
-    give_consent,
-    offer_handoff,
-    open_case,
-    reassign_case,
-    register_newcomer,
-    return_handoff,
-    revoke_consent,
-    seed_organisations,
-    skip_step,
-    start_step,
-    update_newcomer,
-    update_organisation,
-    withdraw_handoff,
-)
-from tracker.services.fit import create_offer
-from tracker.services.privacy import erase_person, export_person
-from tracker.services.reports import store_reports
 
 # --- The actors: the table's columns ------------------------------------------------------------
 
@@ -98,7 +110,8 @@ ACTORS: dict[str, str] = {
     "cm_other": "cm.yilmaz",  # another case manager (case B is his) acting on case A
     "leadership": "lead.schmidt",
     "holder": "ihk.hoffmann",  # IHK holds case A's recognition step, with the newcomer's consent
-    "other_org": "thga.nowak",  # THGA: consent on file, but never handed case A (has case B)
+    "other_org": "thga.nowak",  # THGA: consent on file, but never handed case A (has case B);
+    # it runs FIT@THGA, whose participant is case C's student
     "revoked": "afa.becker",  # AfA accepted case A's job_offer; then consent was revoked
     "deactivated": "cm.former",  # a case manager whose account was switched off
 }
@@ -108,57 +121,90 @@ ACTORS: dict[str, str] = {
 # the step it used to hold, job_offer, since that is the one it could have touched.
 
 TABLE = """
-action              admin  cm_own cm_other leadership holder other_org  revoked    deactivated
+action                    admin  cm_own cm_other leadership holder other_org  revoked    deactivated
 # Reading cases: partners see only what was handed to them, leadership no person at all.
-case_view           allow  allow  allow    deny       allow  not_found  not_found  deny
-list_cases          allow  allow  allow    deny       deny   deny       deny       deny
-timeline            allow  allow  allow    deny       deny   deny       deny       deny
+case_view                 allow  allow  allow    deny       allow  not_found  not_found  deny
+list_cases                allow  allow  allow    deny       deny   deny       deny       deny
+count_cases               allow  allow  allow    deny       deny   deny       deny       deny
+needs_me                  allow  allow  allow    deny       deny   deny       deny       deny
+timeline                  allow  allow  allow    deny       deny   deny       deny       deny
 # Queues: a partner its own organisation's only; case managers may look at any.
-partner_queue_own   allow  allow  allow    deny       allow  allow      allow      deny
-partner_queue_other allow  allow  allow    deny       deny   deny       deny       deny
+partner_queue_own         allow  allow  allow    deny       allow  allow      allow      deny
+partner_queue_other       allow  allow  allow    deny       deny   deny       deny       deny
 # Answering a handoff: the receiving organisation, with consent (and an administrator). A
 # partner never handed the case (or no longer consented to) hears what a missing case gets.
-handoff_accept      allow  deny   deny     deny       allow  not_found  not_found  deny
-handoff_decline     allow  deny   deny     deny       allow  not_found  not_found  deny
-handoff_return      allow  deny   deny     deny       allow  not_found  not_found  deny
-handoff_complete    allow  deny   deny     deny       allow  not_found  not_found  deny
+handoff_accept            allow  deny   deny     deny       allow  not_found  not_found  deny
+handoff_decline           allow  deny   deny     deny       allow  not_found  not_found  deny
+handoff_return            allow  deny   deny     deny       allow  not_found  not_found  deny
+handoff_complete          allow  deny   deny     deny       allow  not_found  not_found  deny
 # Routing a handoff is the case manager's.
-handoff_offer       allow  allow  allow    deny       deny   deny       deny       deny
-handoff_withdraw    allow  allow  allow    deny       deny   deny       deny       deny
+handoff_offer             allow  allow  allow    deny       deny   deny       deny       deny
+handoff_withdraw          allow  allow  allow    deny       deny   deny       deny       deny
 # Working a step: case managers, and the partner that accepted it; waiving it: case managers.
-step_start          allow  allow  allow    deny       allow  not_found  not_found  deny
-step_complete       allow  allow  allow    deny       allow  not_found  not_found  deny
-step_block          allow  allow  allow    deny       allow  not_found  not_found  deny
-step_skip           allow  allow  allow    deny       deny   deny       deny       deny
+step_start                allow  allow  allow    deny       allow  not_found  not_found  deny
+step_complete             allow  allow  allow    deny       allow  not_found  not_found  deny
+step_block                allow  allow  allow    deny       allow  not_found  not_found  deny
+step_skip                 allow  allow  allow    deny       deny   deny       deny       deny
 # Consent, people and cases: case managers (any case manager, not only the case's own).
-consent_give        allow  allow  allow    deny       deny   deny       deny       deny
-consent_revoke      allow  allow  allow    deny       deny   deny       deny       deny
-register_newcomer   allow  allow  allow    deny       deny   deny       deny       deny
-open_case           allow  allow  allow    deny       deny   deny       deny       deny
-newcomer_update     allow  allow  allow    deny       deny   deny       deny       deny
-case_advance        allow  allow  allow    deny       deny   deny       deny       deny
-case_reassign       allow  allow  allow    deny       deny   deny       deny       deny
-case_cancel         allow  allow  allow    deny       deny   deny       deny       deny
-import_newcomers    allow  allow  allow    deny       deny   deny       deny       deny
+consent_give              allow  allow  allow    deny       deny   deny       deny       deny
+consent_revoke            allow  allow  allow    deny       deny   deny       deny       deny
+register_newcomer         allow  allow  allow    deny       deny   deny       deny       deny
+open_case                 allow  allow  allow    deny       deny   deny       deny       deny
+newcomer_update           allow  allow  allow    deny       deny   deny       deny       deny
+case_advance              allow  allow  allow    deny       deny   deny       deny       deny
+case_reassign             allow  allow  allow    deny       deny   deny       deny       deny
+case_cancel               allow  allow  allow    deny       deny   deny       deny       deny
+import_newcomers          allow  allow  allow    deny       deny   deny       deny       deny
 # Reference data: administrators; the user list is also for case managers.
-org_add             allow  deny   deny     deny       deny   deny       deny       deny
-org_update          allow  deny   deny     deny       deny   deny       deny       deny
-user_add            allow  deny   deny     deny       deny   deny       deny       deny
-user_list           allow  allow  allow    deny       deny   deny       deny       deny
+org_add                   allow  deny   deny     deny       deny   deny       deny       deny
+org_update                allow  deny   deny     deny       deny   deny       deny       deny
+user_add                  allow  deny   deny     deny       deny   deny       deny       deny
+user_list                 allow  allow  allow    deny       deny   deny       deny       deny
 # Aggregates: leadership (and administrators) only.
-outcomes_funnel     allow  deny   deny     allow      deny   deny       deny       deny
-outcomes_backlog    allow  deny   deny     allow      deny   deny       deny       deny
-report_generate     allow  deny   deny     allow      deny   deny       deny       deny
-report_store        allow  deny   deny     allow      deny   deny       deny       deny
-report_list         allow  deny   deny     allow      deny   deny       deny       deny
+outcomes_funnel           allow  deny   deny     allow      deny   deny       deny       deny
+outcomes_backlog          allow  deny   deny     allow      deny   deny       deny       deny
+# Progress per partner: case managers exactly, leadership with small cells hidden.
+outcomes_partner_progress allow  allow  allow    allow      deny   deny       deny       deny
+report_generate           allow  deny   deny     allow      deny   deny       deny       deny
+report_store              allow  deny   deny     allow      deny   deny       deny       deny
+report_list               allow  deny   deny     allow      deny   deny       deny       deny
 # Rights of the person: export and who-looked for case managers, erasure for administrators.
-person_export       allow  allow  allow    deny       deny   deny       deny       deny
-access_history      allow  allow  allow    deny       deny   deny       deny       deny
-person_erase        allow  deny   deny     deny       deny   deny       deny       deny
+person_export             allow  allow  allow    deny       deny   deny       deny       deny
+access_history            allow  allow  allow    deny       deny   deny       deny       deny
+person_erase              allow  deny   deny     deny       deny   deny       deny       deny
 # FIT@THGA: programme staff are THGA's agents, helped by case managers and administrators.
-fit_counts          allow  allow  allow    deny       deny   allow      deny       deny
-fit_offers          allow  allow  allow    deny       deny   allow      deny       deny
-fit_create_offer    allow  allow  allow    deny       deny   allow      deny       deny
+fit_offers                allow  allow  allow    deny       deny   allow      deny       deny
+fit_create_offer          allow  allow  allow    deny       deny   allow      deny       deny
+# A participant, in three worlds: as built; _revoked, the student's consent to THGA revoked;
+# _regiven, given again. Lists are allowed in all three (THGA's then leaves the student out).
+fit_counts                allow  allow  allow    deny       deny   allow      deny       deny
+fit_counts_revoked        allow  allow  allow    deny       deny   allow      deny       deny
+fit_counts_regiven        allow  allow  allow    deny       deny   allow      deny       deny
+fit_participants          allow  allow  allow    deny       deny   allow      deny       deny
+fit_participants_revoked  allow  allow  allow    deny       deny   allow      deny       deny
+fit_participants_regiven  allow  allow  allow    deny       deny   allow      deny       deny
+fit_day_counts            allow  allow  allow    deny       deny   allow      deny       deny
+fit_day_counts_revoked    allow  allow  allow    deny       deny   allow      deny       deny
+fit_day_counts_regiven    allow  allow  allow    deny       deny   allow      deny       deny
+fit_registrations         allow  allow  allow    deny       deny   allow      deny       deny
+fit_registrations_revoked allow  allow  allow    deny       deny   allow      deny       deny
+fit_registrations_regiven allow  allow  allow    deny       deny   allow      deny       deny
+# Naming the student (or their job): THGA hears "not found" while the consent is revoked.
+fit_jobs                  allow  allow  allow    deny       deny   allow      deny       deny
+fit_jobs_revoked          allow  allow  allow    deny       deny   not_found  deny       deny
+fit_jobs_regiven          allow  allow  allow    deny       deny   allow      deny       deny
+fit_day_count             allow  allow  allow    deny       deny   allow      deny       deny
+fit_day_count_revoked     allow  allow  allow    deny       deny   not_found  deny       deny
+fit_day_count_regiven     allow  allow  allow    deny       deny   allow      deny       deny
+fit_status                allow  allow  allow    deny       deny   allow      deny       deny
+fit_status_revoked        allow  allow  allow    deny       deny   not_found  deny       deny
+fit_status_regiven        allow  allow  allow    deny       deny   allow      deny       deny
+fit_work_days             allow  allow  allow    deny       deny   allow      deny       deny
+fit_work_days_revoked     allow  allow  allow    deny       deny   not_found  deny       deny
+fit_work_days_regiven     allow  allow  allow    deny       deny   allow      deny       deny
+fit_attendance            allow  allow  allow    deny       deny   allow      deny       deny
+fit_attendance_revoked    allow  allow  allow    deny       deny   not_found  deny       deny
+fit_attendance_regiven    allow  allow  allow    deny       deny   allow      deny       deny
 """
 
 OUTCOMES = ("allow", "deny", "not_found")
@@ -196,7 +242,9 @@ CELLS = [
 # --- The world ----------------------------------------------------------------------------------
 
 FAMILY_A = "Okonkwo"  # the newcomer of case A: no refusal may name them
+FAMILY_C = "Pham"  # the FIT participant of case C: nor them
 MISSING = "WO-2222-2222"  # a reference no case has
+MISSING_ID = "987654"  # an id no FIT participant or job has
 
 
 @dataclass
@@ -204,6 +252,10 @@ class World:
     db: Database
     case_a: str  # cm.mueller's skilled-worker case
     case_b: str  # cm.yilmaz's student case, its FIT step offered to THGA
+    case_c: str  # cm.yilmaz's student case, enrolled in FIT@THGA by THGA
+    participant: int  # case C's student in FIT: a place on the offer, a job with two days
+    offer: int
+    job: int
     fingerprint_sql: str
     baseline: dict[str, int]
     # Where an erasure looks for mail-drop copies (never the checkout's data/mail).
@@ -227,8 +279,9 @@ def fingerprint_sql(db: Database) -> str:
 def build_world(db: Database) -> World:
     """Case A (cm.mueller, skilled worker): recognition offered to IHK with consent; job_offer
     accepted by AfA, whose consent was then revoked (the handoff is held); consent for THGA, which
-    was never handed the case. Case B (cm.yilmaz, student): its FIT step offered to THGA. Plus a
-    deactivated case manager, a stored report and a FIT offer."""
+    was never handed the case. Case B (cm.yilmaz, student): its FIT step offered to THGA. Case C
+    (cm.yilmaz, student): enrolled in FIT@THGA by THGA through the handoff, with a place on the
+    FIT offer and a working-student job. Plus a deactivated case manager and a stored report."""
     with db.transaction() as s:
         seed_organisations(s, now=NOW)
         ensure_demo_users(s, now=NOW)
@@ -286,7 +339,7 @@ def build_world(db: Database) -> World:
             files=[reports.ReportFile("monthly", "2026-01", "", "json", b'{"report": 1}')],
             now=NOW,
         )
-        create_offer(
+        offer = create_offer(
             s,
             actor=thga,
             kind=OfferKind.application_training,
@@ -296,7 +349,8 @@ def build_world(db: Database) -> World:
             place="THGA, Raum 101",
             capacity=12,
             now=NOW,
-        )
+        ).id
+    case_c, participant, job = fit_participant(db, yilmaz, thga, offer)
 
     sql = fingerprint_sql(db)
     with db.read() as s:
@@ -310,7 +364,57 @@ def build_world(db: Database) -> World:
             "thga",
             "offered",
         )
-    return World(db=db, case_a=case_a, case_b=case_b, fingerprint_sql=sql, baseline=baseline)
+        c = {h.step.key: h for h in _handoffs(s, case_c)}
+        assert (c["fit_enrollment"].organisation.key, c["fit_enrollment"].state) == (
+            "thga",
+            "completed",
+        )
+    return World(
+        db=db,
+        case_a=case_a,
+        case_b=case_b,
+        case_c=case_c,
+        participant=participant,
+        offer=offer,
+        job=job,
+        fingerprint_sql=sql,
+        baseline=baseline,
+    )
+
+
+def fit_participant(db: Database, manager: Actor, thga: Actor, offer: int) -> tuple[str, int, int]:
+    """Case C: a student THGA enrolled through its handoff, registered for the offer, with a
+    working-student job and two days worked."""
+    case_c = start_case(
+        db,
+        manager,
+        now=NOW,
+        consent_to=["akafoe", "stadt-bochum", "thga"],
+        purpose="study",
+        given_name="Minh",
+        family_name=FAMILY_C,
+        nationality="VN",
+    )
+    for step in ("housing", "registration"):
+        with db.transaction() as s:
+            complete_step(s, actor=manager, reference=case_c, step_key=step, now=NOW)
+        advance(db, manager, case_c, now=NOW)
+    participant = enrolled_by_thga(db, thga, case_c)
+    with db.transaction() as s:
+        register(s, actor=thga, offer_id=offer, participant_id=participant, now=NOW)
+        job = add_job(
+            s,
+            actor=thga,
+            participant_id=participant,
+            employer="Emscher Geotechnik GmbH",
+            kind=JobKind.working_student,
+            starts_on=date(2026, 1, 5),
+            now=NOW,
+        ).id
+        record_work_days(
+            s, actor=thga, job_id=job, days=[date(2026, 2, 2), date(2026, 2, 3)], now=NOW
+        )
+    return case_c, participant, job
 
 
 def snapshot(session: Session, world: World) -> dict[str, int]:
@@ -348,7 +452,8 @@ def _audit_count(s: Session) -> int:
 
 @dataclass(frozen=True)
 class Call:
-    """One cell's call: who, on which world, about which case."""
+    """One cell's call: who, on which world, about which case (its reference) or which FIT
+    participant or job (its id)."""
 
     actor: Actor
     kind: str
@@ -363,6 +468,11 @@ class Call:
 Run = Callable[[Session, Call], Any]
 Check = Callable[[Session, Call, Any], None]
 Prepare = Callable[[Session, World], None]
+Subject = Callable[[World], str]
+
+
+def case_a(world: World) -> str:
+    return world.case_a
 
 
 @dataclass(frozen=True)
@@ -372,7 +482,11 @@ class Action:
     check: Check
     prepare: Prepare | None
     writes: bool
+    # The call names one person's record (a case, or a FIT participant or job): a partner
+    # outside its scope hears what a missing one gets.
     case_scoped: bool
+    subject: Subject = case_a  # what the call names in the world
+    missing: str = MISSING  # what it names when nothing has that name
 
 
 ACTIONS: dict[str, Action] = {}
@@ -385,10 +499,12 @@ def action(
     prepare: Prepare | None = None,
     writes: bool = True,
     case_scoped: bool = False,
+    subject: Subject = case_a,
+    missing: str = MISSING,
 ) -> Callable[[Run], Run]:
     def register(run: Run) -> Run:
         assert name not in ACTIONS, name
-        ACTIONS[name] = Action(name, run, check, prepare, writes, case_scoped)
+        ACTIONS[name] = Action(name, run, check, prepare, writes, case_scoped, subject, missing)
         return run
 
     return register
@@ -460,6 +576,27 @@ def _check_list(s: Session, call: Call, rows: Any) -> None:
 @action("list_cases", check=_check_list, writes=False)
 def _list_cases(s: Session, call: Call) -> Any:
     return queries.list_cases(s, actor=call.actor, status=None, today=NOW.date())
+
+
+def _check_count(s: Session, call: Call, n: Any) -> None:
+    assert n >= 2  # cases A and B at least
+
+
+@action("count_cases", check=_check_count, writes=False)
+def _count_cases(s: Session, call: Call) -> Any:
+    return queries.count_cases(s, actor=call.actor, status=None, today=NOW.date())
+
+
+def _check_inbox(s: Session, call: Call, found: Any) -> None:
+    # Case A's job offer is held since its consent to AfA was revoked.
+    assert ("held", call.world.case_a, "job_offer") in {
+        (i.kind, i.reference, i.step) for i in found.items
+    }
+
+
+@action("needs_me", check=_check_inbox, writes=False)
+def _needs_me(s: Session, call: Call) -> Any:
+    return needs_me(s, actor=call.actor, manager=None, today=NOW.date(), limit=500)
 
 
 def _check_timeline(s: Session, call: Call, entries: Any) -> None:
@@ -874,7 +1011,7 @@ def _check_users(s: Session, call: Call, rows: Any) -> None:
 
 @action("user_list", check=_check_users, writes=False)
 def _user_list(s: Session, call: Call) -> Any:
-    return queries.users(s, actor=call.actor)
+    return admin_queries.users(s, actor=call.actor)
 
 
 # Aggregates
@@ -886,7 +1023,7 @@ def _check_funnel(s: Session, call: Call, funnel: Any) -> None:
 
 @action("outcomes_funnel", check=_check_funnel, writes=False)
 def _funnel(s: Session, call: Call) -> Any:
-    return outcomes.funnel(s, actor=call.actor, pathway="skilled_worker")
+    return journey_figures.funnel(s, actor=call.actor, pathway="skilled_worker")
 
 
 def _check_backlog(s: Session, call: Call, backlog: Any) -> None:
@@ -895,7 +1032,17 @@ def _check_backlog(s: Session, call: Call, backlog: Any) -> None:
 
 @action("outcomes_backlog", check=_check_backlog, writes=False)
 def _backlog(s: Session, call: Call) -> Any:
-    return outcomes.partner_backlog(s, actor=call.actor, today=NOW.date())
+    return partner_figures.partner_backlog(s, actor=call.actor, today=NOW.date())
+
+
+def _check_progress(s: Session, call: Call, progress: Any) -> None:
+    assert progress.suppressed == (call.actor.role == Role.leadership)
+    assert "ihk-mr" in {r.organisation for r in progress.partners}
+
+
+@action("outcomes_partner_progress", check=_check_progress, writes=False)
+def _partner_progress(s: Session, call: Call) -> Any:
+    return partner_figures.partner_progress(s, actor=call.actor, today=NOW.date())
 
 
 def _check_generated(s: Session, call: Call, file: Any) -> None:
@@ -975,15 +1122,6 @@ def _person_erase(s: Session, call: Call) -> Any:
 # FIT@THGA
 
 
-def _check_counts(s: Session, call: Call, counts: Any) -> None:
-    assert counts.year == 2026
-
-
-@action("fit_counts", check=_check_counts, writes=False)
-def _fit_counts(s: Session, call: Call) -> Any:
-    return fitq.programme_counts(s, actor=call.actor, year=2026)
-
-
 def _check_fit_offers(s: Session, call: Call, rows: Any) -> None:
     assert [r.title for r in rows] == ["Bewerbungstraining März"]
 
@@ -1010,6 +1148,190 @@ def _fit_create(s: Session, call: Call) -> Any:
         place="Bochum",
         capacity=20,
         now=NOW,
+    )
+
+
+# FIT@THGA participants. Each surface runs in three worlds: as built (the student of case C
+# consents to sharing with THGA), after the case manager recorded the revocation of that
+# consent, and after it was given again. A list leaves the student out exactly when THGA's agent
+# reads it after the revocation; a call that names them is then answered as for a missing one.
+
+
+def thga_consent_revoked(s: Session, world: World) -> None:
+    revoke_consent(
+        s, actor=as_user(s, "cm.yilmaz"), reference=world.case_c, organisation="thga", now=NOW
+    )
+
+
+def thga_consent_given_again(s: Session, world: World) -> None:
+    thga_consent_revoked(s, world)
+    give_consent(
+        s,
+        actor=as_user(s, "cm.yilmaz"),
+        reference=world.case_c,
+        organisation="thga",
+        method=ConsentMethod.signed_form,
+        notice_language="en",
+        now=NOW + timedelta(hours=1),
+    )
+
+
+FIT_WORLDS: dict[str, Prepare | None] = {
+    "": None,
+    "_revoked": thga_consent_revoked,
+    "_regiven": thga_consent_given_again,
+}
+# Check of a list: the result, and whether the student of case C should be in it.
+ListCheck = Callable[[Session, Call, Any, bool], None]
+
+
+def participant(world: World) -> str:
+    return str(world.participant)
+
+
+def fit_list(name: str, check: ListCheck) -> Callable[[Run], Run]:
+    """A FIT read that lists people, in the three worlds; THGA's agent after the revocation
+    must not find case C's student in it, everyone else must."""
+
+    def register(run: Run) -> Run:
+        for suffix, prepare in FIT_WORLDS.items():
+            shown = suffix != "_revoked"
+
+            def checked(s: Session, call: Call, result: Any, shown: bool = shown) -> None:
+                check(s, call, result, shown or not call.actor.is_partner)
+
+            action(name + suffix, check=checked, prepare=prepare, writes=False)(run)
+        return run
+
+    return register
+
+
+def fit_subject(
+    name: str, check: Check, *, writes: bool = True, subject: Subject = participant
+) -> Callable[[Run], Run]:
+    """A FIT read or change that names case C's student (or their job), in the three worlds."""
+
+    def register(run: Run) -> Run:
+        for suffix, prepare in FIT_WORLDS.items():
+            action(
+                name + suffix,
+                check=check,
+                prepare=prepare,
+                writes=writes,
+                case_scoped=True,
+                subject=subject,
+                missing=MISSING_ID,
+            )(run)
+        return run
+
+    return register
+
+
+def _check_participants(s: Session, call: Call, rows: Any, shown: bool) -> None:
+    listed = {r.id: (r.reference, r.family_name) for r in rows}
+    expected = {call.world.participant: (call.world.case_c, FAMILY_C)} if shown else {}
+    assert listed == expected
+
+
+def _check_counts(s: Session, call: Call, counts: Any, shown: bool) -> None:
+    # Case C's student is the programme's one participant: a partner's totals leave them out
+    # with the list, or "enrolled 1" beside an empty list would give them away.
+    assert (counts.year, counts.enrolled) == (2026, 1 if shown else 0)
+
+
+@fit_list("fit_counts", _check_counts)
+def _fit_counts(s: Session, call: Call) -> Any:
+    return fitq.programme_counts(s, actor=call.actor, year=2026)
+
+
+@fit_list("fit_participants", _check_participants)
+def _fit_participants(s: Session, call: Call) -> Any:
+    return fitq.participants(s, actor=call.actor)
+
+
+def _check_day_counts(s: Session, call: Call, counts: Any, shown: bool) -> None:
+    assert {pid: c.full for pid, c in counts.items()} == (
+        {call.world.participant: 2} if shown else {}
+    )
+
+
+@fit_list("fit_day_counts", _check_day_counts)
+def _fit_day_counts(s: Session, call: Call) -> Any:
+    return fitq.day_counts(s, actor=call.actor, year=2026)
+
+
+def _check_registrations(s: Session, call: Call, rows: Any, shown: bool) -> None:
+    listed = [(r.participant_id, r.family_name, r.status) for r in rows]
+    assert listed == ([(call.world.participant, FAMILY_C, "registered")] if shown else [])
+
+
+@fit_list("fit_registrations", _check_registrations)
+def _fit_registrations(s: Session, call: Call) -> Any:
+    return fitq.registrations(s, actor=call.actor, offer_id=call.world.offer)
+
+
+def _check_jobs(s: Session, call: Call, rows: Any) -> None:
+    assert [(j.employer, j.full_days) for j in rows] == [("Emscher Geotechnik GmbH", 2)]
+
+
+@fit_subject("fit_jobs", _check_jobs, writes=False)
+def _fit_jobs(s: Session, call: Call) -> Any:
+    return fitq.jobs(s, actor=call.actor, participant_id=int(call.reference))
+
+
+def _check_day_count(s: Session, call: Call, count: Any) -> None:
+    assert (count.participant_id, count.full, count.used) == (call.world.participant, 2, 2)
+
+
+@fit_subject("fit_day_count", _check_day_count, writes=False)
+def _fit_day_count(s: Session, call: Call) -> Any:
+    return fitq.work_day_count(s, actor=call.actor, participant_id=int(call.reference), year=2026)
+
+
+def _check_graduated(s: Session, call: Call, result: Any) -> None:
+    assert s.get_one(FitParticipant, call.world.participant).status == FitStatus.graduated
+
+
+@fit_subject("fit_status", _check_graduated)
+def _fit_status(s: Session, call: Call) -> Any:
+    return change_status(
+        s,
+        actor=call.actor,
+        participant_id=int(call.reference),
+        status=FitStatus.graduated,
+        on=local_today(NOW),
+        now=NOW,
+    )
+
+
+def _check_work_days(s: Session, call: Call, result: Any) -> None:
+    days = s.scalars(select(FitWorkDay.day).where(FitWorkDay.job_id == call.world.job))
+    assert sorted(days) == [date(2026, 2, 2), date(2026, 2, 3), date(2026, 2, 4)]
+
+
+@fit_subject("fit_work_days", _check_work_days, subject=lambda world: str(world.job))
+def _fit_work_days(s: Session, call: Call) -> Any:
+    return record_work_days(
+        s, actor=call.actor, job_id=int(call.reference), days=[date(2026, 2, 4)], now=NOW
+    )
+
+
+def _check_attended(s: Session, call: Call, result: Any) -> None:
+    registration = s.scalars(
+        select(FitRegistration).where(FitRegistration.offer_id == call.world.offer)
+    ).one()
+    assert registration.status == RegistrationStatus.attended
+    assert s.get_one(FitOffer, call.world.offer).status == "held"
+
+
+@fit_subject("fit_attendance", _check_attended)
+def _fit_attendance(s: Session, call: Call) -> Any:
+    return record_attendance(
+        s,
+        actor=call.actor,
+        offer_id=call.world.offer,
+        attended=[int(call.reference)],
+        now=NOW + timedelta(days=11),
     )
 
 
@@ -1041,8 +1363,9 @@ def test_cell(world: World, cell: Cell) -> None:
                 s.flush()
             before = snapshot(s, world)
             audit_before = _audit_count(s)
+            subject = act.subject(world)
             if cell.outcome == "allow":
-                call = Call(as_user(s, cell.username), cell.kind, world, world.case_a)
+                call = Call(as_user(s, cell.username), cell.kind, world, subject)
                 result = act.run(s, call)
                 s.flush()
                 act.check(s, call, result)
@@ -1056,18 +1379,18 @@ def test_cell(world: World, cell: Cell) -> None:
             else:
                 expected = PermissionDenied if cell.outcome == "deny" else NotFoundError
                 with pytest.raises(expected) as refused:
-                    call = Call(as_user(s, cell.username), cell.kind, world, world.case_a)
+                    call = Call(as_user(s, cell.username), cell.kind, world, subject)
                     act.run(s, call)
                 assert type(refused.value) is expected
                 # Anything the refused call left in the session is flushed by these reads.
                 assert _audit_count(s) == audit_before
                 assert snapshot(s, world) == before
                 message = str(refused.value)
-                assert FAMILY_A not in message
+                assert FAMILY_A not in message and FAMILY_C not in message
                 if cell.outcome == "not_found":
                     with pytest.raises(NotFoundError) as missing:
-                        act.run(s, Call(call.actor, cell.kind, world, MISSING))
-                    assert message == str(missing.value).replace(MISSING, world.case_a)
+                        act.run(s, Call(call.actor, cell.kind, world, act.missing))
+                    assert message == str(missing.value).replace(act.missing, subject)
             raise _RollBack
     except _RollBack:
         pass

@@ -1,4 +1,4 @@
-"""Query plans of the hot queries on PostgreSQL (issue 8): no sequential scan of a big table.
+"""Query plans of the hot queries on PostgreSQL: no sequential scan of a big table.
 
 A demo database of a few thousand people is loaded and analysed, each hot query function runs
 once while the SQL it sends is captured, and every captured SELECT is explained with its own
@@ -22,14 +22,20 @@ import pytest
 from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
-from tracker import fit_queries, outcomes, privacy, queries
 from tracker.access import Actor, actor_for
 from tracker.db import PG_RANDOM_PAGE_COST, Database
-from tracker.demo import load_demo
+from tracker.demo.load import load_demo
 from tracker.enums import CaseStatus, HandoffState
+from tracker.fit import queries as fit_queries
+from tracker.journeys import inbox, queries, sweep
+from tracker.messages import delivery
 from tracker.models import Base, Case, Handoff, Organisation
-from tracker.services import delivery, sweep
-from tracker.services.privacy import expired_newcomers
+from tracker.privacy import export as privacy
+from tracker.privacy import queries as privacy_queries
+from tracker.privacy.retention import expired_newcomers
+from tracker.reporting import figures as outcomes
+from tracker.reporting import fit as fit_figures
+from tracker.reporting import partners as partner_figures
 
 pytestmark = pytest.mark.postgres
 
@@ -63,7 +69,7 @@ ALLOWED: dict[str, dict[str, str]] = {
     "outcomes.year_figures": {"*": "whole-year aggregate over every row of the year"},
     # The retention run groups every person's cases (a person expires only when all of their
     # cases ended long enough ago): one daily pass over all cases, by design.
-    "services.privacy.expired_newcomers": {
+    "retention.expired_newcomers": {
         "cases": "daily whole-table pass grouping every person's cases",
         "newcomers": "daily whole-table pass, joined to the grouped cases",
     },
@@ -78,7 +84,10 @@ ALLOWED: dict[str, dict[str, str]] = {
         "newcomers": "hash join for a year's participants (~4% of people)",
     },
     # The same for the panel's case status: its steps must come from ix_steps_key_state_done.
-    "outcomes.fit_panel": {"cases": "hash join for a year's participants (~4% of cases)"},
+    "fit_figures.fit_panel": {"cases": "hash join for a year's participants (~4% of cases)"},
+    # A search box matches any part of a name ("ann" in "Johanna"): no B-tree index serves
+    # LIKE '%ann%', so the planner may read the people once rather than probe per case.
+    "queries.count_cases(me,search)": {"newcomers": "substring search of names"},
 }
 
 
@@ -136,7 +145,9 @@ def _describe(plan: dict[str, Any]) -> str:
 def _capture(db: Database) -> Iterator[list[Statement]]:
     captured: list[Statement] = []
 
-    def before(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    def before(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         head = statement.lstrip().split(None, 1)[0].upper()
         if not executemany and head in {"SELECT", "WITH"}:
             captured.append(Statement(statement, parameters))
@@ -190,6 +201,22 @@ def _hot_queries(w: World) -> dict[str, Callable[[Session], object]]:
         "queries.list_cases(me,overdue)": lambda s: queries.list_cases(
             s, actor=a["cm.mueller"], manager="me", due="overdue", today=AS_OF
         ),
+        "queries.count_cases(me)": lambda s: queries.count_cases(
+            s, actor=a["cm.mueller"], manager="me", today=AS_OF
+        ),
+        "queries.count_cases(me,search)": lambda s: queries.count_cases(
+            s, actor=a["cm.mueller"], manager="me", search="ann", today=AS_OF
+        ),
+        "queries.partner_queue_counts": lambda s: queries.partner_queue_counts(
+            s, actor=a["stadt.weber"], today=AS_OF
+        ),
+        "queries.partner_queue(search)": lambda s: queries.partner_queue(
+            s, actor=a["stadt.weber"], search="ann", today=AS_OF
+        ),
+        "inbox.needs_me(me)": lambda s: inbox.needs_me(s, actor=a["cm.mueller"], today=AS_OF),
+        "partners.partner_progress": lambda s: partner_figures.partner_progress(
+            s, actor=a["cm.mueller"], today=AS_OF
+        ),
         "sweep.sweep_clocks": _sweep_clocks_two_batches,
         "sweep.sweep_handoffs": lambda s: sweep.sweep_handoffs(s, now=NOW, limit=500),
         "delivery.claim_messages": lambda s: delivery.claim_messages(s, now=NOW, limit=100),
@@ -202,16 +229,16 @@ def _hot_queries(w: World) -> dict[str, Callable[[Session], object]]:
         "privacy.subject_data": lambda s: privacy.subject_data(
             s, actor=a["cm.mueller"], reference=ref, now=NOW
         ),
-        "privacy.access_history": lambda s: privacy.access_history(
+        "privacy.access_history": lambda s: privacy_queries.access_history(
             s, actor=a["cm.mueller"], reference=ref
         ),
-        "services.privacy.expired_newcomers": lambda s: expired_newcomers(s, now=NOW),
+        "retention.expired_newcomers": lambda s: expired_newcomers(s, now=NOW),
         "outcomes.year_figures": lambda s: outcomes.year_figures(
             s, actor=a["lead.schmidt"], year=2026, today=AS_OF
         ),
         # A year's FIT@THGA enrolments are a few hundred steps: found by index (key, state,
         # done_at), not by reading every step done in the year. Not a whole-year aggregate.
-        "outcomes.fit_panel": lambda s: outcomes.fit_panel(
+        "fit_figures.fit_panel": lambda s: fit_figures.fit_panel(
             s, actor=a["lead.schmidt"], year=FIT_YEAR, today=AS_OF
         ),
     }
@@ -313,6 +340,12 @@ HOT = [
     "queries.timeline",
     "queries.list_cases(me)",
     "queries.list_cases(me,overdue)",
+    "queries.count_cases(me)",
+    "queries.count_cases(me,search)",
+    "queries.partner_queue_counts",
+    "queries.partner_queue(search)",
+    "inbox.needs_me(me)",
+    "partners.partner_progress",
     "sweep.sweep_clocks",
     "sweep.sweep_handoffs",
     "delivery.claim_messages",
@@ -320,9 +353,9 @@ HOT = [
     "fit_queries.day_counts",
     "privacy.subject_data",
     "privacy.access_history",
-    "services.privacy.expired_newcomers",
+    "retention.expired_newcomers",
     "outcomes.year_figures",
-    "outcomes.fit_panel",
+    "fit_figures.fit_panel",
 ]
 
 

@@ -10,7 +10,6 @@ from sqlalchemy import func, select, text
 
 from tests.conftest import NOW
 from tests.helpers import advance, newcomer, start_case
-from tracker import queries
 from tracker.enums import CaseStatus, ConsentMethod, HandoffState, StepState
 from tracker.errors import (
     ConcurrentEditError,
@@ -19,25 +18,19 @@ from tracker.errors import (
     PermissionDenied,
     ValidationFailed,
 )
-from tracker.models import AuditEvent, Handoff, OutboxMessage, Step
-from tracker.services import (
+from tracker.journeys import queries
+from tracker.journeys.advance import advance_case
+from tracker.journeys.cases import open_case, reassign_case, register_newcomer, update_newcomer
+from tracker.journeys.consent import give_consent, revoke_consent
+from tracker.journeys.handoffs import (
     accept_handoff,
-    advance_case,
-    block_step,
     complete_handoff,
-    complete_step,
     decline_handoff,
-    give_consent,
     offer_handoff,
-    open_case,
-    reassign_case,
-    register_newcomer,
     return_handoff,
-    revoke_consent,
-    skip_step,
-    start_step,
-    update_newcomer,
 )
+from tracker.journeys.steps import block_step, complete_step, skip_step, start_step
+from tracker.models import AuditEvent, Handoff, OutboxMessage, Step
 
 
 def step_states(db, manager, reference):
@@ -119,6 +112,27 @@ def test_revoking_consent_takes_the_case_out_of_the_partners_sight_at_once(db, a
             queries.case_view(s, actor=ihk, reference=ref)
     with db.transaction() as s, pytest.raises(NotFoundError):  # as if there were no case
         complete_step(s, actor=ihk, reference=ref, step_key="recognition", now=NOW)
+
+
+def test_acting_on_a_completed_handoff_says_it_was_completed_and_when(db, actors):
+    cm, ihk, afa = actors["cm.mueller"], actors["ihk.hoffmann"], actors["afa.becker"]
+    ref = start_case(db, cm, now=NOW)
+    done_at = NOW + timedelta(days=3)  # 2026-03-05 in Bochum
+    with db.transaction() as s:
+        accept_handoff(s, actor=ihk, reference=ref, step_key="recognition", now=NOW)
+    with db.transaction() as s:
+        complete_handoff(
+            s, actor=ihk, reference=ref, step_key="recognition", outcome="full", now=done_at
+        )
+    for act in (accept_handoff, complete_handoff):
+        with db.transaction() as s, pytest.raises(InvalidTransition) as info:
+            act(s, actor=ihk, reference=ref, step_key="recognition", now=done_at)
+        assert "was already completed by IHK Mittleres Ruhrgebiet on 05.03.2026" in str(info.value)
+        assert "not handed off" not in str(info.value)
+    # Another partner of the case learns nothing about what became of a step not handed to it.
+    with db.transaction() as s, pytest.raises(InvalidTransition) as info:
+        accept_handoff(s, actor=afa, reference=ref, step_key="recognition", now=done_at)
+    assert "completed" not in str(info.value)
 
 
 def test_a_full_skilled_worker_journey_closes_the_case(db, actors):
@@ -658,7 +672,7 @@ def test_finishing_both_prerequisites_at_once_then_advancing_twice_opens_the_nex
 
 
 def test_a_change_asks_for_an_advance_and_the_advance_settles_the_request(db, actors):
-    from tracker.services import cases_awaiting_advance, open_ready_step, ready_steps, settle_case
+    from tracker.journeys.advance import advance_case, cases_awaiting_advance
 
     cm = actors["cm.mueller"]
     ref = start_case(db, cm, now=NOW, nationality="PL")
@@ -668,18 +682,15 @@ def test_a_change_asks_for_an_advance_and_the_advance_settles_the_request(db, ac
     with db.transaction() as s:
         complete_step(s, actor=cm, reference=ref, step_key="housing", now=NOW)
     with db.read() as s:
-        assert ready_steps(s, reference=ref) == ["registration"]
         assert cases_awaiting_advance(s, older_than=later) == [ref]
         assert cases_awaiting_advance(s, older_than=NOW) == []  # still inside the grace period
-    # The flow's way: one step at a time, then settle. Repeating any part changes nothing.
+    # Repeating the advance changes nothing: the second finds nothing to open.
+    results = []
     for _ in range(2):
         with db.transaction() as s:
-            result = open_ready_step(s, actor=cm, reference=ref, step_key="registration", now=NOW)
-    assert result.opened == []
-    with db.transaction() as s:
-        settle_case(s, actor=cm, reference=ref, now=NOW)
+            results.append(advance_case(s, actor=cm, reference=ref, now=NOW))
+    assert [r.opened for r in results] == [["registration"], []]
     with db.read() as s:
-        assert ready_steps(s, reference=ref) == []
         assert cases_awaiting_advance(s, older_than=later) == []
         opened = s.scalar(
             select(func.count())
@@ -715,7 +726,7 @@ def _opened(db, step_key: str) -> int:
 
 
 def test_the_catch_up_claims_cases_in_small_batches_and_advances_each_once(db, actors):
-    from tracker.services import advance_awaiting, cases_awaiting_advance
+    from tracker.journeys.advance import advance_awaiting, cases_awaiting_advance
 
     cm = actors["cm.mueller"]
     refs = _awaiting(db, cm, 5)
@@ -740,12 +751,13 @@ def test_the_catch_up_claims_cases_in_small_batches_and_advances_each_once(db, a
 
 
 def test_a_case_that_fails_to_advance_is_reported_and_the_others_advance(db, actors, monkeypatch):
-    from tracker.services import advance_awaiting, cases
-    from tracker.services import cases_awaiting_advance as awaiting
+    from tracker.journeys import advance
+    from tracker.journeys.advance import advance_awaiting
+    from tracker.journeys.advance import cases_awaiting_advance as awaiting
 
     cm = actors["cm.mueller"]
     bad, *good = _awaiting(db, cm, 3)
-    real = cases.advance_case
+    real = advance.advance_case
 
     def advance_case(session, *, reference, **kwargs):
         result = real(session, reference=reference, **kwargs)
@@ -753,7 +765,7 @@ def test_a_case_that_fails_to_advance_is_reported_and_the_others_advance(db, act
             raise RuntimeError("a broken pathway")
         return result
 
-    monkeypatch.setattr(cases, "advance_case", advance_case)
+    monkeypatch.setattr(advance, "advance_case", advance_case)
     later = NOW + timedelta(minutes=5)
     with db.transaction() as s:
         outcome = advance_awaiting(s, actor=cm, older_than=later, limit=10, now=later)
@@ -769,8 +781,8 @@ def test_a_case_that_fails_to_advance_is_reported_and_the_others_advance(db, act
 
 @pytest.mark.parametrize("empty_db", ["postgresql"], indirect=True)
 def test_on_postgresql_a_claim_skips_cases_another_worker_holds(db, actors):
+    from tracker.journeys.advance import advance_awaiting
     from tracker.models import Case
-    from tracker.services import advance_awaiting
 
     cm = actors["cm.mueller"]
     held, free = _awaiting(db, cm, 2)
@@ -796,7 +808,7 @@ def test_on_postgresql_a_claim_skips_cases_another_worker_holds(db, actors):
 def test_completing_a_step_takes_a_handful_of_statements_whatever_the_case_holds(db, actors):
     """Completing a step locks the case row and reads just that step (with its handoffs and
     the newcomer) and the clock columns of the others: no statement per step or handoff, so
-    the cost stays the same on a long pathway. (10 or 11 statements before issue 8.)"""
+    the cost stays the same on a long pathway (it once took 10 or 11)."""
     from sqlalchemy import event
 
     cm, ihk = actors["cm.mueller"], actors["ihk.hoffmann"]
@@ -859,7 +871,7 @@ def test_a_partner_never_sees_another_organisations_handoffs_or_reasons(db, acto
 def test_an_unanswered_or_held_offer_can_be_rerouted_or_withdrawn_but_accepted_work_cannot(
     db, actors
 ):
-    from tracker.services import withdraw_handoff
+    from tracker.journeys.handoffs import withdraw_handoff
 
     cm, ihk = actors["cm.mueller"], actors["ihk.hoffmann"]
     ref = start_case(db, cm, now=NOW, consent_to=["hwk-do", "afa-bochum"])  # IHK: held
@@ -992,14 +1004,14 @@ def test_a_date_that_is_today_in_bochum_is_not_the_future(db, actors):
             on=date(2026, 3, 3),
             now=just_after_midnight_in_bochum,
         )
-    from tracker.services._base import moment
+    from tracker.clocks import moment
 
     with pytest.raises(ValidationFailed, match="future"):
         moment(date(2026, 3, 4), just_after_midnight_in_bochum)
 
 
 def test_a_cancelled_case_leaves_the_queues_and_the_person_can_start_again(db, actors):
-    from tracker.services import cancel_case
+    from tracker.journeys.cases import cancel_case
 
     cm, ihk = actors["cm.mueller"], actors["ihk.hoffmann"]
     ref = start_case(db, cm, now=NOW)
@@ -1018,7 +1030,7 @@ def test_a_cancelled_case_leaves_the_queues_and_the_person_can_start_again(db, a
 
 
 def test_deactivating_an_organisation_returns_its_unanswered_offers(db, actors):
-    from tracker.services import update_organisation
+    from tracker.admin.organisations import update_organisation
 
     cm = actors["cm.mueller"]
     ref = start_case(db, cm, now=NOW)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -28,15 +27,16 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import select
 
 from tests.conftest import NOW, Actors
-from tests.helpers import start_case
+from tests.helpers import DeliveryRun, deliver, start_case
 from tracker.access import Actor
+from tracker.admin.organisations import update_organisation
 from tracker.config import Settings
 from tracker.db import Database
 from tracker.enums import OutboxStatus
-from tracker.models import Organisation, OutboxMessage
-from tracker.outbox import enqueue
-from tracker.rendering import render_message
-from tracker.senders import (
+from tracker.messages.delivery import backoff, claim_messages
+from tracker.messages.outbox import enqueue
+from tracker.messages.rendering import render_message
+from tracker.messages.senders import (
     KEY_HEADER,
     DeliveryError,
     FileSender,
@@ -46,8 +46,7 @@ from tracker.senders import (
     message_id_for,
     sending,
 )
-from tracker.services.admin import update_organisation
-from tracker.services.delivery import backoff, claim_messages, deliver_pending
+from tracker.models import Organisation, OutboxMessage
 
 MULTILINGUAL = "Jürgen Müller · محمد العلي · Ольга Шевченко"
 INJECTION = "{{ 7*7 }}"
@@ -227,8 +226,8 @@ def test_each_message_arrives_once_with_its_headers_and_a_utf8_body(
             },
         )
 
-    report = deliver_pending(db, sender=smtp.sender(), now=NOW + timedelta(seconds=1))
-    again = deliver_pending(db, sender=smtp.sender(), now=NOW + timedelta(hours=1))
+    report = deliver(db, sender=smtp.sender(), now=NOW + timedelta(seconds=1))
+    again = deliver(db, sender=smtp.sender(), now=NOW + timedelta(hours=1))
 
     messages = outbox(db)
     with db.read() as s:
@@ -292,7 +291,7 @@ def test_an_arabic_newcomer_gets_a_right_to_left_html_part_and_the_same_text_par
         given_name="<script>alert(1)</script>",
         family_name=INJECTION,
     )
-    report = deliver_pending(db, sender=smtp.sender(), now=NOW + timedelta(seconds=1))
+    report = deliver(db, sender=smtp.sender(), now=NOW + timedelta(seconds=1))
     assert report.sent >= 1
     (mail,) = [m for m in smtp.mailbox.received if m["To"] == "layla@example.org"]
     assert mail["Content-Language"] == "ar"
@@ -336,22 +335,22 @@ def test_a_server_answering_451_keeps_messages_pending_then_each_arrives_once(
     sender = smtp.sender()
     first_at = NOW + timedelta(seconds=10)
 
-    first = deliver_pending(db, sender=sender, now=first_at)
-    assert (first.sent, first.retried, first.failed) == (0, 3, 0)
+    first = deliver(db, sender=sender, now=first_at)
+    assert first == DeliveryRun(retried=3)
     for m in outbox(db):
         assert m.status == OutboxStatus.pending and m.attempts == 1
         assert m.next_attempt_at == first_at + backoff(1)
         assert "451" in (m.last_error or "") and "try later" in (m.last_error or "")
 
     # Inside the backoff nobody knocks on the server.
-    early = deliver_pending(db, sender=sender, now=first_at + backoff(1) - timedelta(seconds=1))
+    early = deliver(db, sender=sender, now=first_at + backoff(1) - timedelta(seconds=1))
     assert early.retried == 0 and smtp.mailbox.data_commands == 3
 
     second_at = first_at + backoff(1)
-    assert deliver_pending(db, sender=sender, now=second_at).retried == 3
+    assert deliver(db, sender=sender, now=second_at).retried == 3
     assert smtp.mailbox.received == []
 
-    third = deliver_pending(db, sender=sender, now=second_at + backoff(2))
+    third = deliver(db, sender=sender, now=second_at + backoff(2))
     assert third.sent == 3 and smtp.mailbox.data_commands == 9
     assert_each_arrived_once(db, smtp)
     assert all(m.attempts == 3 and m.last_error is None for m in outbox(db))
@@ -368,17 +367,17 @@ def test_a_server_that_is_down_and_comes_back_gets_each_message_once(
 
     smtp.stop()
     down_at = NOW + timedelta(seconds=10)
-    down = deliver_pending(db, sender=sender, now=down_at)
-    assert (down.sent, down.retried, down.failed) == (0, total, 0)
+    down = deliver(db, sender=sender, now=down_at)
+    assert down == DeliveryRun(retried=total)
     for m in outbox(db):
         assert m.status == OutboxStatus.pending
         assert "ConnectionRefusedError" in (m.last_error or "")
 
     smtp.start()
-    back = deliver_pending(db, sender=sender, now=down_at + backoff(1))
+    back = deliver(db, sender=sender, now=down_at + backoff(1))
     assert back.sent == total
     assert_each_arrived_once(db, smtp)
-    assert deliver_pending(db, sender=sender, now=NOW + timedelta(days=1)).sent == 0
+    assert deliver(db, sender=sender, now=NOW + timedelta(days=1)).sent == 0
     assert len(smtp.mailbox.received) == total
 
 
@@ -398,10 +397,10 @@ def test_a_crash_between_send_and_mark_resends_with_the_same_message_id(
         sender.send(outgoing)  # ... and the worker dies before marking anything
     assert len(smtp.mailbox.received) == 3
 
-    during = deliver_pending(db, sender=sender, now=claimed_at + timedelta(seconds=299))
+    during = deliver(db, sender=sender, now=claimed_at + timedelta(seconds=299))
     assert during.sent == 0 and len(smtp.mailbox.received) == 3
 
-    after = deliver_pending(db, sender=sender, now=claimed_at + timedelta(seconds=300))
+    after = deliver(db, sender=sender, now=claimed_at + timedelta(seconds=300))
     assert after.sent == 3
 
     ids = smtp.mailbox.message_ids()
@@ -425,11 +424,11 @@ def test_a_550_for_one_recipient_parks_that_message_at_once(
     smtp.mailbox.unknown = {"nobody@example.org"}
     sender = smtp.sender()
 
-    report = deliver_pending(db, sender=sender, now=NOW + timedelta(seconds=10))
+    report = deliver(db, sender=sender, now=NOW + timedelta(seconds=10))
     rows = outbox(db)
     welcome = next(m for m in rows if m.kind == "welcome")
     others = [m for m in rows if m.kind != "welcome"]
-    assert others and (report.sent, report.retried, report.failed) == (len(others), 0, 1)
+    assert others and report == DeliveryRun(sent=len(others), failed=1)
     assert welcome.status == OutboxStatus.failed and welcome.attempts == 1
     assert welcome.last_error is not None
     assert "recipient refused: 550 5.1.1 no such user" in welcome.last_error
@@ -437,8 +436,7 @@ def test_a_550_for_one_recipient_parks_that_message_at_once(
     assert all(m.status == OutboxStatus.sent for m in others)
     assert set(smtp.mailbox.message_ids()) == {message_id_for(m.idempotency_key) for m in others}
 
-    later = deliver_pending(db, sender=sender, now=NOW + timedelta(days=1))
-    assert later.sent == later.retried == later.failed == 0
+    assert deliver(db, sender=sender, now=NOW + timedelta(days=1)) == DeliveryRun()
     assert len(smtp.mailbox.received) == len(others)
 
 
@@ -565,17 +563,28 @@ def test_starttls_against_a_server_without_it_is_a_retryable_error(smtp: SmtpSer
     assert smtp.mailbox.received == []
 
 
-def test_a_server_that_never_answers_times_out_as_a_retryable_error() -> None:
+def test_a_server_that_never_answers_times_out_as_a_retryable_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sender's own timeout is the one the connection waits with, and it gives up after
+    one attempt: no waiting on the system's default, no second knock."""
+    connections: list[tuple[tuple[str, int], float | None]] = []
+    real_connect = socket.create_connection
+
+    def connect(address: tuple[str, int], timeout: Any = None, *args: Any, **kwargs: Any) -> Any:
+        connections.append((address, timeout))
+        return real_connect(address, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", connect)
     # Listening but never accepting: the connection lands in the backlog, no greeting comes.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         port = silent.getsockname()[1]
-        started = time.monotonic()
         with pytest.raises(DeliveryError, match="timed out") as caught:
             SmtpSender("127.0.0.1", port, timeout=0.3).send(outgoing())
     assert not caught.value.permanent
-    assert time.monotonic() - started < 3
+    assert connections == [(("127.0.0.1", port), 0.3)]
 
 
 def test_an_address_with_a_line_break_is_refused_before_connecting() -> None:

@@ -54,26 +54,20 @@ from tracker.enums import (
     StepState,
 )
 from tracker.errors import ConcurrentEditError, TrackerError
-from tracker.models import AuditEvent, Case, Consent, Handoff, OutboxMessage, Step
-from tracker.services import (
+from tracker.journeys.advance import advance_case
+from tracker.journeys.cases import open_case, reassign_case, register_newcomer
+from tracker.journeys.consent import give_consent, revoke_consent
+from tracker.journeys.handoffs import (
     accept_handoff,
-    advance_case,
-    block_step,
     complete_handoff,
-    complete_step,
     decline_handoff,
-    give_consent,
     offer_handoff,
-    open_case,
-    reassign_case,
-    register_newcomer,
     return_handoff,
-    revoke_consent,
-    skip_step,
-    start_step,
     withdraw_handoff,
 )
-from tracker.services.cases import HOLD_CONSENT_MISSING, HOLD_CONSENT_REVOKED
+from tracker.journeys.offers import HOLD_CONSENT_MISSING, HOLD_CONSENT_REVOKED
+from tracker.journeys.steps import block_step, complete_step, skip_step, start_step
+from tracker.models import AuditEvent, Case, Consent, Handoff, OutboxMessage, Step
 
 SETTINGS = settings(
     max_examples=40,

@@ -4,30 +4,26 @@ from __future__ import annotations
 
 import json
 import threading
-import time as time_module
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select, update
 
 from tests.conftest import NOW
-from tests.helpers import start_case
+from tests.helpers import LockWait, start_case
 from tracker import clocks
 from tracker.access import has_consent
 from tracker.config import get_settings
 from tracker.enums import ACTIVE_STEP_STATES, CaseStatus, DueStatus, HandoffState
+from tracker.journeys.advance import advance_case
+from tracker.journeys.cases import update_newcomer
+from tracker.journeys.consent import revoke_consent
+from tracker.journeys.handoffs import accept_handoff
+from tracker.journeys.steps import complete_step, skip_step
+from tracker.journeys.sweep import SweepBatch, clock_overview, sweep_clocks, sweep_handoffs
+from tracker.messages.digest import build_digests
 from tracker.models import AuditEvent, Case, Consent, Handoff, Organisation, OutboxMessage, Step
 from tracker.schemas import NewcomerUpdate
-from tracker.services import (
-    accept_handoff,
-    advance_case,
-    complete_step,
-    revoke_consent,
-    skip_step,
-    update_newcomer,
-)
-from tracker.services.digest import build_digests
-from tracker.services.sweep import SweepBatch, clock_overview, sweep_clocks, sweep_handoffs
 
 TODAY = NOW.date()
 SOON = get_settings().due_soon_days
@@ -315,30 +311,37 @@ def test_batches_follow_the_cursor_and_cover_every_candidate_exactly_once(db, ac
 
 
 def test_two_sweeps_running_at_once_send_and_audit_each_message_once(db, actors):
+    """The second sweep runs while the first one's messages are written but not committed:
+    it waits for them (the write lock on SQLite, the outbox's unique keys on PostgreSQL) and
+    then finds them there."""
     cm = actors["cm.mueller"]
     for name in ("Asha", "Bilal", "Chen"):
         start_case(db, cm, now=NOW, given_name=name)
     today = TODAY + timedelta(days=88)
-    first_swept = threading.Event()
+    first_swept, release = threading.Event(), threading.Event()
     results: dict[str, SweepBatch] = {}
 
     def first() -> None:
         with db.transaction() as s:
             results["first"] = sweep_clocks(s, today=today, now=at(today))
             first_swept.set()
-            # Stay uncommitted while the second sweep reads and writes the same keys.
-            time_module.sleep(0.5)
+            # Uncommitted until the second sweep is seen waiting for what this one wrote.
+            release.wait(30)
 
     def second() -> None:
-        first_swept.wait(timeout=10)
         with db.transaction() as s:
             results["second"] = sweep_clocks(s, today=today, now=at(today))
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    with LockWait(db) as lock:
+        threads[0].start()
+        assert first_swept.wait(30)
+        threads[1].start()
+        waited = lock.wait(30)
+        release.set()
+        for t in threads:
+            t.join(30)
+    assert waited, "the second sweep never waited for the first one's uncommitted messages"
 
     assert (results["first"].reminders, results["first"].escalations) == (3, 3)
     assert (results["second"].reminders, results["second"].escalations) == (0, 0)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Exists, and_, exists, false, select, true
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from tracker.enums import HandoffState, Role
 from tracker.errors import NotFoundError, PermissionDenied
-from tracker.models import Consent, Handoff, Organisation, User
+from tracker.models import Consent, FitParticipant, Handoff, Organisation, User
+from tracker.pathway import get_registry
 
-# Handoff states in which the receiving organisation may see the case.
-VISIBLE_TO_PARTNER = (HandoffState.offered, HandoffState.accepted, HandoffState.completed)
+# Partner scope, defined once. A partner organisation's queue is the handoffs it has to
+# answer or is working on; it may see a case through those and through what it completed,
+# and only while the newcomer's consent to share with it stands (``CURRENT_CONSENT``).
+PARTNER_QUEUE_STATES: tuple[HandoffState, ...] = (HandoffState.offered, HandoffState.accepted)
+PARTNER_VISIBLE_STATES: tuple[HandoffState, ...] = (*PARTNER_QUEUE_STATES, HandoffState.completed)
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,15 @@ class Actor:
         return self.role == Role.partner_agent
 
 
+def figure_scope(actor: Actor) -> tuple[str, int | None]:
+    """What an aggregate read may depend on about its actor: the role and the organisation,
+    never the person. Screens cache such figures (``tracker.reporting``'s, FIT@THGA's programme
+    counts and offers) by it, so one role's or organisation's figures never reach another.
+
+    Reads that name people are not cached by it: they log who looked, person by person."""
+    return (str(actor.role), actor.organisation_id)
+
+
 def system_actor(job: str) -> Actor:
     """The actor for scheduled work (sweeps, flows); it acts with case-manager rights."""
     return Actor(username=f"system:{job}", role=Role.case_manager)
@@ -46,9 +61,15 @@ def system_actor(job: str) -> Actor:
 def actor_for(session: Session, username: str) -> Actor:
     user = session.scalars(select(User).where(User.username == username)).one_or_none()
     if user is None:
-        raise NotFoundError(f"No user called {username!r}.")
+        raise NotFoundError(
+            "No user called '{username}'.",
+            username=username,
+        )
     if not user.active:
-        raise PermissionDenied(f"User {username!r} is deactivated.")
+        raise PermissionDenied(
+            "User '{username}' is deactivated.",
+            username=username,
+        )
     org_key = None
     if user.organisation_id is not None:
         org_key = session.get_one(Organisation, user.organisation_id).key
@@ -63,12 +84,20 @@ def actor_for(session: Session, username: str) -> Actor:
 
 def require_case_manager(actor: Actor, what: str) -> None:
     if not actor.manages_cases:
-        raise PermissionDenied(f"Only case managers may {what}; {actor.username} is {actor.role}.")
+        raise PermissionDenied(
+            "Only case managers may {what}; {username} is {role}.",
+            what=what,
+            username=actor.username,
+            role=actor.role,
+        )
 
 
 def require_admin(actor: Actor, what: str) -> None:
     if actor.role != Role.admin:
-        raise PermissionDenied(f"Only administrators may {what}.")
+        raise PermissionDenied(
+            "Only administrators may {what}.",
+            what=what,
+        )
 
 
 def require_person_access(actor: Actor) -> None:
@@ -77,11 +106,14 @@ def require_person_access(actor: Actor) -> None:
         raise PermissionDenied("Leadership sees aggregate figures only, not individual cases.")
 
 
+# An id in SQL: a column, an expression (a correlated subquery), or a bound value.
+IdColumn = ColumnElement[int] | QueryableAttribute[int] | int
+
 # A consent that counts: to share the case, and not revoked.
 CURRENT_CONSENT = (Consent.purpose == "case_sharing", Consent.revoked_at.is_(None))
 
 
-def has_consent_clause(newcomer_id_col, organisation_id_col):  # type: ignore[no-untyped-def]
+def has_consent_clause(newcomer_id_col: IdColumn, organisation_id_col: IdColumn) -> Exists:
     """SQL condition: the newcomer currently consents to sharing with the organisation."""
     return exists().where(
         Consent.newcomer_id == newcomer_id_col,
@@ -103,7 +135,7 @@ def partner_may_see_case(session: Session, actor: Actor, *, case_id: int, newcom
             exists().where(
                 Handoff.case_id == case_id,
                 Handoff.organisation_id == actor.organisation_id,
-                Handoff.state.in_(VISIBLE_TO_PARTNER),
+                Handoff.state.in_(PARTNER_VISIBLE_STATES),
             )
         )
     )
@@ -112,8 +144,61 @@ def partner_may_see_case(session: Session, actor: Actor, *, case_id: int, newcom
     )
 
 
-def require_partner_org(actor: Actor, organisation_id: int, what: str) -> None:
-    if actor.is_partner and actor.organisation_id != organisation_id:
-        raise PermissionDenied(f"You may only {what} for your own organisation.")
-    if not actor.is_partner and not actor.manages_cases:
-        raise PermissionDenied(f"{actor.role} may not {what}.")
+def in_partner_queue(
+    newcomer_id_col: IdColumn, states: Iterable[HandoffState] = PARTNER_QUEUE_STATES
+) -> ColumnElement[bool]:
+    """SQL condition on ``Handoff``: it stands in its organisation's queue (or, with
+    ``PARTNER_VISIBLE_STATES``, lets that organisation see the case) and the newcomer, whose
+    id is ``newcomer_id_col``, consents to sharing with it."""
+    return and_(
+        Handoff.state.in_(list(states)),
+        has_consent_clause(newcomer_id_col, Handoff.organisation_id),
+    )
+
+
+class _HasHandoffs(Protocol):
+    @property
+    def handoffs(self) -> Sequence[Handoff]: ...
+
+
+S = TypeVar("S", bound=_HasHandoffs)
+
+
+def partner_steps(actor: Actor, steps: Iterable[S]) -> list[S]:
+    """The steps of a case (already known to be visible) that were handed to the actor's
+    organisation: a partner sees its own steps and nothing of the others'."""
+    return [
+        s
+        for s in steps
+        if any(
+            h.organisation_id == actor.organisation_id and h.state in PARTNER_VISIBLE_STATES
+            for h in s.handoffs
+        )
+    ]
+
+
+def partner_fields(step_keys: Iterable[str]) -> set[str]:
+    """The newcomer fields a partner may see for these steps (``partner_fields`` in the
+    catalogue); a step outside the catalogue shows the name only."""
+    catalogue = get_registry().catalogue
+    fields: set[str] = set()
+    for key in step_keys:
+        entry = catalogue.get(key)
+        fields.update(entry.partner_fields if entry else ("given_name", "family_name"))
+    return fields
+
+
+def partner_sees_participant(actor: Actor) -> ColumnElement[bool]:
+    """SQL condition on ``FitParticipant``: the FIT@THGA participants the actor may see and act
+    on. Case managers and administrators see all; a partner agent only while the student
+    currently consents to sharing with its organisation.
+
+    No live handoff is asked for: a participant exists because the case's FIT step, which is the
+    programme's, was done (by the programme through its handoff, or recorded by the case manager
+    for it), so the record is the programme's own; the newcomer's consent is what ends its sight.
+    """
+    if actor.manages_cases:
+        return true()
+    if actor.organisation_id is None:
+        return false()
+    return has_consent_clause(FitParticipant.newcomer_id, actor.organisation_id)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from tracker.access import Actor
@@ -73,3 +73,16 @@ def record_many(
     if rows:
         BulkWriter().insert(session.connection(), cast(Table, AuditEvent.__table__), rows)
     return len(rows)
+
+
+def data_version(session: Session) -> str:
+    """A mark that changes whenever the tracker's data changes: the latest audit event.
+
+    Every change writes its audit event in its own transaction, so a cache of figures keyed by
+    this mark (and a ttl) shows a change on the next read after it commits, from whichever
+    process made it. The event's time is part of the mark: an erasure deletes the person's
+    events, and SQLite may hand its own event an id that an earlier, deleted one had."""
+    latest = session.execute(
+        select(AuditEvent.id, AuditEvent.occurred_at).order_by(AuditEvent.id.desc()).limit(1)
+    ).first()
+    return "empty" if latest is None else f"{latest.id}@{latest.occurred_at.isoformat()}"

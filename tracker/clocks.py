@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from tracker.config import get_settings
 from tracker.enums import FINISHED_STEP_STATES, DueStatus, StepState
+from tracker.errors import ValidationFailed
 
 
 def _as_date(value: date | datetime | None) -> date | None:
+    """A stored moment as the office's day (a step done at 00:30 in Bochum counts from that
+    day, not from the day before in UTC); a date stays as it is."""
     if isinstance(value, datetime):
-        return value.date()
+        return local_today(value)
     return value
 
 
@@ -48,9 +52,8 @@ def legal_due(
 
 
 def local_today(now: datetime | None = None, tz: str | None = None) -> date:
-    """Today in the office's time zone (not UTC, not the server's zone)."""
-    from tracker.config import get_settings
-
+    """Today in the office's time zone (not UTC, not the server's zone); given a moment, the
+    office's day at that moment."""
     zone = ZoneInfo(tz or get_settings().timezone)
     return (now or datetime.now(zone)).astimezone(zone).date()
 
@@ -80,9 +83,18 @@ def due_status(
     return DueStatus.on_track
 
 
-def finished_within(*, done: date | datetime | None, due: date | None) -> bool | None:
-    """Whether a finished step met its clock; None when there was no clock or it is not done."""
-    done_date = _as_date(done)
-    if done_date is None or due is None:
-        return None
-    return done_date <= due
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def moment(on: date | None, now: datetime) -> datetime:
+    """The time a fact happened: noon of the given day in the office's time zone, or now."""
+    if on is None:
+        return now
+    if on > local_today(now):
+        raise ValidationFailed(
+            "The date {day} lies in the future.",
+            day=on,
+        )
+    zone = ZoneInfo(get_settings().timezone)
+    return datetime.combine(on, time(12, 0), tzinfo=zone).astimezone(UTC)

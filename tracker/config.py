@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     )
     orchestration: Literal["prefect", "inline"] = Field(
         default="prefect",
-        description="How the advance after a change runs: as a Prefect flow run, or inline.",
+        description="How the advance after a change runs: as a Prefect background task, or "
+        "inline (in the process that made the change).",
     )
     prefect_api_url: str = Field(
         default_factory=lambda: os.environ.get("PREFECT_API_URL", "http://127.0.0.1:4200/api"),
@@ -56,7 +57,9 @@ class Settings(BaseSettings):
         default=4, ge=1, description="How many flow runs one worker runs at once."
     )
     advance_wait_seconds: float = Field(
-        default=15, ge=0, description="How long the CLI waits for an advance run to finish."
+        default=15,
+        ge=0,
+        description="How long the CLI's --wait waits for a case's advance to finish.",
     )
     catch_up_grace_seconds: int = Field(
         default=60, ge=0, description="How old an advance request must be for the sweep to take it."
@@ -87,7 +90,7 @@ class Settings(BaseSettings):
         description="Where the file mail drop writes messages (default data_dir/mail).",
     )
     timezone: str = "Europe/Berlin"
-    # SMTP: unset host means the file drop (tracker.senders.default_sender chooses).
+    # SMTP: unset host means the file drop (tracker.messages.senders.default_sender chooses).
     smtp_host: str | None = Field(
         default=None, description="SMTP server; when set, mail goes out by SMTP."
     )
@@ -101,7 +104,7 @@ class Settings(BaseSettings):
         default=10, gt=0, description="Seconds to wait on each SMTP connect, read or write."
     )
     dashboard_port: int = Field(default=8501, ge=1, le=65535)
-    # Privacy and sign-in (issue 7).
+    # Privacy and sign-in.
     environment: Literal["development", "production"] = Field(
         default="development",
         description="'production' refuses to start without a secret key and refuses demo data.",
@@ -158,4 +161,7 @@ def prefect_environment(settings: Settings | None = None) -> dict[str, str]:
         # The serving process looks for new runs every 2 s (default 10 s): a case manager
         # waits for the next steps to open after each click.
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        # The advance task runs outside any flow run: its log lines stay in the worker's
+        # output (Prefect would warn on each that it cannot send them to the API).
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     }

@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from tracker import access_log
 from tracker.config import get_settings
 from tracker.errors import ConcurrentEditError, DatabaseUnavailable
+from tracker.privacy import access_log
 
 # SQLite result codes that mean "the file cannot be used right now", not "the SQL is wrong":
 # BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN.
@@ -51,11 +51,13 @@ def database_unavailable(
     if committing:
         # The COMMIT may have reached the server before the connection broke.
         return DatabaseUnavailable(
-            f"The connection to the database broke while saving ({detail}). "
-            "The change may or may not have been saved: reload and check before trying again."
+            "The connection to the database broke while saving ({detail}). The change may "
+            "or may not have been saved: reload and check before trying again.",
+            detail=detail,
         )
     return DatabaseUnavailable(
-        f"The database is not available ({detail}). Nothing was saved; try again once it is back."
+        "The database is not available ({detail}). Nothing was saved; try again once it is back.",
+        detail=detail,
     )
 
 
@@ -72,7 +74,7 @@ def _configure_sqlite(engine: Engine, *, immediate: bool, synchronous: str) -> N
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    def _on_begin(conn: Connection) -> None:
         # Writers take the write lock up front: a deferred transaction that later
         # upgrades to a write can fail with "database is locked" instead of waiting.
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

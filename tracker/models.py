@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     FetchedValue,
@@ -111,7 +112,7 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
-    # Repeated failed sign-ins lock the account for a while (see tracker.auth).
+    # Repeated failed sign-ins lock the account for a while (see tracker.admin.auth).
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
@@ -120,6 +121,8 @@ class User(Base):
     organisation: Mapped[Organisation | None] = relationship()
 
     __mapper_args__ = {"version_id_col": version}
+    # Screens name staff by display name: every account has one (migration 0008).
+    __table_args__ = (CheckConstraint("length(trim(display_name)) > 0", name="display_name_given"),)
 
 
 class Newcomer(Base):
@@ -182,7 +185,7 @@ class Case(Base):
     __table_args__ = (
         Index("ix_cases_manager_status_due", "case_manager_id", "status", "next_due"),
         Index("ix_cases_status_due", "status", "next_due"),
-        # Covers the leadership figures' scans of a year's cases (tracker.outcomes).
+        # Covers the leadership figures' scans of a year's cases (tracker.reporting).
         Index("ix_cases_status_opened", "status", "opened_at", "pathway_key", "newcomer_id"),
         Index("ix_cases_status_closed", "status", "closed_at"),
         Index("ix_cases_advance_requested", "advance_requested_at"),

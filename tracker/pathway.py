@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -126,7 +125,11 @@ def _read_yaml(path: Path) -> object:
         with path.open(encoding="utf-8") as fh:
             return yaml.safe_load(fh)
     except yaml.YAMLError as exc:
-        raise PathwayError(f"{path.name}: not valid YAML: {exc}") from exc
+        raise PathwayError(
+            "{file}: not valid YAML: {detail}",
+            file=path.name,
+            detail=exc,
+        ) from exc
 
 
 def _describe(exc: ValidationError) -> str:
@@ -141,17 +144,33 @@ def _check_graph(name: str, pathway: Pathway, catalogue: dict[str, CatalogueStep
     ids = pathway.step_ids
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
-        raise PathwayError(f"{name}: step listed twice: {', '.join(duplicates)}")
+        raise PathwayError(
+            "{file}: step listed twice: {steps}",
+            file=name,
+            steps=", ".join(duplicates),
+        )
     for step in pathway.steps:
         if step.id not in catalogue:
-            raise PathwayError(f"{name}: unknown step {step.id!r} (not in the step catalogue)")
+            raise PathwayError(
+                "{file}: unknown step '{step}' (not in the step catalogue)",
+                file=name,
+                step=step.id,
+            )
         for need in step.needs:
             if need not in ids:
-                raise PathwayError(f"{name}: step {step.id!r} needs unknown step {need!r}")
+                raise PathwayError(
+                    "{file}: step '{step}' needs unknown step '{need}'",
+                    file=name,
+                    step=step.id,
+                    need=need,
+                )
         clock = step.legal_clock
         if clock and clock.basis.startswith("done:") and clock.basis[5:] not in ids:
             raise PathwayError(
-                f"{name}: step {step.id!r} clock counts from unknown step {clock.basis[5:]!r}"
+                "{file}: step '{step}' clock counts from unknown step '{basis}'",
+                file=name,
+                step=step.id,
+                basis=clock.basis[5:],
             )
     # Depth-first search for a cycle, reporting the loop itself.
     needs = {s.id: s.needs for s in pathway.steps}
@@ -162,7 +181,11 @@ def _check_graph(name: str, pathway: Pathway, catalogue: dict[str, CatalogueStep
         for nxt in needs[node]:
             if state.get(nxt) == 1:
                 loop = [*trail[trail.index(nxt) :], nxt] if nxt in trail else [node, nxt]
-                raise PathwayError(f"{name}: prerequisites form a cycle: {' -> '.join(loop)}")
+                raise PathwayError(
+                    "{file}: prerequisites form a cycle: {loop}",
+                    file=name,
+                    loop=" -> ".join(loop),
+                )
             if nxt not in state:
                 visit(nxt, [*trail, nxt])
         state[node] = 2
@@ -184,31 +207,31 @@ class PathwayRegistry:
         if version is None:
             versions = [v for (k, v) in self.pathways if k == key]
             if not versions:
-                raise PathwayError(f"no pathway called {key!r}")
+                raise PathwayError(
+                    "no pathway called '{key}'",
+                    key=key,
+                )
             version = max(versions)
         try:
             return self.pathways[(key, version)]
         except KeyError:
-            raise PathwayError(f"pathway {key!r} has no version {version}") from None
+            raise PathwayError(
+                "pathway '{key}' has no version {version}",
+                key=key,
+                version=version,
+            ) from None
 
     def for_profile(self, profile: Profile) -> Pathway:
         keys = sorted({p.key for p in self.pathways.values() if p.profile == profile})
         if not keys:
-            raise PathwayError(f"no pathway for profile {profile.value!r}")
+            raise PathwayError(
+                "no pathway for profile '{profile}'",
+                profile=profile.value,
+            )
         return self.get(keys[0])
 
     def latest(self) -> list[Pathway]:
         return [self.get(k) for k in sorted({k for k, _ in self.pathways})]
-
-    def check_organisations(self, known: Iterable[str]) -> None:
-        known_set = set(known)
-        for (key, version), pathway in sorted(self.pathways.items()):
-            for step in pathway.steps:
-                if step.owner not in known_set:
-                    raise PathwayError(
-                        f"{key}.v{version}.yaml: step {step.id!r} is owned by unknown "
-                        f"organisation {step.owner!r}"
-                    )
 
 
 def load_registry(*folders: Path) -> PathwayRegistry:
@@ -223,42 +246,77 @@ def load_registry(*folders: Path) -> PathwayRegistry:
         try:
             catalogue[str(sid)] = CatalogueStep.model_validate(body)
         except ValidationError as exc:
-            raise PathwayError(f"catalogue.yaml: step {sid!r}: {_describe(exc)}") from exc
+            raise PathwayError(
+                "catalogue.yaml: step '{step}': {detail}",
+                step=sid,
+                detail=_describe(exc),
+            ) from exc
     raw_orgs = _read_yaml(base / "organisations.yaml")
     if not isinstance(raw_orgs, list):
         raise PathwayError("organisations.yaml: expected a list of organisations")
     try:
         organisations = [OrganisationSeed.model_validate(o) for o in raw_orgs]
     except ValidationError as exc:
-        raise PathwayError(f"organisations.yaml: {_describe(exc)}") from exc
+        raise PathwayError(
+            "organisations.yaml: {detail}",
+            detail=_describe(exc),
+        ) from exc
     org_keys = {o.key for o in organisations}
 
     pathways: dict[tuple[str, int], Pathway] = {}
+    sources: dict[tuple[str, int], Path] = {}
     for folder in folders:
         for path in sorted(folder.glob("*.v*.yaml")):
             match = re.fullmatch(r"([a-z_]+)\.v(\d+)\.yaml", path.name)
             if not match:
-                raise PathwayError(f"{path.name}: pathway files are named <key>.v<version>.yaml")
+                raise PathwayError(
+                    "{file}: pathway files are named <key>.v<version>.yaml",
+                    file=path.name,
+                )
             raw = _read_yaml(path)
             try:
                 pathway = Pathway.model_validate(raw)
             except ValidationError as exc:
-                raise PathwayError(f"{path.name}: {_describe(exc)}") from exc
+                raise PathwayError(
+                    "{file}: {detail}",
+                    file=path.name,
+                    detail=_describe(exc),
+                ) from exc
             if (pathway.key, pathway.version) != (match.group(1), int(match.group(2))):
                 raise PathwayError(
-                    f"{path.name}: file name does not match key {pathway.key!r} "
-                    f"and version {pathway.version}"
+                    "{file}: file name does not match key '{key}' and version {version}",
+                    file=path.name,
+                    key=pathway.key,
+                    version=pathway.version,
                 )
             _check_graph(path.name, pathway, catalogue)
             for step in pathway.steps:
                 if step.owner not in org_keys:
                     raise PathwayError(
-                        f"{path.name}: step {step.id!r} is owned by unknown organisation "
-                        f"{step.owner!r}"
+                        "{file}: step '{step}' is owned by unknown organisation '{owner}'",
+                        file=path.name,
+                        step=step.id,
+                        owner=step.owner,
                     )
-            pathways[(pathway.key, pathway.version)] = pathway
+            ident = (pathway.key, pathway.version)
+            if ident in sources:
+                # A case keeps the version it started with: two different files under one
+                # version would change what that version means for cases under way.
+                raise PathwayError(
+                    "{file}: pathway '{key}' version {version} is already defined by {other}; "
+                    "give the new file the next version number",
+                    file=path,
+                    key=pathway.key,
+                    version=pathway.version,
+                    other=sources[ident],
+                )
+            sources[ident] = path
+            pathways[ident] = pathway
     if not pathways:
-        raise PathwayError(f"no pathway files found in {', '.join(map(str, folders))}")
+        raise PathwayError(
+            "no pathway files found in {folders}",
+            folders=", ".join(map(str, folders)),
+        )
     return PathwayRegistry(pathways=pathways, catalogue=catalogue, organisations=organisations)
 
 

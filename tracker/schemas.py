@@ -7,6 +7,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tracker.clocks import local_today
 from tracker.enums import Purpose
 
 # EU member states (ISO 3166-1 alpha-2). EEA and Swiss citizens also enjoy free movement.
@@ -108,7 +109,7 @@ class NewcomerIn(BaseModel):
     @field_validator("birth_date")
     @classmethod
     def _birth_date(cls, value: date | None) -> date | None:
-        if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
+        if value is not None and not (date(1900, 1, 1) <= value <= local_today()):
             raise ValueError("is not a plausible birth date")
         return value
 

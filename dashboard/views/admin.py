@@ -10,8 +10,10 @@ from dashboard.charts import journey_map
 from dashboard.common import (
     _,
     change,
+    choose,
     database,
     lang,
+    plain,
     read,
     remember_versions,
     require_actor,
@@ -19,14 +21,21 @@ from dashboard.common import (
     show_flash,
     step_title,
 )
-from tracker import queries, services
+from dashboard.formatting import date_text, datetime_text, person_text, yes_no
+from tracker.admin import organisations, users
+from tracker.admin import queries as admin_queries
+from tracker.admin.passwords import MIN_LENGTH, hash_password
+from tracker.clocks import utcnow
 from tracker.enums import OrgKind, Role
-from tracker.importer import ImportFailed, import_newcomers
-from tracker.orchestration import request_advance
-from tracker.passwords import MIN_LENGTH, hash_password
-from tracker.pathway import get_registry
-from tracker.services._base import utcnow
-from tracker.services.delivery import failed_messages, retry_message
+from tracker.journeys.csv_file import COLUMNS, REQUIRED_COLUMNS
+from tracker.journeys.importer import ImportFailed, import_newcomers
+from tracker.journeys.orchestration import request_advance
+from tracker.messages.delivery import retry_message
+from tracker.messages.queries import failed_messages
+from tracker.pathway import LegalClock, get_registry
+
+# The largest CSV file the import takes, in MB (Streamlit's own default, said on the page).
+IMPORT_MAX_MB = 200
 
 actor = require_actor("admin")
 show_flash()
@@ -45,15 +54,15 @@ orgs_tab, users_tab, pathways_tab, import_tab, outbox_tab, privacy_tab = st.tabs
 with orgs_tab:
     seen_orgs = seen_versions("organisations")
     with database().read() as session:
-        orgs = queries.organisations(session)
+        orgs = admin_queries.organisations(session)
     st.dataframe(
         [
             {
                 _("Key"): o.key,
                 _("Name"): o.name,
                 _("Kind"): _(o.kind),
-                _("Own queue"): o.receives_handoffs,
-                _("Active"): o.active,
+                _("Own queue"): yes_no(o.receives_handoffs),
+                _("Active"): yes_no(o.active),
             }
             for o in orgs
         ],
@@ -67,11 +76,19 @@ with orgs_tab:
         key = cols[0].text_input(_("Key"), key="org_key")
         name = cols[1].text_input(_("Name"), key="org_name")
         kind = cols[2].selectbox(
-            _("Kind"), [k.value for k in OrgKind], format_func=_, key="org_kind"
+            _("Kind"),
+            [k.value for k in OrgKind],
+            format_func=_,
+            key="org_kind",
+            placeholder=choose(),
         )
         own = cols[3].checkbox(_("Own queue"), value=True, key="org_own")
         if st.form_submit_button(_("Add"), key="org_add_submit") and change(
-            services.add_organisation, key=key, name=name, kind=OrgKind(kind), receives_handoffs=own
+            organisations.add_organisation,
+            key=key,
+            name=name,
+            kind=OrgKind(kind),
+            receives_handoffs=own,
         ):
             st.session_state["flash"] = ("success", _("Organisation added."))
             st.rerun()
@@ -82,13 +99,14 @@ with orgs_tab:
             [o.key for o in orgs],
             format_func=lambda k: next(f"{o.key} – {o.name}" for o in orgs if o.key == k),
             key="org_target",
+            placeholder=choose(),
         )
         new_name = st.text_input(_("New name (empty: keep)"), key="org_new_name")
         active = st.checkbox(
             _("Active"), value=next(o.active for o in orgs if o.key == target), key="org_active"
         )
         if st.form_submit_button(_("Save"), key="org_change_submit") and change(
-            services.update_organisation,
+            organisations.update_organisation,
             key=target,
             name=new_name or None,
             active=active,
@@ -103,15 +121,16 @@ with orgs_tab:
     remember_versions("organisations", {o.key: o.version for o in orgs})
 
 with users_tab:
-    users = read(queries.users) or []
+    users = read(admin_queries.users) or []
+    org_names = {o.key: o.name for o in orgs}
     st.dataframe(
         [
             {
+                _("Name"): u.display_name,  # how screens name the person; then the sign-in
                 _("Username"): u.username,
-                _("Name"): u.display_name,
                 _("Role"): _(u.role),
-                _("Organisation"): u.organisation or "",
-                _("Active"): u.active,
+                _("Organisation"): org_names.get(u.organisation or "", u.organisation or ""),
+                _("Active"): yes_no(u.active),
             }
             for u in users
         ],
@@ -124,9 +143,17 @@ with users_tab:
         cols = st.columns(3)
         username = cols[0].text_input(_("Username"), key="user_name")
         display = cols[1].text_input(_("Full name"), key="user_display")
-        role = cols[2].selectbox(_("Role"), [r.value for r in Role], format_func=_, key="user_role")
+        role = cols[2].selectbox(
+            _("Role"), [r.value for r in Role], format_func=_, key="user_role", placeholder=choose()
+        )
         cols = st.columns(2)
-        org_key = cols[0].selectbox(_("Organisation"), ["", *[o.key for o in orgs]], key="user_org")
+        org_key = cols[0].selectbox(
+            _("Organisation"),
+            ["", *[o.key for o in orgs]],
+            format_func=lambda k: org_names.get(k, "–"),
+            key="user_org",
+            placeholder=choose(),
+        )
         password = cols[1].text_input(_("Initial password"), type="password", key="user_pw")
         if st.form_submit_button(_("Add"), key="user_add_submit"):
             if len(password) < MIN_LENGTH:
@@ -134,7 +161,7 @@ with users_tab:
                     _("Choose an initial password of at least {n} characters.").format(n=MIN_LENGTH)
                 )
             elif change(
-                services.add_user,
+                users.add_user,
                 username=username,
                 display_name=display,
                 role=Role(role),
@@ -145,7 +172,7 @@ with users_tab:
                 st.rerun()
 
 
-def _clock_text(clock) -> str:  # type: ignore[no-untyped-def]
+def _clock_text(clock: LegalClock | None) -> str:
     if clock is None:
         return ""
     if clock.days is not None:
@@ -157,7 +184,8 @@ with pathways_tab:
     registry = get_registry()
     for pathway in registry.latest():
         title = pathway.title.de if lang() == "de" else pathway.title.en
-        st.markdown(f"**{title}** · `{pathway.key}` v{pathway.version}")
+        # A pathway file's title is text someone wrote, not Markdown.
+        st.markdown(f"**{plain(title)}** · v{pathway.version}")
         steps = [
             {
                 "key": s.id,
@@ -169,22 +197,49 @@ with pathways_tab:
             }
             for s in pathway.steps
         ]
-        st.altair_chart(journey_map(steps, state_label={"open": ""}), width="stretch")
+        # A pathway's steps have no state: drawn alike, in order, with their titles.
+        st.altair_chart(journey_map(steps), width="stretch", alt=title)
 
 with import_tab:
     st.caption(
         _(
-            "Columns: given_name, family_name, birth_date, nationality, purpose, email, "
-            "preferred_language, arrival_date, move_in_date, permit_expiry, case_manager. "
-            "All rows are imported or none."
+            "The file's first row names its columns, as listed below; dates are written "
+            "as 07.12.2026. All rows are imported or none."
         )
     )
-    upload = st.file_uploader(_("CSV file"), type=["csv", "txt"], key="import_file")
+    with st.expander(_("Columns of the file")):
+        st.dataframe(
+            [
+                {
+                    _("Meaning"): _(column),
+                    _("Column in the file"): column,
+                    _("Required"): yes_no(column in REQUIRED_COLUMNS),
+                }
+                for column in COLUMNS
+            ],
+            hide_index=True,
+            key="import_columns",
+        )
+    # Streamlit writes the uploader's limits in English ("200MB per file • CSV, TXT"): that line
+    # is hidden, and the caption below the uploader says them in the screen's language.
+    st.html(
+        "<style>.st-key-import_file [data-testid='stFileUploaderDropzoneInstructions']"
+        "{display: none}</style>"
+    )
+    upload = st.file_uploader(
+        _("CSV file"),
+        type=["csv", "txt"],
+        key="import_file",
+        max_upload_size=IMPORT_MAX_MB,
+        help=_("Choose the file on your computer or drag it here."),
+    )
+    st.caption(_("A CSV or TXT file of at most {mb} MB.").format(mb=IMPORT_MAX_MB))
     encoding = st.selectbox(
         _("Encoding"),
         ["", "latin-1", "cp1252"],
         format_func=lambda e: e or "UTF-8",
         key="import_encoding",
+        placeholder=choose(),
     )
     cols = st.columns(2)
     dry = cols[0].button(_("Check only"), key="import_check")
@@ -215,13 +270,44 @@ with import_tab:
                 request_advance(refs, wait=0, db=database())
                 st.success(_("{n} newcomers imported.").format(n=len(report.imported)))
 
+
+def recipient_text(recipient: str) -> str:
+    """Where a message goes ("organisation:ihk-mr", "user:cm.mueller", "newcomer:42") in
+    words: the organisation's or person's name, or the newcomer."""
+    kind, _sep, who = recipient.partition(":")
+    if kind == "organisation":
+        return next((o.name for o in orgs if o.key == who), who)
+    if kind == "user":
+        return person_text(who)
+    if kind == "newcomer":
+        return _("the newcomer")
+    return recipient
+
+
 with outbox_tab:
     failed = read(failed_messages) or []
     if not failed:
         st.success(_("No failed messages."))
     else:
-        st.dataframe([dataclasses.asdict(m) for m in failed], hide_index=True, key="outbox_failed")
-        message_id = st.selectbox(_("Message"), [m.id for m in failed], key="outbox_pick")
+        st.dataframe(
+            [
+                {
+                    _("Message"): m.id,
+                    _("Kind"): _(f"message_{m.kind}"),
+                    _("Case reference"): m.reference or "",
+                    _("Recipient"): recipient_text(m.recipient),
+                    _("Attempts"): m.attempts,
+                    _("Last error"): m.last_error or "",
+                    _("Created"): datetime_text(m.created_at),
+                }
+                for m in failed
+            ],
+            hide_index=True,
+            key="outbox_failed",
+        )
+        message_id = st.selectbox(
+            _("Message"), [m.id for m in failed], key="outbox_pick", placeholder=choose()
+        )
         if st.button(_("Send again"), key="outbox_retry"):
             before = len(failed)
             change(retry_message, message_id=message_id, now=utcnow())
@@ -231,7 +317,8 @@ with outbox_tab:
 
 with privacy_tab:
     from tracker.config import get_settings
-    from tracker.services.privacy import count_expired, erasures_for, recent_erasures
+    from tracker.privacy.queries import erasures_for, recent_erasures
+    from tracker.privacy.retention import count_expired
 
     months = get_settings().retention_months
     with database().read() as session:
@@ -249,7 +336,7 @@ with privacy_tab:
         if found:
             st.success(
                 _("Yes, erased: {basis}, {day}.").format(
-                    basis=_(found[-1].basis), day=found[-1].erased_at.strftime("%Y-%m-%d")
+                    basis=_(found[-1].basis), day=date_text(found[-1].erased_at)
                 )
             )
         else:
@@ -258,8 +345,8 @@ with privacy_tab:
     st.dataframe(
         [
             {
-                _("When"): t.erased_at.strftime("%Y-%m-%d %H:%M"),
-                _("Who"): t.erased_by,
+                _("When"): datetime_text(t.erased_at),
+                _("Who"): person_text(t.erased_by),
                 _("Why"): _(t.basis),
                 _("Rows removed"): sum(t.removed.values()),
             }

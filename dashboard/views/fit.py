@@ -2,12 +2,13 @@
 
 Programme staff are THGA's partner agents, case managers and admins (the service layer's
 `require_programme_staff`); leadership sees the programme as aggregates on Outcomes and Reports.
-Every change is one `tracker.services.fit` call through `change`; every read is one
-`tracker.fit_queries` function, which checks the actor first and returns plain data.
+Every change is one `tracker.fit` service call through `change`; every read is one
+`tracker.fit.queries` function, which checks the actor first and returns plain data.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -18,15 +19,24 @@ import streamlit as st
 from dashboard.common import (
     _,
     change,
+    choose,
     database,
+    database_at,
+    date_format,
     follow_up,
+    lang,
+    local_time,
+    plain,
     remember_versions,
     require_actor,
     seen_versions,
     show_flash,
 )
-from tracker import fit_queries
-from tracker.access import Actor
+from dashboard.formatting import date_text, number_text, time_text
+from dashboard.lists import page_window, pager
+from tracker import fit
+from tracker.access import Actor, figure_scope
+from tracker.audit import data_version
 from tracker.clocks import local_today
 from tracker.config import get_settings
 from tracker.enums import (
@@ -41,7 +51,7 @@ from tracker.enums import (
     RegistrationStatus,
 )
 from tracker.errors import PermissionDenied
-from tracker.services import fit
+from tracker.fit import queries as fit_queries
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -49,7 +59,14 @@ if TYPE_CHECKING:
 
 def word(value: str) -> str:
     """The programme's data words (enum values) in the chosen language."""
-    words = {
+    return _words(lang()).get(value, value)
+
+
+@functools.cache
+def _words(language: str) -> dict[str, str]:
+    """Built once per run and language (this page runs anew each time): a table of thousands
+    of rows asks for a word per cell, and each ``_`` reads the session's language."""
+    return {
         # FitChannel
         "orientation_week": _("orientation week"),
         "international_office": _("International Office"),
@@ -86,7 +103,6 @@ def word(value: str) -> str:
         "job_search": _("job-search permit (§20)"),
         "work": _("work permit (§18b / Blue Card)"),
     }
-    return words.get(value, value)
 
 
 def offer_state(value: str) -> str:
@@ -109,13 +125,14 @@ def _zone() -> ZoneInfo:
     return ZoneInfo(get_settings().timezone)
 
 
-def local(moment: datetime | None) -> str:
-    return moment.astimezone(_zone()).strftime("%Y-%m-%d %H:%M") if moment else ""
+def days_text(days: float) -> str:
+    """Working days as the language writes them: 12, 12,5."""
+    return number_text(int(days) if days == int(days) else days)
 
 
 def days_used(count: fit_queries.DayCountView) -> str:
-    """Days used of the limit (e.g. 12.5 / 140), marked when near or over it."""
-    return f"{count.used:g} / {count.limit}" + (" ⚠" if count.warning else "")
+    """Days used of the limit (e.g. 12,5 / 140), marked when near or over it."""
+    return f"{days_text(count.used)} / {count.limit}" + (" ⚠" if count.warning else "")
 
 
 def weekdays(first: date, last: date) -> list[date]:
@@ -142,6 +159,43 @@ def save(fn: Callable[..., object], /, **kwargs: Any) -> None:
         done(_("Saved."))
 
 
+# Figures and offers name nobody: they are cached by what they depend on about the viewer
+# (role and organisation: ``figure_scope``) and by the data's version, so a change shows on the
+# next run, from whichever process made it, and one scope's figures never reach another's. The
+# actor itself is not part of the key (``_actor``); every viewer of a scope gets the same.
+Scope = tuple[str, int | None]
+
+
+@st.cache_data(ttl=300, max_entries=100, show_spinner=False)
+def cached_years(scope: Scope, version: str, url: str, this_year: int, _actor: Actor) -> list[int]:
+    with database_at(url).read() as session:
+        return fit_queries.programme_years(session, actor=_actor)
+
+
+@st.cache_data(ttl=300, max_entries=100, show_spinner=False)
+def cached_counts(
+    scope: Scope, version: str, url: str, year: int, _actor: Actor
+) -> fit_queries.ProgrammeCounts:
+    with database_at(url).read() as session:
+        return fit_queries.programme_counts(session, actor=_actor, year=year)
+
+
+@st.cache_data(ttl=300, max_entries=100, show_spinner=False)
+def cached_warnings(
+    scope: Scope, version: str, url: str, year: int, _actor: Actor
+) -> dict[int, fit_queries.DayCountView]:
+    with database_at(url).read() as session:
+        return fit_queries.day_limit_warnings(session, actor=_actor, year=year)
+
+
+@st.cache_data(ttl=300, max_entries=100, show_spinner=False)
+def cached_offers(
+    scope: Scope, version: str, url: str, _actor: Actor
+) -> list[fit_queries.OfferRow]:
+    with database_at(url).read() as session:
+        return fit_queries.offers(session, actor=_actor, latest_first=True)
+
+
 actor = require_actor("partner_agent", "case_manager", "admin")
 try:
     fit.require_programme_staff(actor, "use the FIT@THGA page")
@@ -159,18 +213,18 @@ prev_offers = seen_versions("fit-offers")
 st.title(_("FIT@THGA"))
 st.caption(_("The talent programme: its figures, its participants and its offers."))
 
+url = get_settings().resolved_database_url
+scope = figure_scope(actor)
 with database().read() as session:
-    years = fit_queries.programme_years(session, actor=actor)
+    version = data_version(session)
+years = cached_years(scope, version, url, today.year, actor)
 year = int(
-    st.selectbox(_("Year"), years, index=years.index(today.year), key="fit_year") or today.year
+    st.selectbox(
+        _("Year"), years, index=years.index(today.year), key="fit_year", placeholder=choose()
+    )
+    or today.year
 )
-with database().read() as session:
-    figures = fit_queries.programme_counts(session, actor=actor, year=year)
-    participants = fit_queries.participants(session, actor=actor, order="name")
-    days = fit_queries.day_counts(session, actor=actor, year=year)  # read after them: none missing
-    offers = fit_queries.offers(session, actor=actor, latest_first=True)
-remember_versions("fit-participants", {str(p.id): p.version for p in participants})
-remember_versions("fit-offers", {str(o.id): o.version for o in offers})
+figures = cached_counts(scope, version, url, year, actor)
 
 tiles = st.columns(5)
 tiles[0].metric(_("Enrolled"), figures.enrolled)
@@ -184,20 +238,52 @@ tiles[1].metric(_("Graduates"), figures.graduated)
 tiles[2].metric(_("Dropouts"), figures.dropped_out)
 tiles[3].metric(_("Job entries"), figures.job_entries)
 
-by_id = {p.id: p for p in participants}
+# Only the open tab is drawn (``on_change="rerun"``): a hidden tab reads nothing.
+tab_people, tab_offers, tab_enrol = st.tabs(
+    [_("Participants"), _("Offers"), _("Enrol")], key="fit_tabs", on_change="rerun"
+)
+PEOPLE = "fit_people"  # the participant list's paging state
+participants: list[fit_queries.ParticipantRow] = []
+by_id: dict[int, fit_queries.ParticipantRow] = {}
 
 
 def person(participant_id: int) -> str:
     return f"{by_id[participant_id].name} · {by_id[participant_id].reference}"
 
 
-tab_people, tab_offers, tab_enrol = st.tabs(
-    [_("Participants"), _("Offers"), _("Enrol")], key="fit_tabs"
-)
-
 # --- Participants: the table, and what happened to one of them ----------------------------------
 
 with tab_people:
+    days: dict[int, fit_queries.DayCountView] = {}
+    near: list[fit_queries.ParticipantRow] = []
+    total, search = 0, ""
+    if tab_people.open:
+        search = st.text_input(
+            _("Search name or reference"), key="fit_search", placeholder=_("Name or case number")
+        ).strip()
+        # One page of the list, with its days: thousands of participants are never read at once.
+        with database().read() as session:
+            total = fit_queries.count_participants(session, actor=actor, search=search or None)
+            offset, limit = page_window(PEOPLE, total, filters=search)
+            participants = fit_queries.participants(
+                session,
+                actor=actor,
+                order="name",
+                search=search or None,
+                limit=limit,
+                offset=offset,
+            )
+            days = fit_queries.day_counts(
+                session, actor=actor, year=year, participant_ids=[p.id for p in participants]
+            )
+            # Who is near the limit is counted over everyone (cached); only they are named.
+            warned = cached_warnings(scope, version, url, year, actor)
+            if warned:
+                near = fit_queries.participants(
+                    session, actor=actor, order="name", ids=list(warned)
+                )
+        by_id = {p.id: p for p in participants}
+        remember_versions("fit-participants", {str(p.id): p.version for p in participants})
     days_column = _("Days worked {year}").format(year=year)
     st.dataframe(
         [
@@ -207,11 +293,11 @@ with tab_people:
                 _("Study programme"): p.study_programme,
                 _("Semester"): p.semester,
                 _("Channel"): word(p.channel),
-                _("Status"): word(p.status) + (f" ({p.ended_on})" if p.ended_on else ""),
-                _("Enrolled on"): p.enrolled_on.isoformat(),
+                _("Status"): word(p.status) + (f" ({date_text(p.ended_on)})" if p.ended_on else ""),
+                _("Enrolled on"): date_text(p.enrolled_on),
                 days_column: days_used(days[p.id]),
                 _("Job entry"): (
-                    f"{p.job_employer} ({p.job_started_on})" if p.job_employer else ""
+                    f"{p.job_employer} ({date_text(p.job_started_on)})" if p.job_employer else ""
                 ),
             }
             for p in participants
@@ -220,17 +306,23 @@ with tab_people:
         width="stretch",
         key="fit_people_table",
     )
-    near = [p for p in participants if days[p.id].warning]
+    pager(PEOPLE, total, len(participants))
     if near:
         st.warning(
             _("Near or over the limit of {limit} working days in {year}:").format(
                 limit=fit.DAY_LIMIT, year=year
             )
             + " "
-            + ", ".join(f"{p.name} ({days[p.id].used:g})" for p in near)
+            + ", ".join(f"{plain(p.name)} ({days_text(warned[p.id].used)})" for p in near)
         )
-    if not participants:
-        st.info(_("No participants yet: enrol a student in the Enrol tab."))
+    if not tab_people.open:
+        pass  # drawn when the tab is opened
+    elif not participants:
+        st.info(
+            _("None match.")
+            if search
+            else _("No participants yet: enrol a student in the Enrol tab.")
+        )
     else:
         pid = int(
             st.selectbox(
@@ -238,6 +330,7 @@ with tab_people:
                 list(by_id),
                 format_func=person,
                 key="fit_participant",
+                placeholder=choose(),
             )
             or participants[0].id
         )
@@ -255,8 +348,11 @@ with tab_people:
                 ],
                 format_func=word,
                 key="fit_status",
+                placeholder=choose(),
             )
-            status_on = cols[1].date_input(_("On"), value=today, key="fit_status_on")
+            status_on = cols[1].date_input(
+                _("On"), value=today, key="fit_status_on", format=date_format()
+            )
             if st.form_submit_button(_("Save status"), key="fit_status_submit"):
                 save(
                     fit.change_status,
@@ -269,7 +365,9 @@ with tab_people:
         with st.expander(_("Job entry"), expanded=False), st.form("fit_form_job_entry"):
             cols = list(st.columns(3))
             employer = cols[0].text_input(_("Employer"), key="fit_entry_employer")
-            started_on = cols[1].date_input(_("Started on"), value=today, key="fit_entry_on")
+            started_on = cols[1].date_input(
+                _("Started on"), value=today, key="fit_entry_on", format=date_format()
+            )
             in_region = cols[2].checkbox(
                 _("In Bochum / the Ruhr"), value=True, key="fit_entry_region"
             )
@@ -286,10 +384,14 @@ with tab_people:
             cols = list(st.columns(3))
             company = cols[0].text_input(_("Company"), key="fit_contact_company")
             contact_kind = cols[1].selectbox(
-                _("Kind"), list(ContactKind), format_func=word, key="fit_contact_kind"
+                _("Kind"),
+                list(ContactKind),
+                format_func=word,
+                key="fit_contact_kind",
+                placeholder=choose(),
             )
             contact_on = cols[2].date_input(
-                _("On"), value=today, max_value=today, key="fit_contact_on"
+                _("On"), value=today, max_value=today, key="fit_contact_on", format=date_format()
             )
             if st.form_submit_button(_("Add contact"), key="fit_contact_submit"):
                 save(
@@ -309,8 +411,8 @@ with tab_people:
                         {
                             _("Employer"): j.employer,
                             _("Kind"): word(j.kind),
-                            _("From"): j.starts_on.isoformat(),
-                            _("Until"): j.ends_on.isoformat() if j.ends_on else "",
+                            _("From"): date_text(j.starts_on),
+                            _("Until"): date_text(j.ends_on),
                             _("Full days"): j.full_days,
                             _("Half days"): j.half_days,
                         }
@@ -324,21 +426,30 @@ with tab_people:
                 _(
                     "{used} of {limit} days used in {year}: two half days count as one; "
                     "mandatory internships and university assistant jobs do not count."
-                ).format(used=f"{days[pid].used:g}", limit=days[pid].limit, year=year)
+                ).format(used=days_text(days[pid].used), limit=days[pid].limit, year=year)
             )
             with st.form("fit_form_job"):
                 cols = list(st.columns(3))
                 job_employer = cols[0].text_input(_("Employer"), key="fit_job_employer")
                 job_kind = cols[1].selectbox(
-                    _("Kind"), list(JobKind), format_func=word, key="fit_job_kind"
+                    _("Kind"),
+                    list(JobKind),
+                    format_func=word,
+                    key="fit_job_kind",
+                    placeholder=choose(),
                 )
                 job_region = cols[2].checkbox(
                     _("In Bochum / the Ruhr"), value=True, key="fit_job_region"
                 )
                 cols = list(st.columns(2))
-                job_from = cols[0].date_input(_("From"), value=today, key="fit_job_from")
+                job_from = cols[0].date_input(
+                    _("From"), value=today, key="fit_job_from", format=date_format()
+                )
                 job_until = cols[1].date_input(
-                    _("Until (empty: open-ended)"), value=None, key="fit_job_until"
+                    _("Until (empty: open-ended)"),
+                    value=None,
+                    key="fit_job_until",
+                    format=date_format(),
                 )
                 if st.form_submit_button(_("Add job"), key="fit_job_submit"):
                     save(
@@ -357,13 +468,22 @@ with tab_people:
                         list(jobs),
                         format_func=lambda i: f"{jobs[i].employer} · {word(jobs[i].kind)}",
                         key=f"fit_days_job_{pid}",
+                        placeholder=choose(),
                     )
                     cols = list(st.columns(3))
                     days_from = cols[0].date_input(
-                        _("From"), value=today, max_value=today, key="fit_days_from"
+                        _("From"),
+                        value=today,
+                        max_value=today,
+                        key="fit_days_from",
+                        format=date_format(),
                     )
                     days_until = cols[1].date_input(
-                        _("Until"), value=today, max_value=today, key="fit_days_until"
+                        _("Until"),
+                        value=today,
+                        max_value=today,
+                        key="fit_days_until",
+                        format=date_format(),
                     )
                     half = cols[2].checkbox(_("Half days"), key="fit_days_half")
                     st.caption(_("Records every weekday (Monday to Friday) in the range."))
@@ -381,7 +501,7 @@ with tab_people:
                                 done(_("Saved. These days do not count against the limit."))
                             done(
                                 _("Saved. Days used in {year}: {used} of {limit}.").format(
-                                    year=count.year, used=f"{count.used:g}", limit=count.limit
+                                    year=count.year, used=days_text(count.used), limit=count.limit
                                 ),
                                 "warning" if count.warning else "success",
                             )
@@ -389,10 +509,18 @@ with tab_people:
         with st.expander(_("Permit"), expanded=False), st.form("fit_form_permit"):
             cols = list(st.columns(3))
             permit_kind = cols[0].selectbox(
-                _("Kind"), list(PermitKind), format_func=word, key="fit_permit_kind"
+                _("Kind"),
+                list(PermitKind),
+                format_func=word,
+                key="fit_permit_kind",
+                placeholder=choose(),
             )
-            valid_from = cols[1].date_input(_("Valid from"), value=today, key="fit_permit_from")
-            valid_until = cols[2].date_input(_("Valid until"), value=None, key="fit_permit_until")
+            valid_from = cols[1].date_input(
+                _("Valid from"), value=today, key="fit_permit_from", format=date_format()
+            )
+            valid_until = cols[2].date_input(
+                _("Valid until"), value=None, key="fit_permit_until", format=date_format()
+            )
             if st.form_submit_button(_("Add permit"), key="fit_permit_submit"):
                 save(
                     fit.add_permit,
@@ -405,12 +533,15 @@ with tab_people:
 # --- Offers: the list, a new one, and one offer's registrations -------------------------------
 
 with tab_offers:
+    offers = cached_offers(scope, version, url, actor) if tab_offers.open else []
+    if tab_offers.open:
+        remember_versions("fit-offers", {str(o.id): o.version for o in offers})
     st.dataframe(
         [
             {
                 _("Kind"): word(o.kind),
                 _("Title"): o.title,
-                _("Date"): local(o.starts_at),
+                _("Date"): local_time(o.starts_at),
                 _("Place"): o.place,
                 _("Capacity"): o.capacity,
                 _("Registered"): o.places_taken,
@@ -427,11 +558,13 @@ with tab_offers:
     with st.expander(_("New offer"), expanded=not offers), st.form("fit_form_offer"):
         cols = list(st.columns(2))
         offer_kind = cols[0].selectbox(
-            _("Kind"), list(OfferKind), format_func=word, key="fit_offer_kind"
+            _("Kind"), list(OfferKind), format_func=word, key="fit_offer_kind", placeholder=choose()
         )
         offer_title = cols[1].text_input(_("Title"), key="fit_offer_title")
         cols = list(st.columns(3))
-        offer_day = cols[0].date_input(_("Date"), value=today, key="fit_offer_day")
+        offer_day = cols[0].date_input(
+            _("Date"), value=today, key="fit_offer_day", format=date_format()
+        )
         offer_start = cols[1].time_input(_("From"), value=time(10, 0), key="fit_offer_start")
         offer_end = cols[2].time_input(_("Until"), value=time(12, 0), key="fit_offer_end")
         cols = list(st.columns(3))
@@ -461,19 +594,21 @@ with tab_offers:
                 # Date and title only: a label that changes with the offer's state would leave
                 # the chosen option showing the old one.
                 format_func=lambda i: (
-                    f"{local(offers_by_id[i].starts_at)} · {offers_by_id[i].title}"
+                    f"{local_time(offers_by_id[i].starts_at)} · {offers_by_id[i].title}"
                 ),
                 key="fit_offer",
+                placeholder=choose(),
             )
             or offers[0].id
         )
         offer = offers_by_id[oid]
         with database().read() as session:
             registrations = fit_queries.registrations(session, actor=actor, offer_id=oid)
+        # Title, place and company were typed: plain() keeps them text in the Markdown line.
         st.markdown(
-            f"**{offer.title}** · {word(offer.kind)} · {local(offer.starts_at)}–"
-            f"{offer.ends_at.astimezone(zone):%H:%M} · {offer.place}"
-            + (f" · {offer.company}" if offer.company else "")
+            f"**{plain(offer.title)}** · {word(offer.kind)} · {local_time(offer.starts_at)}–"
+            f"{time_text(offer.ends_at)} · {plain(offer.place)}"
+            + (f" · {plain(offer.company)}" if offer.company else "")
         )
         st.caption(
             _("{registered} of {capacity} places taken, {waiting} on the waiting list.").format(
@@ -487,7 +622,7 @@ with tab_offers:
                         _("Name"): r.name,
                         _("Reference"): r.reference,
                         _("Status"): registration_state(r.status),
-                        _("Registered on"): local(r.registered_at),
+                        _("Registered on"): local_time(r.registered_at),
                     }
                     for r in registrations
                 ],
@@ -498,11 +633,24 @@ with tab_offers:
         else:
             st.caption(_("Nobody has registered yet."))
 
-        enrolled = [p.id for p in participants if p.status == FitStatus.enrolled]
+        enrolled: list[int] = []
+        if offer.status == OfferStatus.planned:
+            with database().read() as session:
+                by_id = {
+                    p.id: p
+                    for p in fit_queries.participants(
+                        session, actor=actor, status=FitStatus.enrolled, order="name"
+                    )
+                }
+            enrolled = list(by_id)
         if offer.status == OfferStatus.planned and enrolled:
             with st.form(f"fit_form_register_{oid}"):
                 who = st.selectbox(
-                    _("Participant"), enrolled, format_func=person, key=f"fit_register_who_{oid}"
+                    _("Participant"),
+                    enrolled,
+                    format_func=person,
+                    key=f"fit_register_who_{oid}",
+                    placeholder=choose(),
                 )
                 if st.form_submit_button(_("Register"), key=f"fit_register_submit_{oid}"):
                     made = change(fit.register, offer_id=oid, participant_id=who)
@@ -531,6 +679,7 @@ with tab_offers:
                     # would no longer match the option chosen on the screen.
                     format_func=lambda i: active[i].name,
                     key=f"fit_unregister_which_{oid}",
+                    placeholder=choose(),
                 )
                 why = cols[1].text_input(_("Reason"), key=f"fit_unregister_reason_{oid}")
                 if st.form_submit_button(
@@ -556,6 +705,7 @@ with tab_offers:
                     ],
                     format_func=holders.__getitem__,
                     key=f"fit_attended_{oid}",
+                    placeholder=choose(),
                 )
                 st.caption(_("Everyone else with a place is recorded as not having come."))
                 if st.form_submit_button(_("Save attendance"), key=f"fit_attendance_submit_{oid}"):
@@ -596,7 +746,11 @@ with tab_enrol:
         cols = list(st.columns(2))
         reference = cols[0].text_input(_("Case reference"), key="fit_enrol_reference")
         channel = cols[1].selectbox(
-            _("Channel"), list(FitChannel), format_func=word, key="fit_enrol_channel"
+            _("Channel"),
+            list(FitChannel),
+            format_func=word,
+            key="fit_enrol_channel",
+            placeholder=choose(),
         )
         cols = list(st.columns(3))
         programme = cols[0].text_input(_("Study programme"), key="fit_enrol_programme")
@@ -604,7 +758,7 @@ with tab_enrol:
             _("Semester"), min_value=1, max_value=20, value=1, step=1, key="fit_enrol_semester"
         )
         enrolled_on = cols[2].date_input(
-            _("Enrolled on"), value=today, max_value=today, key="fit_enrol_on"
+            _("Enrolled on"), value=today, max_value=today, key="fit_enrol_on", format=date_format()
         )
         if st.form_submit_button(_("Enrol"), key="fit_enrol_submit"):
             ref = reference.strip().upper()

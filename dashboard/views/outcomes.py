@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 import altair as alt
 import streamlit as st
+from babel.numbers import format_percent
 
-from dashboard.common import _, require_actor
-from tracker import outcomes
-from tracker.access import actor_for
+from dashboard import charts
+from dashboard.common import _, choose, database, database_at, lang, require_actor
+from dashboard.formatting import locale, number_text
+from tracker.access import Actor, figure_scope
+from tracker.audit import data_version
 from tracker.clocks import local_today
 from tracker.config import get_settings
-from tracker.reports import spreadsheet_safe
+from tracker.reporting import figures as outcomes
+from tracker.reporting.reports import spreadsheet_safe
 
 actor = require_actor("leadership", "admin")
 st.title(_("Outcomes"))
@@ -23,38 +28,74 @@ st.caption(_("Aggregates only. Groups of fewer than 5 people are not shown (–)
 
 today = local_today()
 cols = st.columns([1, 1, 3])
-year = cols[0].selectbox(_("Year"), list(range(today.year, 2023, -1)), key="outcomes_year")
+year = cols[0].selectbox(
+    _("Year"), list(range(today.year, 2023, -1)), key="outcomes_year", placeholder=choose()
+)
 pathway = cols[1].selectbox(
     _("Profile"),
     ["", "skilled_worker", "student", "eu_citizen"],
     format_func=lambda k: _("all") if not k else _(k),
     key="outcomes_pathway",
+    placeholder=choose(),
 )
 
 
-@st.cache_data(ttl=300, show_spinner=_("Counting …"))
-def figures(username: str, url: str, year: int, pathway: str, today: date) -> outcomes.YearFigures:
-    # Aggregates over the whole database change slowly: five minutes old is fresh enough.
-    from dashboard.common import _database
-
-    with _database(url).read() as session:
-        who = actor_for(session, username)
+@st.cache_data(ttl=300, max_entries=100, show_spinner=_("Counting …"))
+def figures(
+    scope: tuple[str, int | None],
+    version: str,
+    url: str,
+    year: int,
+    pathway: str,
+    today: date,
+    _actor: Actor,
+) -> outcomes.YearFigures:
+    """The year's figures, read once per scope (what they depend on about the viewer: role and
+    organisation, never the person) and data version (the latest change): every leadership
+    member shares them, another role never sees them, and a change shows on the next run."""
+    with database_at(url).read() as session:
         return outcomes.year_figures(
-            session, actor=who, year=year, today=today, pathway=pathway or None
+            session, actor=_actor, year=year, today=today, pathway=pathway or None
         )
 
 
-data = figures(actor.username, get_settings().resolved_database_url, year, pathway, today)
+with database().read() as session:
+    version = data_version(session)
+data = figures(
+    figure_scope(actor),
+    version,
+    get_settings().resolved_database_url,
+    year,
+    pathway,
+    today,
+    actor,
+)
+# What every chart of this run is drawn from: the figures' key and the language.
+drawn_from = (figure_scope(actor), version, year, pathway, today, lang())
 
 
-def csv_button(rows: list[dict[str, Any]], name: str) -> None:
+@st.cache_data(ttl=300, max_entries=500, show_spinner=False)
+def vega_lite(key: tuple[Any, ...], _build: Callable[[], alt.TopLevelMixin]) -> dict[str, Any]:
+    """A chart as the Vega-Lite spec the browser draws, made once per figures, language and
+    chart: Altair builds every chart anew and checks it against its schema on each run, which
+    was most of a warm page's time."""
+    return dict(_build().to_dict())
+
+
+def draw(build: Callable[[], alt.TopLevelMixin], *, name: str) -> None:
+    """A chart named for screen readers (``name``, unique on the page)."""
+    st.vega_lite_chart(vega_lite((*drawn_from, name), _build=build), width="stretch", alt=name)
+
+
+def csv_button(rows: list[dict[str, Any]], name: str, what: str) -> None:
+    """The figure's rows as a CSV file; the button says which figure (a page holds a dozen)."""
     buffer = io.StringIO()
     if rows:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows([{k: spreadsheet_safe(v) for k, v in row.items()} for row in rows])
     st.download_button(
-        _("Download CSV"),
+        _("Download “{what}” as CSV").format(what=what),
         buffer.getvalue().encode("utf-8"),
         file_name=f"{name}-{year}.csv",
         mime="text/csv",
@@ -62,12 +103,28 @@ def csv_button(rows: list[dict[str, Any]], name: str) -> None:
     )
 
 
-def shown(value: Any) -> Any:
-    return "–" if value is None else value
+def shown(value: Any) -> str:
+    """A figure as the language writes it (1.234, 62,0); "–" where it is not shown."""
+    return number_text(value)
 
+
+def chart(build: Callable[[], alt.TopLevelMixin], *, name: str, hidden: bool) -> None:
+    """A chart named for screen readers, and under it what "–" and a pale part mean when
+    something in it is hidden."""
+    draw(build, name=name)
+    if hidden:
+        st.caption(HIDDEN_NOTE)
+
+
+HIDDEN_NOTE = _(
+    "–: fewer than 5 people, or hidden so that such a number cannot be worked out; "
+    "a pale part of a bar holds such numbers together."
+)
+NOT_SHOWN = _("not shown (small numbers)")
 
 o = data.overview
-m = st.columns(6)
+# Two rows of three: six tiles in one row cut their labels off at 1366 px.
+m = [*st.columns(3), *st.columns(3)]
 m[0].metric(_("Open cases"), shown(o.open_cases))
 m[1].metric(
     _("Cases overdue"), shown(o.cases_overdue), help=_("Open cases with at least one overdue step")
@@ -76,32 +133,37 @@ m[2].metric(_("Overdue steps"), shown(o.overdue_steps))
 m[3].metric(_("Steps due soon"), shown(o.due_soon_steps))
 m[4].metric(_("Closed this year"), shown(o.closed_this_year))
 m[5].metric(_("New this year"), shown(o.newcomers_this_year))
-csv_button(o.rows(), "overview")
+csv_button(o.rows(), "overview", _("Overview"))
 
 st.subheader(_("Funnel by stage"))
-funnel_rows = [
-    {"step": _(r.step), "status": _(label), "cases": value}
+funnel = [
+    {
+        "label": _(r.step),
+        "total": r.cases,
+        "done": r.done,
+        "active": r.active,
+        "skipped": r.skipped,
+        "not_reached": r.not_reached,
+    }
     for r in data.funnel.steps
-    for label, value in (
-        ("done", r.done),
-        ("active", r.active),
-        ("skipped", r.skipped),
-        ("not reached", r.not_reached),
-    )
-    if value
 ]
-st.altair_chart(
-    alt.Chart(alt.Data(values=funnel_rows))
-    .mark_bar()
-    .encode(
-        y=alt.Y("step:N", sort=None, title=None),
-        x=alt.X("cases:Q", title=_("cases")),
-        color=alt.Color("status:N", title=None),
-        tooltip=["step:N", "status:N", "cases:Q"],
+chart(
+    lambda: charts.stacked_bars(
+        funnel,
+        parts=[
+            ("done", _("done"), charts.DONE),
+            ("active", _("active"), charts.OPEN),
+            ("not_reached", _("not reached"), charts.NOT_YET),
+            ("skipped", _("skipped"), charts.SKIPPED),
+        ],
+        value_title=_("cases"),
+        hidden_label=NOT_SHOWN,
+        fmt=shown,
     ),
-    width="stretch",
+    name=_("Funnel by stage"),
+    hidden=any(r.suppressed for r in data.funnel.steps),
 )
-csv_button(data.funnel.rows(), "funnel")
+csv_button(data.funnel.rows(), "funnel", _("Funnel by stage"))
 
 st.subheader(_("Time from arrival"))
 titles = {
@@ -110,147 +172,191 @@ titles = {
     "job_entry": _("to job start"),
 }
 time_cols = st.columns(3)
+time_hidden = False
 for column, (milestone, figure) in zip(time_cols, data.time_to.items(), strict=False):
     with column:
-        st.markdown(f"**{titles.get(milestone, milestone)}**")
-        st.caption(
-            _("median {m} days · middle half {a}–{b} days · n = {n}").format(
-                m=shown(figure.median),
-                a=shown(figure.p25),
-                b=shown(figure.p75),
-                n=shown(figure.count),
+        title = titles.get(milestone, milestone)
+        st.markdown(f"**{title}**")
+        if figure.median is None:
+            st.caption(f"n = {shown(figure.count)}")
+        else:
+            st.caption(
+                _("median {m} days · middle half {a}–{b} days · n = {n}").format(
+                    m=shown(figure.median),
+                    a=shown(figure.p25),
+                    b=shown(figure.p75),
+                    n=shown(figure.count),
+                )
             )
-        )
-        bars = [b.model_dump() for b in figure.histogram if b.count]
-        if not bars:
+        if not any(b.count for b in figure.histogram):
             st.info(_("Too few people to show a distribution."))
         else:
-            # The axis spans every bin, also the hidden (small) ones, so the shape stays true.
-            domain = [figure.histogram[0].bin_start, figure.histogram[-1].bin_end]
-            st.altair_chart(
-                alt.Chart(alt.Data(values=bars))
-                .mark_bar()
-                .encode(
-                    x=alt.X(
-                        "bin_start:Q", bin="binned", title=_("days"), scale=alt.Scale(domain=domain)
-                    ),
-                    x2="bin_end:Q",
-                    y=alt.Y("count:Q", title=_("people"), axis=alt.Axis(tickMinStep=1)),
-                    tooltip=["label:N", "count:Q"],
+            # The axis spans every bin, the hidden (small) ones too ("–"): the shape stays true.
+            draw(
+                lambda figure=figure: charts.histogram(
+                    [b.model_dump() for b in figure.histogram],
+                    x_title=_("days"),
+                    y_title=_("people"),
                 ),
-                width="stretch",
+                name=f"{_('Time from arrival')} {title}",
             )
-        csv_button(figure.rows(), f"time-to-{milestone}")
+            time_hidden = time_hidden or any(b.count is None for b in figure.histogram)
+if time_hidden:
+    st.caption(HIDDEN_NOTE)
+# Below the columns, where their labels have room.
+for milestone, figure in data.time_to.items():
+    title = titles.get(milestone, milestone)
+    csv_button(figure.rows(), f"time-to-{milestone}", f"{_('Time from arrival')} {title}")
 
 st.subheader(_("Finished inside the legal clock"))
-legal = [
-    {"step": _(r.step), "share": r.share_within, "law": r.legal_reference or ""}
-    for r in data.within_legal_clock.steps
-    if r.share_within is not None
-]
-st.altair_chart(
-    alt.Chart(alt.Data(values=legal))
-    .mark_bar()
-    .encode(
-        x=alt.X(
-            "share:Q",
-            axis=alt.Axis(format="%"),
-            scale=alt.Scale(domain=[0, 1]),
-            title=_("share on time"),
-        ),
-        y=alt.Y("step:N", title=None),
-        tooltip=["step:N", alt.Tooltip("share:Q", format=".0%"), "law:N"],
+legal = data.within_legal_clock.steps
+chart(
+    lambda: charts.labelled_bars(
+        [
+            {
+                "label": f"{_(r.step)} ({r.legal_reference})" if r.legal_reference else _(r.step),
+                "value": r.share_within,
+            }
+            for r in legal
+        ],
+        value_title=_("share on time"),
+        colour=charts.DONE,
+        percent=True,
+        fmt=lambda share: format_percent(share, locale=locale()),
     ),
-    width="stretch",
+    name=_("Finished inside the legal clock"),
+    hidden=any(r.share_within is None for r in legal),
 )
-csv_button(data.within_legal_clock.rows(), "legal-clock")
+csv_button(data.within_legal_clock.rows(), "legal-clock", _("Finished inside the legal clock"))
 
 st.subheader(_("Backlog and handoff age per partner"))
-backlog = [
-    {"partner": r.organisation_name, "age": label, "handoffs": value}
-    for r in data.partner_backlog.partners
-    for label, value in (
-        ("0–7", r.age_0_7),
-        ("8–14", r.age_8_14),
-        ("15–30", r.age_15_30),
-        (">30", r.age_over_30),
-    )
-    if value
-]
-st.altair_chart(
-    alt.Chart(alt.Data(values=backlog))
-    .mark_bar()
-    .encode(
-        y=alt.Y("partner:N", title=None, axis=alt.Axis(labelLimit=320)),
-        x=alt.X("handoffs:Q", title=_("open handoffs"), axis=alt.Axis(tickMinStep=1, format="d")),
-        color=alt.Color("age:N", title=_("days waiting"), sort=["0–7", "8–14", "15–30", ">30"]),
-        tooltip=["partner:N", "age:N", "handoffs:Q"],
+backlog = data.partner_backlog.partners
+chart(
+    lambda: charts.stacked_bars(
+        [
+            {
+                "label": r.organisation_name,
+                "total": r.total,
+                "age_0_7": r.age_0_7,
+                "age_8_14": r.age_8_14,
+                "age_15_30": r.age_15_30,
+                "age_over_30": r.age_over_30,
+            }
+            for r in backlog
+        ],
+        parts=[
+            ("age_0_7", "0–7", charts.AGES[0]),
+            ("age_8_14", "8–14", charts.AGES[1]),
+            ("age_15_30", "15–30", charts.AGES[2]),
+            ("age_over_30", "> 30", charts.AGES[3]),
+        ],
+        value_title=_("open handoffs"),
+        legend_title=_("days waiting"),
+        hidden_label=NOT_SHOWN,
+        fmt=shown,
     ),
-    width="stretch",
+    name=_("Backlog and handoff age per partner"),
+    hidden=any(r.suppressed for r in backlog),
 )
-csv_button(data.partner_backlog.rows(), "partner-backlog")
+csv_button(data.partner_backlog.rows(), "partner-backlog", _("Backlog and handoff age per partner"))
 
 left, right = st.columns(2)
 with left:
     st.subheader(_("Cohorts by year and profile"))
+    cohorts = data.cohorts.cohorts
     cohort_rows = [
-        {"year": str(r.year), "profile": _(r.pathway), "cases": r.opened}
-        for r in data.cohorts.cohorts
-        if r.opened
+        {
+            "year": str(r.year),
+            "profile": _(r.pathway),
+            "cases": r.opened or 0,
+            "text": shown(r.opened),
+        }
+        for r in cohorts
     ]
-    st.altair_chart(
-        alt.Chart(alt.Data(values=cohort_rows))
-        .mark_bar()
-        .encode(
-            x=alt.X("year:N", title=None),
-            y=alt.Y("cases:Q", title=_("cases opened")),
-            color=alt.Color("profile:N", title=None),
-            xOffset="profile:N",
-            tooltip=["year:N", "profile:N", "cases:Q"],
-        ),
-        width="stretch",
+    profiles = list(dict.fromkeys(row["profile"] for row in cohort_rows))
+    base = alt.Chart(alt.Data(values=cohort_rows)).encode(
+        x=alt.X("year:N", title=None, axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset("profile:N", sort=profiles),
+        y=alt.Y("cases:Q", title=_("cases opened"), axis=alt.Axis(tickMinStep=1, format="d")),
     )
-    csv_button(data.cohorts.rows(), "cohorts")
+    chart(
+        lambda: charts.finish(
+            base.mark_bar().encode(
+                color=alt.Color(
+                    "profile:N",
+                    title=None,
+                    sort=profiles,
+                    scale=alt.Scale(domain=profiles, range=charts.CATEGORIES[: len(profiles)]),
+                    legend=alt.Legend(orient="bottom", labelLimit=0),
+                ),
+                tooltip=[
+                    alt.Tooltip("year:N", title=_("Year")),
+                    alt.Tooltip("profile:N", title=_("Profile")),
+                    alt.Tooltip("text:N", title=_("cases opened")),
+                ],
+            )
+            + base.mark_text(baseline="bottom", dy=-2, fontSize=11, aria=False).encode(
+                text="text:N"
+            ),
+            320,
+        ),
+        name=_("Cohorts by year and profile"),
+        hidden=any(r.opened is None for r in cohorts),
+    )
+    csv_button(data.cohorts.rows(), "cohorts", _("Cohorts by year and profile"))
 with right:
     st.subheader(_("Recognition outcomes"))
-    rec = [
-        {"outcome": _(r.outcome), "count": r.count}
-        for r in data.recognition_outcomes.outcomes
-        if r.count
-    ]
-    st.altair_chart(
-        alt.Chart(alt.Data(values=rec))
-        .mark_arc(innerRadius=40)
-        .encode(
-            theta="count:Q",
-            color=alt.Color("outcome:N", title=None),
-            tooltip=["outcome:N", "count:Q"],
+    outcomes_rows = data.recognition_outcomes.outcomes
+    chart(
+        lambda: charts.labelled_bars(
+            [{"label": _(r.outcome), "value": r.count, "key": r.outcome} for r in outcomes_rows],
+            value_title=_("decisions"),
+            colour=charts.OUTCOME_COLOURS,
+            fmt=shown,
         ),
-        width="stretch",
+        name=_("Recognition outcomes"),
+        hidden=any(r.count is None for r in outcomes_rows),
     )
-    csv_button(data.recognition_outcomes.rows(), "recognition")
+    csv_button(data.recognition_outcomes.rows(), "recognition", _("Recognition outcomes"))
 
 st.subheader(_("FIT@THGA"))
 fit = data.fit_panel
-f = st.columns(4)
+# Three to a row: four cut "Employed within 12 months" off at 1366 px in German.
+f = [*st.columns(3), *st.columns(3)]
 f[0].metric(_("Participants"), shown(fit.participants))
 f[1].metric(_("Employed within 12 months"), shown(fit.employed_12m))
 f[2].metric(_("Employed within 18 months"), shown(fit.employed_18m))
 f[3].metric(_("Case still open"), shown(fit.case_open))
-csv_button(fit.rows(), "fit")
 programme = data.fit_programme
 g = st.columns(5)
-g[0].metric(_("Offers held"), sum(r.offers_held for r in programme.offers))
+g[0].metric(_("Offers held"), shown(sum(r.offers_held for r in programme.offers)))
 g[1].metric(_("Reached by offers"), shown(programme.participants_reached))
 g[2].metric(_("Company contacts"), shown(programme.company_contacts))
 g[3].metric(_("Graduations"), shown(programme.graduated))
 g[4].metric(_("Job entries"), shown(programme.job_entries))
+# The two rows count different people: side by side they look contradictory without this.
+st.caption(
+    _(
+        "“{within_12}” and “{within_18}” count only the participants who enrolled in {year} "
+        "at least 12 or 18 months ago ({n12} and {n18} so far); “{jobs}” counts everyone who "
+        "started a job in {year}, whatever year they enrolled."
+    ).format(
+        within_12=_("Employed within 12 months"),
+        within_18=_("Employed within 18 months"),
+        jobs=_("Job entries"),
+        year=year,
+        n12=shown(fit.followed_12m),
+        n18=shown(fit.followed_18m),
+    )
+)
+csv_button(fit.rows(), "fit", _("FIT@THGA participants of the year"))
+st.markdown(f"**{_('Offers of the year by kind')}**")
 st.dataframe(
     [
         {
             _("Kind of offer"): _(r.kind),
-            _("Offers"): r.offers_held,
-            _("Places"): r.places,
+            _("Offers"): shown(r.offers_held),
+            _("Places"): shown(r.places),
             _("Attendances"): shown(r.attended),
             _("Did not come"): shown(r.no_show),
         }
@@ -258,7 +364,12 @@ st.dataframe(
     ],
     hide_index=True,
     width="stretch",
+    key="outcomes_fit_offers",
 )
 rows = programme.rows()
-csv_button([r for r in rows if r["section"] == "offers"], "fit_offers")
-csv_button([r for r in rows if r["section"] == "programme"], "fit_programme")
+csv_button(
+    [r for r in rows if r["section"] == "offers"], "fit_offers", _("Offers of the year by kind")
+)
+csv_button(
+    [r for r in rows if r["section"] == "programme"], "fit_programme", _("FIT@THGA programme")
+)

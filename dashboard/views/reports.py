@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from dashboard.common import _, database, lang, read, require_actor
-from tracker import reports
+from dashboard.common import _, choose, database, lang, local_time, plain, read, require_actor
+from dashboard.formatting import language_name, month_text
 from tracker.access import Actor
 from tracker.clocks import local_today
+from tracker.reporting import reports
 
 actor = require_actor("leadership", "admin")
 st.title(_("Reports"))
@@ -54,13 +55,17 @@ kind = cols[0].radio(
 )
 years = [str(y) for y in range(today.year, 2023, -1)]
 periods = months_back(24) if kind == "monthly" else years
-period = cols[1].selectbox(_("Period"), periods, key=f"report_period_{kind}")
+period = cols[1].selectbox(
+    _("Period"), periods, format_func=month_text, key=f"report_period_{kind}", placeholder=choose()
+)
 languages = reports.report_languages(kind)
 language = cols[2].selectbox(
     _("Language"),
     languages,
     index=languages.index(lang()) if lang() in languages else 0,
+    format_func=language_name,
     key="report_language",
+    placeholder=choose(),
 )
 buttons = st.columns(4)
 for column, fmt in zip(buttons, reports.REPORT_FORMATS, strict=True):
@@ -96,9 +101,9 @@ def stored(who: Actor, report_id: int) -> Callable[[], bytes]:
 
 for r in issued:
     row = st.columns([3, 2, 1, 2])
-    row[0].write(f"{KINDS.get(r.kind, r.kind)} · {r.period}")
-    row[1].write(r.generated_at.astimezone().strftime("%Y-%m-%d %H:%M"))
-    row[2].write(f"{r.format.upper()} {r.language}".strip())
+    row[0].write(plain(f"{KINDS.get(r.kind, r.kind)} · {month_text(r.period)}"))
+    row[1].write(local_time(r.generated_at))
+    row[2].write(plain(f"{LABELS.get(r.format, r.format.upper())} · {language_name(r.language)}"))
     row[3].download_button(
         _("Download"),
         data=stored(actor, r.id),

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
 
-from dashboard.common import _, database, session_ended_text, sign_in_as
-from tracker.auth import SignInFailed, actor_for_email, sign_in, stamp_for
+from dashboard.common import _, database, error_text, plain, session_ended_text, sign_in_as
+from tracker.admin.auth import SignInFailed, actor_for_email, sign_in, stamp_for
 
+
+def _load_drawing_libraries() -> None:
+    import altair  # noqa: F401  (every chart)
+    import pandas  # noqa: F401  (every table's and chart's data on its way to the browser)
+
+
+@st.cache_resource(show_spinner=False)
+def _preload() -> threading.Thread:
+    """Once per server process, while the first person types their password: load what the
+    pages draw with. Otherwise the first page after signing in waits about a second for it
+    (Outcomes' charts most)."""
+    thread = threading.Thread(target=_load_drawing_libraries, name="preload", daemon=True)
+    thread.start()
+    return thread
+
+
+_preload()
 st.title("Welcome Office Bochum")
 st.caption(_("Onboarding tracker for newcomers and their partners"))
 
@@ -23,7 +42,7 @@ if submitted:
     with database().transaction() as session:
         result = sign_in(session, username=username, password=password)
     if result.actor is None:
-        st.error(result.error or _("Sign-in failed."))
+        st.error(plain(error_text(result.error)) if result.error else _("Sign-in failed."))
     else:
         sign_in_as(result.actor, result.stamp)
         st.rerun()
@@ -54,6 +73,6 @@ if _oidc_configured():
             sign_in_as(actor, stamp)
             st.rerun()
         except SignInFailed as exc:
-            st.error(str(exc))
+            st.error(plain(error_text(exc)))
     elif st.button(_("Sign in with the city account"), key="signin_oidc"):
         st.login()

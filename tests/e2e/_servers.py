@@ -5,8 +5,11 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -15,14 +18,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:
-    """Call ``check`` every half second until it is true; a refused connection counts as no."""
+def wait_for(check: Callable[[], T], timeout: float, what: str, *, interval: float = 0.5) -> T:
+    """Call ``check`` every ``interval`` seconds until it is true and return what it returned;
+    a refused connection counts as no."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if check():
-                return
+            if found := check():
+                return found
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
+from tests.ci import IN_CI
 from tests.e2e._servers import wait_for
 from tests.helpers import start_case
 from tracker.access import actor_for
@@ -40,12 +41,16 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-IN_CI = os.environ.get("CI", "").lower() == "true"
+
 SHARED_SCREENS = Path("/tmp/dashboard-screens")
 PASSWORD = "willkommen"  # every demo account's password
 HOUSING = "Housing and landlord confirmation"
 REGISTRATION = "Residence registration (Anmeldung)"
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+# A name written in Markdown: an image from another local port (a tracking pixel), a link to
+# it and coloured text. Nothing may load from that port, and the name must read as typed.
+PIXEL = "![p](http://127.0.0.1:8999/pixel.png)"
+PHISH = "[klick](http://127.0.0.1:8999/phish) :red[ROT]"
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class Dashboard:
     manager_case: str  # the same situation; the case-manager test records housing as done
     screens: Path
     erase_case: str = ""  # the same again; the admin erases it
+    markdown_case: str = ""  # the same, for a person whose name is written in Markdown
+    bulk_cases: tuple[str, ...] = ()  # two more; the partner accepts both in one go
 
 
 def _free_port() -> int:
@@ -70,7 +77,7 @@ def _onboarding(env: dict[str, str], *args: str) -> None:
     assert done.returncode == 0, f"onboarding {' '.join(args)}\n{done.stdout}\n{done.stderr}"
 
 
-def _eu_citizen_case_offered_to_vbw(db: Database, family_name: str) -> str:
+def _eu_citizen_case_offered_to_vbw(db: Database, family_name: str, given_name: str = "Ola") -> str:
     """A fresh EU-citizen case with consent for the city and vbw: housing is open and offered."""
     with db.read() as session:
         manager = actor_for(session, "cm.mueller")
@@ -79,7 +86,7 @@ def _eu_citizen_case_offered_to_vbw(db: Database, family_name: str) -> str:
         manager,
         now=datetime.now(UTC),
         nationality="PL",
-        given_name="Ola",
+        given_name=given_name,
         family_name=family_name,
         consent_to=["stadt-bochum", "vbw"],
     )
@@ -162,11 +169,18 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         partner_case = _eu_citizen_case_offered_to_vbw(db, "Browsertest-Partner")
         manager_case = _eu_citizen_case_offered_to_vbw(db, "Browsertest-Manager")
         erase_case = _eu_citizen_case_offered_to_vbw(db, "Browsertest-Loeschung")
+        markdown_case = _eu_citizen_case_offered_to_vbw(db, PHISH, given_name=PIXEL)
+        bulk_cases = tuple(
+            _eu_citizen_case_offered_to_vbw(db, "Browsertest-Sammel", given_name=given)
+            for given in ("Ada", "Bea")
+        )
     finally:
         db.dispose()
 
     with served_dashboard(env, root) as url:
-        yield Dashboard(url, partner_case, manager_case, screens, erase_case)
+        yield Dashboard(
+            url, partner_case, manager_case, screens, erase_case, markdown_case, bulk_cases
+        )
 
 
 @pytest.fixture(scope="module")
@@ -291,6 +305,35 @@ def cell(grid: Locator, row_text: str, column: str) -> Locator:
     return grid.locator("tr").filter(has_text=row_text).locator("td").nth(headers.index(column))
 
 
+# The grid's geometry (Streamlit's defaults): a header row, then rows of 35 px, each starting
+# with the selection box in a narrow first column.
+GRID_HEADER, GRID_ROW, GRID_MARKER = 35, 35, 17
+
+
+def click_row(grid: Locator, row_text: str) -> None:
+    """Click a table's row as a person does: on the row's selection box, in the canvas."""
+    expect(grid.locator("tr").filter(has_text=row_text)).not_to_have_count(0)
+    rows = grid.locator("tbody tr").all_text_contents()
+    index = next(i for i, text in enumerate(rows) if row_text in text)
+    grid.click(position={"x": GRID_MARKER, "y": GRID_HEADER + GRID_ROW * index + GRID_ROW // 2})
+
+
+def alert(page: Page, text: str) -> Locator:
+    return page.get_by_test_id("stAlert").filter(has_text=text)
+
+
+def no_sideways_scrolling(page: Page) -> None:
+    """Every table on the page fits its width: nothing hides beyond the right edge."""
+    settle(page)
+    sizes = page.evaluate(
+        """() => [...document.querySelectorAll('[data-testid="stDataFrame"] .dvn-scroller')]
+            .filter(s => s.offsetParent !== null)
+            .map(s => [s.scrollWidth, s.clientWidth])"""
+    )
+    assert sizes, "no table on the page"
+    assert all(wide <= shown + 1 for wide, shown in sizes), sizes
+
+
 def drawn_charts(page: Page) -> Locator:
     """Altair charts that Vega has drawn (its canvas or svg renderer marks the element)."""
     return page.locator(".vega-embed").locator("canvas.marks, svg.marks").filter(visible=True)
@@ -302,27 +345,75 @@ def drawn_charts(page: Page) -> Locator:
 def test_a_partner_accepts_a_handoff_and_it_leaves_the_offered_ones(page, dashboard):
     sign_in(page, dashboard.url, "vbw.schulz")
     expect(page.get_by_role("heading", name="Our queue")).to_be_visible()
-    queue = table_with(page, "Waiting (days)")
-    state = cell(queue, dashboard.partner_case, "State")
-    expect(state).to_have_text("offered")
+    new = table_with(page, "Waiting (days)")  # new offers; "Accepted on" is the work in progress
+    expect(cell(new, dashboard.partner_case, "Step")).to_have_text(HOUSING)
     settle(page)
     offered = int(metric(page, "New (offered)").inner_text())
     accepted = int(metric(page, "In progress (accepted)").inner_text())
     shoot(page, dashboard, "1-partner-queue-before")
 
-    choose(page, "Handoff", f"{dashboard.partner_case} – {HOUSING}")
-    page.get_by_role("button", name="Accept").click()
+    click_row(new, dashboard.partner_case)
+    page.get_by_role("button", name="Accept 1 selected").click()
 
-    expect(page.get_by_test_id("stAlert").filter(has_text="Saved.")).to_be_visible()
+    expect(
+        page.get_by_test_id("stAlert").filter(has_text="1 of 1 offers accepted.")
+    ).to_be_visible()
     expect(metric(page, "New (offered)")).to_have_text(str(offered - 1))
     expect(metric(page, "In progress (accepted)")).to_have_text(str(accepted + 1))
-    expect(cell(table_with(page, "Waiting (days)"), dashboard.partner_case, "State")).to_have_text(
-        "accepted"
+    expect(cell(table_with(page, "Accepted on"), dashboard.partner_case, "Step")).to_have_text(
+        HOUSING
     )
-    # The chosen handoff is now accepted: it offers to complete or return, no longer to accept.
-    expect(page.get_by_role("button", name="Complete")).to_be_visible()
-    expect(page.get_by_role("button", name="Accept")).to_have_count(0)
+    expect(
+        table_with(page, "Waiting (days)").locator("tr").filter(has_text=dashboard.partner_case)
+    ).to_have_count(0)
+    # Nothing stays selected: no button offers to accept anything until a row is chosen.
+    expect(page.get_by_role("button", name=re.compile("^Accept"))).to_have_count(0)
     shoot(page, dashboard, "2-partner-queue-after-accept")
+
+
+def test_a_partner_accepts_two_offers_at_once(page, dashboard):
+    sign_in(page, dashboard.url, "vbw.schulz")
+    expect(page.get_by_role("heading", name="Our queue")).to_be_visible()
+    search = page.get_by_role("textbox", name="Search name or reference")
+    search.fill("Browsertest-Sammel")
+    search.press("Enter")
+    new = table_with(page, "Waiting (days)")
+    for reference in dashboard.bulk_cases:
+        expect(cell(new, reference, "Step")).to_have_text(HOUSING)
+    expect(page.get_by_text("1–2 of 2", exact=True).first).to_be_visible()
+    no_sideways_scrolling(page)
+
+    for reference in dashboard.bulk_cases:
+        click_row(new, reference)
+        settle(page)
+    page.get_by_role("button", name="Accept 2 selected").click()
+
+    expect(
+        page.get_by_test_id("stAlert").filter(has_text="2 of 2 offers accepted.")
+    ).to_be_visible()
+    work = table_with(page, "Accepted on")
+    for reference in dashboard.bulk_cases:
+        expect(cell(work, reference, "Step")).to_have_text(HOUSING)
+    expect(page.get_by_text("None match.", exact=True)).to_be_visible()  # no new offer left
+    shoot(page, dashboard, "2b-partner-accepted-two-at-once")
+
+
+def test_a_click_on_a_row_in_my_cases_opens_the_case(page, dashboard):
+    sign_in(page, dashboard.url, "cm.mueller")
+    expect(page.get_by_role("heading", name="My cases")).to_be_visible()
+    no_sideways_scrolling(page)
+    search = page.get_by_role("textbox", name="Search name or reference")
+    search.fill("Browsertest-Manager")
+    search.press("Enter")
+    cases = table_with(page, "Progress")
+    expect(cell(cases, dashboard.manager_case, "Name")).to_have_text("Ola Browsertest-Manager")
+
+    click_row(cases, dashboard.manager_case)
+
+    expect(page.get_by_role("heading", name=dashboard.manager_case)).to_be_visible()
+    expect(page.get_by_role("textbox", name="Case reference")).to_have_value(dashboard.manager_case)
+    no_sideways_scrolling(page)
+    shoot(page, dashboard, "3b-case-opened-by-a-click")
 
 
 def test_a_case_manager_records_a_step_as_done_and_the_next_step_opens(page, dashboard):
@@ -342,8 +433,8 @@ def test_a_case_manager_records_a_step_as_done_and_the_next_step_opens(page, das
     expect(drawn_charts(page).first).to_be_visible()
     shoot(page, dashboard, "4-case-manager-case-before", focus=steps)
 
-    choose(page, "Step", HOUSING)
-    page.locator(".st-key-person_action").get_by_text("record as done", exact=True).click()
+    click_row(steps, HOUSING)
+    expect(page.get_by_role("radio", name="record as done")).to_be_checked()
     page.get_by_role("button", name="Save").click()
 
     expect(page.get_by_test_id("stAlert").filter(has_text="Saved.")).to_be_visible()
@@ -377,7 +468,10 @@ def test_leadership_downloads_the_monthly_report_as_pdf_and_csv(page, dashboard)
     nav_link(page, "Reports").click()
     expect(page.get_by_role("heading", name="Reports", exact=True)).to_be_visible()
     period = page.get_by_role("combobox", name="Period").input_value()
-    assert re.fullmatch(r"\d{4}-\d{2}", period), period
+    months = "January February March April May June July August September October November December"
+    shown = re.fullmatch(rf"({'|'.join(months.split())}) (\d{{4}})", period)
+    assert shown, period  # the period as people say it, not 2026-11
+    period = f"{shown[2]}-{months.split().index(shown[1]) + 1:02d}"
     shoot(page, dashboard, "7-leadership-reports")
     # Rendering starts at the click (a PDF takes a few seconds) and arrives as a download.
     with page.expect_download(timeout=60_000) as pdf_download:
@@ -405,7 +499,7 @@ def test_a_case_manager_downloads_the_welcome_letter_as_pdf(page, dashboard):
     expect(page.get_by_role("heading", name=dashboard.manager_case)).to_be_visible()
     page.get_by_text("Welcome letter", exact=True).click()
     with page.expect_download(timeout=60_000) as download:
-        page.get_by_role("button", name="Download PDF").click()
+        page.get_by_role("button", name="Welcome letter as PDF").click()
     assert download.value.suggested_filename.startswith(f"willkommen-{dashboard.manager_case}")
     text = PdfReader(io.BytesIO(Path(download.value.path()).read_bytes())).pages[0].extract_text()
     assert dashboard.manager_case in text
@@ -445,7 +539,7 @@ def test_a_case_manager_exports_what_is_held_and_sees_who_looked(page, dashboard
     open_case(page, dashboard.manager_case)
     page.get_by_text("Export everything held about this person", exact=False).click()
     with page.expect_download(timeout=60_000) as download:
-        page.get_by_role("button", name="Download JSON").click()
+        page.get_by_role("button", name="Data export as JSON").click()
     assert download.value.suggested_filename == f"auskunft-{dashboard.manager_case}.json"
     data = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
     assert data["person"]["family_name"] == "Browsertest-Manager"
@@ -461,7 +555,7 @@ def test_a_case_manager_exports_what_is_held_and_sees_who_looked(page, dashboard
         .filter(has=page.locator("th", has_text="What"))
     )
     expect(
-        log.locator("tr").filter(has_text="cm.mueller").filter(has_text=re.compile("case page"))
+        log.locator("tr").filter(has_text="Sabine Müller").filter(has_text=re.compile("case page"))
     ).not_to_have_count(0)
     shoot(page, dashboard, "8-export-and-access-log", log)
 
@@ -480,3 +574,35 @@ def test_an_admin_erases_a_person_after_typing_the_reference_again(page, dashboa
     # The page stays on the reference, which now finds nothing.
     expect(page.get_by_test_id("stAlert").filter(has_text="No case with reference")).to_be_visible()
     shoot(page, dashboard, "9-erased")
+
+
+@pytest.mark.parametrize("username", ["cm.mueller", "vbw.schulz"])
+def test_a_name_written_in_markdown_reads_as_typed_and_loads_nothing(page, dashboard, username):
+    port = urlsplit(dashboard.url).port
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    sign_in(page, dashboard.url, username)
+    open_case(page, dashboard.markdown_case)
+    page.get_by_text("Facts", exact=True).click()  # the name again, in the table of facts
+    settle(page)
+
+    heading = page.get_by_role("heading", name=dashboard.markdown_case)
+    expect(heading).to_be_visible()
+    # (The heading's own anchor, #wo-…-127-0-0-1-8999-…, is a slug of the text, not a link.)
+    for made in ('img[src*=":8999"]', 'a[href*=":8999"]', ".stMarkdownColoredText"):
+        expect(page.locator(made)).to_have_count(0)
+    elsewhere = [
+        url
+        for url in asked
+        if urlsplit(url).scheme not in ("data", "blob")
+        and (urlsplit(url).hostname, urlsplit(url).port) != ("127.0.0.1", port)
+    ]
+    assert not elsewhere, f"the page asked for something besides the dashboard: {elsewhere}"
+    assert any(urlsplit(url).port == port for url in asked)  # the requests were recorded
+    # The name reads as typed; the word joiners that keep Streamlit from rewriting addresses
+    # and codes in it are invisible.
+    shown = heading.inner_text().replace("\u2060", "").strip()
+    assert shown == f"{dashboard.markdown_case} · {PIXEL} {PHISH}"
+    facts = page.get_by_test_id("stTable")
+    assert PIXEL in facts.inner_text().replace("\u2060", "")
+    shoot(page, dashboard, f"10-markdown-name-{username}", heading)

@@ -1,14 +1,19 @@
 """The scale topology without Docker: a real `prefect server start` on PostgreSQL, two
-`onboarding-flows worker` processes on one work pool, the tracker on PostgreSQL, and an SMTP
-server that keeps every message it is handed.
+`onboarding-flows worker` processes on one work pool, two `onboarding-flows tasks` processes
+(the advance task's workers), the tracker on PostgreSQL, and an SMTP server that keeps every
+message it is handed.
 
 500 newcomers walk their pathways. This test plays the people (case managers and partners
 complete and accept steps through the services, as the dashboard does); everything else runs in
-the workers: the clock sweeps (which advance every case after each change, claiming cases with
-``FOR UPDATE SKIP LOCKED``), reminders and escalations, and the delivery of the outbox (claimed
-the same way). Each round starts two sweeps and two deliveries at once, so both workers do the
-same kind of work at the same moment. At the end:
+the workers. Each case, once opened, asks for its advance the way the CLI does: a background
+task queued in Prefect, which one of the two task workers runs at once. The rest of the changes
+are advanced by the clock sweeps (which advance every case after each change, claiming cases
+with ``FOR UPDATE SKIP LOCKED``), which also send reminders and escalations; the delivery of the
+outbox is claimed the same way. The first sweeps start while the task workers are still busy
+with the queued advances, and each round starts two sweeps and two deliveries at once, so the
+workers do the same kind of work at the same moment. At the end:
 
+- every queued advance ran exactly once, and both task workers ran some;
 - no step was opened or finished twice, no handoff offered twice, every case closed once;
 - every outbox message reached the SMTP server exactly once (none twice, none lost), and none
   is left waiting or parked;
@@ -18,6 +23,7 @@ same kind of work at the same moment. At the end:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -25,6 +31,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -40,26 +47,25 @@ from tests.e2e._servers import free_port, wait_for
 from tests.helpers import newcomer
 from tests.test_smtp import Mailbox
 from tracker.access import actor_for
+from tracker.admin.organisations import seed_organisations
 from tracker.db import Database
-from tracker.demo import CASE_MANAGERS, PARTNER_BY_ORG, ensure_demo_users
+from tracker.demo.people import CASE_MANAGERS, PARTNER_BY_ORG, ensure_demo_users
 from tracker.enums import ConsentMethod, HandoffState, Purpose, StepState
+from tracker.journeys.background import reference_in
+from tracker.journeys.cases import open_case, register_newcomer
+from tracker.journeys.consent import give_consent
+from tracker.journeys.handoffs import accept_handoff, complete_handoff
+from tracker.journeys.steps import complete_step
+from tracker.messages.senders import message_id_for
 from tracker.migrate import upgrade
 from tracker.models import AuditEvent, Case, Handoff, Organisation, OutboxMessage, Step
-from tracker.senders import message_id_for
-from tracker.services import (
-    accept_handoff,
-    complete_handoff,
-    complete_step,
-    give_consent,
-    open_case,
-    register_newcomer,
-)
-from tracker.services.admin import seed_organisations
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
 PEOPLE = int(os.environ.get("ONBOARDING_TOPOLOGY_PEOPLE", "500"))
 POOL = "topology"
 WORKERS = ("worker-a", "worker-b")
+TASK_WORKERS = ("tasks-a", "tasks-b")
 RECEIVERS = ["stadt-bochum", "ihk-mr", "afa-bochum", "vbw", "akafoe", "thga", "hwk-do"]
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 SUBMITTED = re.compile(r"Worker '([\w-]+)' submitting flow run '([0-9a-f-]{36})'")
@@ -74,6 +80,7 @@ class Topology:
     logs: Path
     mailbox: Mailbox
     workers: dict[str, subprocess.Popen[bytes]]
+    task_status: dict[str, int]  # each task worker's status port
 
     def deployment_id(self, name: str) -> str:
         response = httpx.get(f"{self.api}/deployments/name/{name}", timeout=30)
@@ -115,6 +122,26 @@ class Topology:
         raise AssertionError(
             f"flow runs not finished after {timeout} s: {set(run_ids) - set(states)}"
         )
+
+    def task_runs(self, run_ids: list[str]) -> list[dict[str, Any]]:
+        """These task runs as the server has them (200 to a request, the server's limit)."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(run_ids), 200):
+            chunk = run_ids[start : start + 200]
+            response = httpx.post(
+                f"{self.api}/task_runs/filter",
+                json={"task_runs": {"id": {"any_": chunk}}, "limit": len(chunk)},
+                timeout=30,
+            )
+            response.raise_for_status()
+            found += response.json()
+        return found
+
+    def finished_tasks(self, name: str) -> int:
+        """How many task runs this task worker has finished (its status server says)."""
+        response = httpx.get(f"http://127.0.0.1:{self.task_status[name]}/status", timeout=10)
+        response.raise_for_status()
+        return sum(response.json()["finished"].values())
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
@@ -207,11 +234,35 @@ def topology(
                 stdout=(logs / f"{name}.log").open("wb"),
                 stderr=subprocess.STDOUT,
             )
-        topology = Topology(api, tracker_url, env, logs, mailbox, workers)
+        task_status = {}
+        for name in TASK_WORKERS:
+            task_status[name] = free_port()
+            workers[name] = procs[name] = subprocess.Popen(
+                [
+                    str(BIN / "onboarding-flows"),
+                    "tasks",
+                    "--task-limit",
+                    "4",
+                    "--status-port",
+                    str(task_status[name]),
+                ],
+                env=env,
+                stdout=(logs / f"{name}.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        topology = Topology(api, tracker_url, env, logs, mailbox, workers, task_status)
         wait_for(
             lambda: all(f"Worker '{n}' started" in topology.log(n) for n in WORKERS),
             180,
             "both workers",
+        )
+        wait_for(
+            lambda: (
+                all(topology.finished_tasks(n) == 0 for n in TASK_WORKERS)
+                and len(httpx.post(f"{api}/task_workers/filter", json={}, timeout=5).json()) == 2
+            ),
+            180,
+            "both task workers subscribed",
         )
         yield topology
     finally:
@@ -237,9 +288,16 @@ def _letters(number: int) -> str:
     return word.capitalize()
 
 
-def _register(db: Database, people: int) -> list[str]:
-    """People of all three pathways, consenting to every partner; each case asks for an advance
-    when it opens (the sweep in a worker will take it)."""
+def _register(db: Database, people: int) -> dict[str, str]:
+    """People of all three pathways, consenting to every partner. Each case, once opened and
+    committed, asks for its advance as the dashboard does (``request_advance_soon``: a thread
+    queues the background task in Prefect while the next person is registered). Returns each
+    case's reference with its task run's id.
+
+    Runs in a process of its own with the topology's environment (Prefect mode, this Prefect
+    server), see ``_register_in_a_process``."""
+    from tracker.journeys.orchestration import AdvanceRequest, request_advance_soon
+
     with db.read() as s:
         managers = [actor_for(s, name) for name in CASE_MANAGERS]
     profiles = [
@@ -247,7 +305,7 @@ def _register(db: Database, people: int) -> list[str]:
         {"nationality": "PL", "purpose": Purpose.work},  # EU citizen
         {"nationality": "VN", "purpose": Purpose.study},  # student
     ]
-    references = []
+    asked: list[Future[AdvanceRequest]] = []
     for i in range(people):
         manager = managers[i % len(managers)]
         with db.transaction() as s:
@@ -272,8 +330,44 @@ def _register(db: Database, people: int) -> list[str]:
                     method=ConsentMethod.signed_form,
                     notice_language="de",
                 )
-            references.append(case.reference)
-    return references
+        asked.append(request_advance_soon(case.reference, db=db))
+    queued: dict[str, str] = {}
+    for future in asked:
+        request = future.result()
+        if request.state != "scheduled" or len(request.run_ids) != 1:
+            raise RuntimeError(f"{request.references}: {request.state}: {request.message}")
+        queued[request.references[0]] = request.run_ids[0]
+    return queued
+
+
+def _register_in_a_process(topology: Topology, people: int) -> dict[str, str]:
+    """``_register`` in a fresh interpreter with the topology's environment, as the CLI or the
+    dashboard would queue the advances; the case references with their task run ids."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys\n"
+            "from tests.e2e.test_topology import _register\n"
+            "from tracker.db import Database\n"
+            "queued = _register(Database(sys.argv[1]), int(sys.argv[2]))\n"
+            "print(json.dumps(queued))",
+            topology.tracker_url,
+            str(people),
+        ],
+        env=topology.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    # Prefect's own shutdown noise can follow the error; show the error lines first.
+    errors = [
+        line for line in done.stderr.splitlines() if "Error" in line and "prefect" not in line
+    ]
+    assert done.returncode == 0, "\n".join(errors[:20]) + done.stdout[-2000:] + done.stderr[-2000:]
+    (topology.logs / "register.log").write_text(done.stderr)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def _work_open_steps(db: Database, round_: int) -> int:
@@ -328,7 +422,8 @@ def test_two_workers_move_500_newcomers_without_double_work_or_lost_messages(top
         ensure_demo_users(s)
         # Every organisation and person has an address, so no message is parked for want of one.
         s.execute(update(Organisation).values(email=Organisation.key + "@example.invalid"))
-    references = _register(db, PEOPLE)
+    advances = _register_in_a_process(topology, PEOPLE)
+    assert len(advances) == PEOPLE and len(set(advances.values())) == PEOPLE
 
     run_ids: list[str] = []
     rounds = 0
@@ -363,7 +458,8 @@ def test_two_workers_move_500_newcomers_without_double_work_or_lost_messages(top
         assert all(v.startswith("COMPLETED") for v in states.values()), states
         _work_open_steps(db, rounds)
 
-    # Deliver what is left, in both workers, until the outbox is empty.
+    # Deliver what is left, in both workers, until the outbox is empty (it may be already).
+    leftover: dict[str, str] = {}
     for _ in range(20):
         with db.read() as s:
             waiting = s.scalar(
@@ -375,8 +471,8 @@ def test_two_workers_move_500_newcomers_without_double_work_or_lost_messages(top
             break
         batch = [topology.start("deliver-outbox/deliver-outbox", limit=1000) for _ in WORKERS]
         run_ids += batch
-        states = topology.wait(batch)
-        assert all(v.startswith("COMPLETED") for v in states.values()), states
+        leftover.update(topology.wait(batch))
+    assert all(v.startswith("COMPLETED") for v in leftover.values()), leftover
 
     # Both workers took part, in sweeps and in deliveries, and no run ran twice.
     ran = topology.runs_by_worker()
@@ -445,4 +541,21 @@ def test_two_workers_move_500_newcomers_without_double_work_or_lost_messages(top
         )
     queued = {m.idempotency_key for m in outbox if str(m.kind) in {"reminder", "escalation"}}
     assert max(clock_keys.values()) == 1 and set(clock_keys) == queued
-    assert len(references) == PEOPLE
+
+    # Every queued advance ran, once, in one of the two task workers, and both took part.
+    runs = topology.task_runs(list(advances.values()))
+    assert len(runs) == PEOPLE
+    assert Counter(r["state_type"] for r in runs) == {"COMPLETED": PEOPLE}
+    assert {r["id"]: reference_in(r["tags"]) for r in runs} == {v: k for k, v in advances.items()}
+    assert {r["name"] for r in runs} == {f"advance {ref}" for ref in advances}
+    assert {r["run_count"] for r in runs} == {1}
+    finished = {name: topology.finished_tasks(name) for name in TASK_WORKERS}
+    assert sum(finished.values()) == PEOPLE and min(finished.values()) > 0, finished
+    # A case's advances are found by its tag, as the case page and erasure find them.
+    for ref in sorted(advances)[:: max(1, PEOPLE // 5)]:
+        tagged = httpx.post(
+            f"{topology.api}/task_runs/filter",
+            json={"task_runs": {"tags": {"all_": [f"case:{ref}"]}}},
+            timeout=30,
+        ).json()
+        assert [(r["id"], r["state_type"]) for r in tagged] == [(advances[ref], "COMPLETED")]

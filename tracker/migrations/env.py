@@ -1,7 +1,7 @@
 """Alembic environment: migrates the database named by the tracker's settings or the caller."""
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import Connection, engine_from_config, pool
 
 from tracker.config import get_settings
 from tracker.models import Base
@@ -34,7 +34,7 @@ def run_migrations_online() -> None:
         _run(conn)
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

@@ -16,7 +16,7 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Every change to a case locks the case row first (tracker.services._base.get_case/lock_case),
+# Every change to a case locks the case row first (tracker.records.get_case/lock_case),
 # so a handoff being inserted and its step's due date being changed never run side by side: the
 # copy taken on insert is the step's current due date, and a later change is copied on.
 _PG = [

@@ -1,0 +1,1 @@
+"""What a case manager records on a case: notes, appointments, documents, households."""

@@ -1,0 +1,1 @@
+"""The `onboarding` command: one module per command group."""

@@ -1,0 +1,1 @@
+"""Every message and letter: the outbox, rendering, senders, delivery, digests and PDFs."""

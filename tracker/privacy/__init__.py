@@ -1,0 +1,1 @@
+"""Data protection: the Art. 15 export, the access log, Art. 17 erasure and retention."""

@@ -1,0 +1,1 @@
+"""Leadership figures and reports: aggregates, small-cell suppression, charts, the archive."""
