@@ -132,20 +132,22 @@ def actors(db: Database) -> Actors:
 def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One temporary Prefect server for the whole session, quiet and local."""
     home = tmp_path_factory.mktemp("prefect-home")
-    os.environ.update(
-        {
+    # These settings stay in os.environ while the session lasts; the end-to-end tests start their
+    # servers without them (tests/e2e/_servers.py, inherited_environ).
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {
             "PREFECT_HOME": str(home),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
             "PREFECT_LOGGING_LEVEL": "WARNING",
             "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
             "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-        }
-    )
-    from prefect.testing.utilities import prefect_test_harness
+        }.items():
+            env.setenv(name, value)
+        from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
 
 
 @pytest.fixture(autouse=True)

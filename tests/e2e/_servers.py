@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -30,3 +31,12 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, *, interval: flo
             pass
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def inherited_environ() -> dict[str, str]:
+    """This process's environment without Prefect's settings, for the servers a test starts.
+
+    The session's Prefect test harness (tests/conftest.py) puts its own settings into
+    os.environ, among them a server with the task run recorder switched off; a server started
+    with those would never record a task run as finished. Each test names the settings it wants."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}

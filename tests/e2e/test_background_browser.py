@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e._servers import free_port, wait_for
+from tests.e2e._servers import free_port, inherited_environ, wait_for
 from tests.e2e.test_dashboard_browser import (
     BIN,
     HOUSING,
@@ -66,7 +65,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
-        **os.environ,
+        **inherited_environ(),
         "ONBOARDING_DATA_DIR": str(root / "data"),
         "ONBOARDING_ORCHESTRATION": "prefect",
         "ONBOARDING_PREFECT_API_URL": api,

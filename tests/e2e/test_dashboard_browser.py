@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 
 from tests.ci import IN_CI
-from tests.e2e._servers import wait_for
+from tests.e2e._servers import inherited_environ, wait_for
 from tests.helpers import start_case
 from tracker.access import actor_for
 from tracker.db import Database
@@ -153,7 +153,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     screens = root / "screens"
     screens.mkdir()
     env = {
-        **os.environ,
+        **inherited_environ(),
         "ONBOARDING_DATA_DIR": str(data),
         "ONBOARDING_ORCHESTRATION": "inline",
         # No Prefect in this test: the "runs" panel asks a closed local port and gets nothing.

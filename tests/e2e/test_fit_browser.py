@@ -7,18 +7,19 @@ the helpers are those of test_dashboard_browser.py.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from unittest.mock import patch
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from dashboard import formatting
 from tests.conftest import NOW, Actors
 from tests.e2e import test_dashboard_browser as base
+from tests.e2e._servers import inherited_environ
 from tests.e2e.test_dashboard_browser import (
     _free_port,
     _onboarding,
@@ -46,7 +47,6 @@ from tracker.models import FitOffer, FitParticipant
 browser = base.browser
 page = base.page
 
-ZONE = ZoneInfo("Europe/Berlin")  # the office's time zone (ONBOARDING_TIMEZONE is not set)
 FAIR_LASTS = timedelta(hours=4)
 
 
@@ -67,7 +67,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FitDashboard
     screens = root / "screens"
     screens.mkdir()
     env = {
-        **os.environ,
+        **inherited_environ(),
         "ONBOARDING_DATA_DIR": str(data),
         "ONBOARDING_ORCHESTRATION": "inline",
         "ONBOARDING_PREFECT_API_URL": f"http://127.0.0.1:{_free_port()}/api",
@@ -150,6 +150,12 @@ def pick(page: Page, key: str, option: str) -> None:
     page.get_by_role("option", name=option).first.click()
 
 
+def on_screen(moment: datetime, write: Callable[[datetime], str] | None = None) -> str:
+    """A moment as the English screen writes it, through dashboard.formatting (the one path)."""
+    with patch.object(formatting, "lang", return_value="en"):
+        return (write or formatting.datetime_text)(moment)
+
+
 def figure(page: Page, label: str) -> int:
     return int(metric(page, label).inner_text())
 
@@ -168,7 +174,7 @@ def test_a_thga_agent_registers_a_student_marks_attendance_and_the_figures_chang
     expect(cell(people, dashboard.student, "Status")).to_have_text("enrolled")
 
     page.get_by_role("tab", name="Offers").click()
-    fair = f"{starts.astimezone(ZONE):%Y-%m-%d %H:%M} · Karrieretag Ruhr"
+    fair = f"{on_screen(starts)} · Karrieretag Ruhr"
     pick(page, "fit_offer", fair)
     expect(within(page, "fit_offer").get_by_role("combobox")).to_have_value(fair)
     settle(page)
@@ -191,7 +197,7 @@ def test_a_thga_agent_registers_a_student_marks_attendance_and_the_figures_chang
 
     expect(page.get_by_test_id("stAlert").filter(has_text="Saved.")).to_be_visible()
     # The page shows the fair at the hour it began, and what happened there.
-    hours = f"{begun.astimezone(ZONE):%Y-%m-%d %H:%M}–{begun.astimezone(ZONE) + FAIR_LASTS:%H:%M}"
+    hours = f"{on_screen(begun)}–{on_screen(begun + FAIR_LASTS, formatting.time_text)}"
     expect(
         page.get_by_test_id("stMarkdown").filter(has_text="Karrieretag Ruhr").filter(has_text=hours)
     ).to_have_count(1)

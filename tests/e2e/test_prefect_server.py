@@ -8,7 +8,6 @@ the serving process's task worker runs it. Prefect learns the case reference and
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -22,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e._servers import free_port, wait_for
+from tests.e2e._servers import free_port, inherited_environ, wait_for
 
 BIN = Path(sys.executable).parent
 # Distinctive names: neither may turn up anywhere in Prefect's records.
@@ -90,7 +89,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
-        **os.environ,
+        **inherited_environ(),
         "ONBOARDING_DATA_DIR": str(root / "data"),
         "ONBOARDING_ORCHESTRATION": "prefect",
         "ONBOARDING_PREFECT_API_URL": api,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e._servers import free_port, wait_for
+from tests.e2e._servers import free_port, inherited_environ, wait_for
 
 BIN = Path(sys.executable).parent
 
@@ -30,7 +30,7 @@ def test_onboarding_run_serves_the_advance_task_and_stops_cleanly(tmp_path):
     port, dashboard_port = free_port(), free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
-        **os.environ,
+        **inherited_environ(),
         "ONBOARDING_DATA_DIR": str(tmp_path / "data"),
         "ONBOARDING_ORCHESTRATION": "prefect",
         "ONBOARDING_PREFECT_API_URL": api,

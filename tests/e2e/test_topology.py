@@ -43,7 +43,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, update
 
 from tests.conftest import create_pg_database, drop_pg_database
-from tests.e2e._servers import free_port, wait_for
+from tests.e2e._servers import free_port, inherited_environ, wait_for
 from tests.helpers import newcomer
 from tests.test_smtp import Mailbox
 from tracker.access import actor_for
@@ -177,7 +177,7 @@ def topology(
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
-        **os.environ,
+        **inherited_environ(),
         "ONBOARDING_DATABASE_URL": tracker_url,
         "ONBOARDING_DATA_DIR": str(root / "data"),
         "ONBOARDING_ORCHESTRATION": "prefect",

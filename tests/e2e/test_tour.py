@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from sqlalchemy import select
 
 from tests.e2e import test_dashboard_browser as base
 from tests.e2e._axe import axe_source, axe_violations
-from tests.e2e._servers import wait_for
+from tests.e2e._servers import inherited_environ, wait_for
 from tests.e2e.test_dashboard_browser import (
     LOCAL_HOSTS,
     PASSWORD,
@@ -453,7 +452,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[s
     root = tmp_path_factory.mktemp("tour")
     data = root / "data"
     env = {
-        **os.environ,
+        **inherited_environ(),
         "ONBOARDING_DATA_DIR": str(data),
         "ONBOARDING_ORCHESTRATION": "inline",
         "ONBOARDING_PREFECT_API_URL": f"http://127.0.0.1:{_free_port()}/api",
