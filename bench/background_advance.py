@@ -1,7 +1,8 @@
 """Pieces of bench/prefect_advance.py that run in processes of their own.
 
-- ``serve-former``: the former per-event path, reconstructed for comparison. Until issue 17
-  each change started a run of the deployment ``advance-journey/advance-journey``, served by
+- ``serve-former``: the former per-event path, reconstructed for comparison. Before the
+  background task each change started a run of the deployment
+  ``advance-journey/advance-journey``, served by
   ``onboarding-flows serve`` (Prefect's ``Runner``, which looks for new runs every
   ``PREFECT_RUNNER_POLL_FREQUENCY`` = 2 s and starts each in a process of its own). That flow
   is gone from the product; ``advance_journey`` below is the same shape (one flow run per case,
@@ -39,7 +40,8 @@ FORMER_DEPLOYMENT = "advance-journey/advance-journey"
 # which reads its settings once, when first imported.
 FORMER_FLOW = "BENCH_FORMER_FLOW"
 ROOT = Path(__file__).resolve().parent.parent
-TARGET_P50_MS, TARGET_P95_MS, TARGET_SPEEDUP = 300, 500, 10  # issue 17
+# The targets set for the background advance.
+TARGET_P50_MS, TARGET_P95_MS, TARGET_SPEEDUP = 300, 500, 10
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium tries to reach Google on its own.
 CHROMIUM_ARGS = [
@@ -636,7 +638,7 @@ def section(found: list[dict[str, Any]]) -> list[str]:
         return []
     first = found[0]["machine"]
     lines = [
-        "## Click to next step open: the advance after a change (issue 17)",
+        "## Click to next step open: the advance after a change",
         "",
         f"Target: p50 ≤ {TARGET_P50_MS / 1000} s and p95 ≤ {TARGET_P95_MS / 1000} s for the "
         f"background task, at least {TARGET_SPEEDUP}× faster than the former per-event "
@@ -650,7 +652,7 @@ def section(found: list[dict[str, Any]]) -> list[str]:
         "→ after each row). Each change is a step recorded as done and committed; the clock runs "
         "from the request for the advance to the next step being open in the tracker database, "
         f"polled every {found[0]['poll_ms']:.0f} ms, one change at a time. The former path is "
-        "the per-event `advance-journey` deployment the product used until issue 17, "
+        "the per-event `advance-journey` deployment the product used before the background task, "
         "rebuilt for this comparison in bench/background_advance.py (one flow run per change, "
         "served by Prefect's `Runner` with `PREFECT_RUNNER_POLL_FREQUENCY=2`, asked with "
         "`run_deployment(..., timeout=0)`).",

@@ -7,7 +7,7 @@ the clock runs from the request to the moment the next step is open in the track
 
 - direct: ``advance_now`` in this process (the floor: the advance's own transaction);
 - background: ``request_advance([ref])`` (``.delay()``), run by ``onboarding-flows tasks``;
-- former: the per-event deployment run the product used until issue 17, reconstructed in
+- former: the per-event deployment run the product used before the background task, reconstructed in
   bench/background_advance.py and served with ``PREFECT_RUNNER_POLL_FREQUENCY=2``;
 - onecert: background again, with ``PREFECT_API_SSL_CERT_FILE`` a one-certificate PEM in the
   caller and the worker (a proposed setting; see docs/background-tasks-probe.md);
