@@ -318,6 +318,19 @@ def change(fn: Callable[..., T], /, **kwargs: Any) -> T | None:
     return result
 
 
+@st.cache_data(ttl=3600, max_entries=1000, show_spinner=False)
+def _chart_spec(key: Any, _build: Callable[[], Any]) -> dict[str, Any]:
+    return dict(_build().to_dict())
+
+
+def draw_chart(key: Any, build: Callable[[], Any], *, name: str) -> None:
+    """An Altair chart drawn from its Vega-Lite spec, made once per ``key``: everything the chart
+    shows (its data and labels, so also the language). Altair builds a chart anew and checks it
+    against its schema on every run, about 0.2 s for a journey map, twice per save on the case
+    page. ``name`` names the chart for screen readers."""
+    st.vega_lite_chart(_chart_spec(key, _build=build), width="stretch", alt=name)
+
+
 # How long a screen keeps looking for the steps a save opens; a task worker takes well under a
 # second, so this only runs out when no worker is running (the clock sweep then opens them).
 WATCH_SECONDS = 15

@@ -205,19 +205,29 @@ def test_the_case_page_shows_prefect_runs_only_when_prefect_runs_the_advance(
 ):
     ref = start_case(dash, actors["cm.mueller"], now=NOW, nationality="PL")
 
-    def subheaders() -> list[str]:
+    def case_page() -> AppTest:
         at = app("cm.mueller", page="person")
         at.session_state["case"] = ref
         at.run()
         assert not at.exception
+        return at
+
+    def subheaders(at: AppTest) -> list[str]:
         return [h.value for h in at.subheader]
 
-    assert "Runs in Prefect" not in subheaders()  # inline: no runs, no link to a Prefect UI
-    # With Prefect (here unreachable: a closed port) the section is there and says so.
+    assert "Runs in Prefect" not in subheaders(case_page())  # inline: no link to a Prefect UI
+    # With Prefect (here unreachable: a closed port) the section is there; Prefect is asked
+    # only when the person wants the runs (a save's reruns do not wait for it), then it says so.
     monkeypatch.setenv("ONBOARDING_ORCHESTRATION", "prefect")
     monkeypatch.setenv("ONBOARDING_PREFECT_API_URL", "http://127.0.0.1:9/api")
     get_settings.cache_clear()
-    assert "Runs in Prefect" in subheaders()
+    at = case_page()
+    assert "Runs in Prefect" in subheaders(at)
+    unreachable = "No runs found, or Prefect is not reachable."
+    assert not any(unreachable in c.value for c in at.caption)
+    at.toggle(key="person_runs").set_value(True).run()
+    assert not at.exception
+    assert any(unreachable in c.value for c in at.caption)
 
 
 def test_a_stale_edit_is_refused_with_a_clear_message(dash, actors):

@@ -12,6 +12,7 @@ from dashboard.common import (
     change,
     choose,
     database,
+    draw_chart,
     lang,
     plain,
     read,
@@ -198,7 +199,7 @@ with pathways_tab:
             for s in pathway.steps
         ]
         # A pathway's steps have no state: drawn alike, in order, with their titles.
-        st.altair_chart(journey_map(steps), width="stretch", alt=title)
+        draw_chart(("pathway", steps), lambda steps=steps: journey_map(steps), name=title)
 
 with import_tab:
     st.caption(

@@ -13,7 +13,7 @@ import streamlit as st
 from babel.numbers import format_percent
 
 from dashboard import charts
-from dashboard.common import _, choose, database, database_at, lang, require_actor
+from dashboard.common import _, choose, database, database_at, draw_chart, lang, require_actor
 from dashboard.formatting import locale, number_text
 from tracker.access import Actor, figure_scope
 from tracker.audit import data_version
@@ -74,17 +74,10 @@ data = figures(
 drawn_from = (figure_scope(actor), version, year, pathway, today, lang())
 
 
-@st.cache_data(ttl=300, max_entries=500, show_spinner=False)
-def vega_lite(key: tuple[Any, ...], _build: Callable[[], alt.TopLevelMixin]) -> dict[str, Any]:
-    """A chart as the Vega-Lite spec the browser draws, made once per figures, language and
-    chart: Altair builds every chart anew and checks it against its schema on each run, which
-    was most of a warm page's time."""
-    return dict(_build().to_dict())
-
-
 def draw(build: Callable[[], alt.TopLevelMixin], *, name: str) -> None:
-    """A chart named for screen readers (``name``, unique on the page)."""
-    st.vega_lite_chart(vega_lite((*drawn_from, name), _build=build), width="stretch", alt=name)
+    """A chart named for screen readers (``name``, unique on the page), its spec made once per
+    figures, language and chart."""
+    draw_chart((*drawn_from, name), build, name=name)
 
 
 def csv_button(rows: list[dict[str, Any]], name: str, what: str) -> None:

@@ -11,6 +11,7 @@ from dashboard.common import (
     choose,
     database,
     date_format,
+    draw_chart,
     due_text,
     error_text,
     follow_up,
@@ -183,10 +184,10 @@ state_labels = {
     k: state_text(k) for k in ("pending", "open", "in_progress", "blocked", "done", "skipped")
 }
 state_labels["overdue"] = _("overdue")
-st.altair_chart(
-    journey_map(journey_steps, state_label=state_labels, legend_title=_("State")),
-    width="stretch",
-    alt=_("Journey"),
+draw_chart(
+    ("journey", journey_steps, state_labels, _("State")),
+    lambda: journey_map(journey_steps, state_label=state_labels, legend_title=_("State")),
+    name=_("Journey"),
 )
 
 
@@ -426,8 +427,10 @@ if actor.manages_cases:
 
     if uses_prefect():  # inline mode starts no runs: no section, no link to a Prefect UI
         st.subheader(_("Runs in Prefect"))
-        runs = case_runs(reference)
-        if runs:
+        # Asked for on request: two calls to Prefect on every run of the page would slow each
+        # save by their time, and by seconds when Prefect is slow or away.
+        if st.toggle(_("Ask Prefect for this case's runs"), key="person_runs"):
+            runs = case_runs(reference)
             for run in runs[:10]:
                 # The link is this office's Prefect; what Prefect says about the run is text.
                 run_name, state, start = (
@@ -436,11 +439,11 @@ if actor.manages_cases:
                     plain(datetime_text(run["start"])),
                 )
                 st.markdown(f"- [{run_name}]({run['url']}) · {state} · {start}")
-        else:
-            st.caption(
-                _("No runs found, or Prefect is not reachable.")
-                + f" [{_('Open the Prefect UI')}]({prefect_ui_url()}/runs)"
-            )
+            if not runs:
+                st.caption(
+                    _("No runs found, or Prefect is not reachable.")
+                    + f" [{_('Open the Prefect UI')}]({prefect_ui_url()}/runs)"
+                )
 
 if actor.manages_cases:
     # Rights of the person: what is held (Art. 15), who looked, and (admins) erasure (Art. 17).
