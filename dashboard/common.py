@@ -297,22 +297,29 @@ def read(fn: Callable[..., T], /, **kwargs: Any) -> T | None:
     return None
 
 
-def change(fn: Callable[..., T], /, **kwargs: Any) -> T | None:
-    """Run one tracker service as one transaction; a refusal is shown with what to do next."""
+def change(fn: Callable[..., T], /, *, in_callback: bool = False, **kwargs: Any) -> T | None:
+    """Run one tracker service as one transaction; a refusal is shown with what to do next.
+
+    From a widget's callback (``in_callback``), which runs before the page's script, the
+    refusal is left for the run that follows (``show_flash``)."""
     actor = require_actor()
     try:
         with database().transaction() as session:
             result = fn(session, actor=actor, **kwargs)
     except ConcurrentEditError:
-        st.error(
-            _(
-                "Someone else changed this record while you were looking at it. "
-                "Nothing was saved. Reload the page to see the current state, then try again."
-            )
+        refusal = _(
+            "Someone else changed this record while you were looking at it. "
+            "Nothing was saved. Reload the page to see the current state, then try again."
         )
-        return None
     except TrackerError as exc:
-        st.error(_("Not saved:") + " " + plain(error_text(exc)))
+        refusal = _("Not saved:") + " " + error_text(exc)
+    else:
+        refusal = ""
+    if refusal:
+        if in_callback:
+            st.session_state["flash"] = ("error", refusal)
+        else:
+            st.error(plain(refusal))
         return None
     st.cache_data.clear()
     return result

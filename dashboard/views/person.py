@@ -84,24 +84,54 @@ PARTNER_SERVICES = {
 # all, a case manager's withdrawal.
 HANDOFF_ACTIONS = set(PARTNER_SERVICES) if actor.is_partner else {"withdraw"}
 
-# The versions on the screen the person was looking at when they clicked: a change is made
-# against those, so someone else's change in between is refused, never overwritten.
-prev_versions = seen_versions(f"steps:{reference}")
-prev_handoffs = seen_versions(f"handoffs:{reference}")
+REASON_ACTIONS = {"block", "skip", "withdraw", "decline", "return"}
 
-# A submitted action runs first, then the page shows the new state with nothing chosen: the
-# step table forgets its selection and the form its values (they belonged to that step).
-pending_action = st.session_state.pop("person_pending", None)
-if pending_action:
-    kind, kwargs, version = pending_action
-    clear_selection(STEPS)
-    for key in [k for k in st.session_state if str(k).startswith(FORM)]:
-        del st.session_state[key]
+
+def save_step(form: str, step_key: str, has_outcomes: bool) -> None:
+    """The Save button's callback: it runs before the page's script, so the page that follows
+    is drawn once, with the change made and "Saved" (or why not) at its top.
+
+    The values are the form's as the person left them (their widgets' state); the change is
+    made against the versions on the screen the person was looking at when they clicked, so
+    someone else's change in between is refused, never overwritten."""
+    state = st.session_state
+    action = state.get(form + "action")
+    kwargs: dict[str, object] = {"step_key": step_key}
+    if action == "complete" and has_outcomes:
+        kwargs["outcome"] = state.get(form + "outcome")
+        if not kwargs["outcome"]:
+            state["flash"] = ("warning", _("Choose the outcome first."))
+            return
+    if action == "complete" and actor.manages_cases:
+        kwargs["on"] = state.get(form + "on")
+    if action in REASON_ACTIONS:
+        kwargs["reason"] = state.get(form + "reason", "")
+    if action == "offer":
+        kwargs["organisation"] = state.get(form + "partner")
+        if not kwargs["organisation"]:
+            state["flash"] = ("warning", _("Choose the partner first."))
+            return
     services = CASE_MANAGER_SERVICES if actor.manages_cases else PARTNER_SERVICES
-    # (for a handoff's action the pending version is the handoff's, also as seen on the screen)
-    if change(services[kind], reference=reference, expected_version=version, **kwargs):
+    if action not in services:
+        return
+    # (for a handoff's action the version is the handoff's, also as seen on the screen)
+    seen = seen_versions(
+        f"handoffs:{reference}" if action in HANDOFF_ACTIONS else f"steps:{reference}"
+    )
+    if change(
+        services[action],
+        in_callback=True,
+        reference=reference,
+        expected_version=seen.get(step_key),
+        **kwargs,
+    ):
+        # The page shows the new state with nothing chosen: the step table forgets its
+        # selection and the form its values (they belonged to that step).
+        clear_selection(STEPS)
+        for key in [k for k in state if str(k).startswith(FORM)]:
+            del state[key]
         follow_up(reference)
-        st.rerun()
+
 
 today = local_today()
 try:
@@ -293,10 +323,9 @@ if view.status == "open":
                 horizontal=True,
                 key=form + "action",
             )
-            kwargs: dict[str, object] = {"step_key": chosen.key}
             outcomes = catalogue[chosen.key].outcomes if chosen.key in catalogue else []
             if action == "complete" and outcomes:
-                kwargs["outcome"] = st.selectbox(
+                st.selectbox(
                     _("Outcome"),
                     outcomes,
                     index=None,
@@ -305,18 +334,18 @@ if view.status == "open":
                     key=form + "outcome",
                 )
             if action == "complete" and actor.manages_cases:
-                kwargs["on"] = st.date_input(
+                st.date_input(
                     _("Happened on"),
                     value=today,
                     max_value=today,
                     format=date_format(),
                     key=form + "on",
                 )
-            if action in ("block", "skip", "withdraw", "decline", "return"):
-                kwargs["reason"] = st.text_input(_("Reason"), key=form + "reason")
+            if action in REASON_ACTIONS:
+                st.text_input(_("Reason"), key=form + "reason")
             if action == "offer":
                 owner = next((i for i, o in enumerate(partners) if o.key == chosen.owner), None)
-                kwargs["organisation"] = st.selectbox(
+                st.selectbox(
                     _("Partner"),
                     [o.key for o in partners],
                     index=owner,
@@ -329,15 +358,13 @@ if view.status == "open":
                         owner=chosen.owner_name
                     ),
                 )
-            if st.button(_("Save"), key="person_submit", type="primary"):
-                if action == "offer" and not kwargs.get("organisation"):
-                    st.warning(_("Choose the partner first."))
-                elif action == "complete" and outcomes and not kwargs.get("outcome"):
-                    st.warning(_("Choose the outcome first."))
-                else:
-                    seen = prev_handoffs if action in HANDOFF_ACTIONS else prev_versions
-                    st.session_state["person_pending"] = (action, kwargs, seen.get(chosen.key))
-                    st.rerun()
+            st.button(
+                _("Save"),
+                key="person_submit",
+                type="primary",
+                on_click=save_step,
+                args=(form, chosen.key, bool(outcomes)),
+            )
 
 remember_versions(f"steps:{reference}", {s.key: s.version for s in view.steps})
 remember_versions(
