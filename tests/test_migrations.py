@@ -132,3 +132,60 @@ def test_display_names_are_filled_on_a_filled_database_and_then_required(blank_u
             assert len(conn.execute(users_sql).all()) == len(after)
     finally:
         engine.dispose()
+
+
+def test_the_handoff_state_index_is_added_to_a_filled_database_and_used(blank_url):
+    """0009 on a database in use at 0008: every handoff survives as it was, the inbox reads the
+    same, and the index is there (and gone again after a downgrade, rows kept)."""
+    from tests.conftest import NOW
+    from tests.helpers import start_case
+    from tracker.access import actor_for
+    from tracker.admin.organisations import seed_organisations
+    from tracker.db import Database
+    from tracker.demo.people import ensure_demo_users
+    from tracker.journeys import handoffs
+    from tracker.journeys.inbox import needs_me
+
+    upgrade(blank_url, "0008")
+    db = Database(blank_url)
+    with db.transaction() as s:
+        seed_organisations(s, now=NOW)
+        ensure_demo_users(s, now=NOW)
+    with db.read() as s:
+        manager, partner = actor_for(s, "cm.mueller"), actor_for(s, "vbw.schulz")
+    refs = [start_case(db, manager, now=NOW, nationality="PL") for _ in range(3)]
+    for ref in refs[:2]:  # housing is handed to the housing company with consent
+        with db.transaction() as s:
+            handoffs.accept_handoff(s, actor=partner, reference=ref, step_key="housing")
+    with db.transaction() as s:
+        handoffs.return_handoff(
+            s, actor=partner, reference=refs[0], step_key="housing", reason="Keine Wohnung frei"
+        )
+    rows_sql = text("SELECT id, step_id, state, reason, version FROM handoffs ORDER BY id")
+    with db.read() as s:
+        before = [tuple(r) for r in s.execute(rows_sql)]
+        inbox_before = needs_me(s, actor=manager, today=NOW.date())
+    db.dispose()
+    assert inbox_before.counts["returned"] == 1 and len(before) >= 3
+
+    upgrade(blank_url)
+    db = Database(blank_url)
+    try:
+        with db.read() as s:
+            assert [tuple(r) for r in s.execute(rows_sql)] == before
+            assert needs_me(s, actor=manager, today=NOW.date()) == inbox_before
+        assert "ix_handoffs_state_step" in {
+            i["name"] for i in inspect(db.writer).get_indexes("handoffs")
+        }
+    finally:
+        db.dispose()
+    downgrade(blank_url, "0008")
+    engine = create_engine(blank_url)
+    try:
+        assert "ix_handoffs_state_step" not in {
+            i["name"] for i in inspect(engine).get_indexes("handoffs")
+        }
+        with engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(rows_sql)] == before
+    finally:
+        engine.dispose()

@@ -286,6 +286,9 @@ class Handoff(Base):
             "case_id",
             "created_at",
         ),
+        # Handoffs in a state whatever the organisation: the few sent back or held, for a case
+        # manager's inbox.
+        Index("ix_handoffs_state_step", "state", "step_id"),
         # Handoffs offered or closed in a period (the monthly report).
         Index("ix_handoffs_offered", "offered_at"),
         Index("ix_handoffs_closed", "closed_at"),
