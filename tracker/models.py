@@ -289,6 +289,9 @@ class Handoff(Base):
         # Handoffs in a state whatever the organisation: the few sent back or held, for a case
         # manager's inbox.
         Index("ix_handoffs_state_step", "state", "step_id"),
+        # Handoffs completed lately, per organisation, against their due date (the partners'
+        # on-time share): covering.
+        Index("ix_handoffs_state_closed", "state", "closed_at", "organisation_id", "step_due_date"),
         # Handoffs offered or closed in a period (the monthly report).
         Index("ix_handoffs_offered", "offered_at"),
         Index("ix_handoffs_closed", "closed_at"),
