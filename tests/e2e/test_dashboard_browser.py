@@ -416,6 +416,50 @@ def test_a_click_on_a_row_in_my_cases_opens_the_case(page, dashboard):
     shoot(page, dashboard, "3b-case-opened-by-a-click")
 
 
+def test_every_case_is_reached_page_by_page(page, dashboard):
+    """Everyone's cases, 50 a page: the count says which ones show, Next and Previous move."""
+    sign_in(page, dashboard.url, "admin")
+    expect(page.get_by_role("heading", name="Cases", exact=True).first).to_be_visible()
+    first_page = page.get_by_text(re.compile(r"^1–50 of \d+$"))
+    expect(first_page).to_be_visible()
+    total = int(first_page.inner_text().rsplit(" ", 1)[1])
+    assert total > 100  # the demo's 300 people: more than two pages of open cases
+    cases = table_with(page, "Case manager")
+    expect(cases.locator("th", has_text="Reference")).to_have_count(1)
+    column = cases.locator("th").all_text_contents().index("Reference")
+    first_reference = cases.locator("tbody tr").first.locator("td").nth(column).inner_text()
+    assert first_reference.startswith("WO-")
+
+    page.get_by_role("button", name="Next").last.click()
+
+    expect(page.get_by_text(f"51–100 of {total}", exact=True)).to_be_visible()
+    cases = table_with(page, "Case manager")
+    expect(cases.locator("tbody tr").filter(has_text=first_reference)).to_have_count(0)
+    page.get_by_role("button", name="Previous").last.click()
+    expect(page.get_by_text(f"1–50 of {total}", exact=True)).to_be_visible()
+    expect(
+        table_with(page, "Case manager").locator("tbody tr").filter(has_text=first_reference)
+    ).to_have_count(1)
+
+
+def test_a_case_manager_opens_a_partners_queue_from_the_partners_page(page, dashboard):
+    sign_in(page, dashboard.url, "cm.mueller")
+    expect(page.get_by_role("heading", name="My cases")).to_be_visible()
+    nav_link(page, "Partners").click()
+    expect(page.get_by_role("heading", name="Partners")).to_be_visible()
+    partners = table_with(page, "On time")
+    # The fixture's cases were handed to the housing company; some are still new offers.
+    new = int(cell(partners, "VBW Bauen und Wohnen", "New").inner_text())
+    assert new >= 1
+    no_sideways_scrolling(page)
+
+    click_row(partners, "VBW Bauen und Wohnen")
+
+    expect(page.get_by_role("heading", name="Partner queue")).to_be_visible()
+    expect(page.get_by_role("combobox", name="Partner")).to_have_value("VBW Bauen und Wohnen")
+    expect(metric(page, "New (offered)")).to_have_text(str(new))
+
+
 def test_a_case_manager_records_a_step_as_done_and_the_next_step_opens(page, dashboard):
     sign_in(page, dashboard.url, "cm.mueller")
     expect(page.get_by_role("heading", name="My cases")).to_be_visible()
