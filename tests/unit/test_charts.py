@@ -129,3 +129,19 @@ def test_the_journey_map_names_what_a_step_needs_by_title_not_key():
     _lines, points, _halo, _text = _layers(chart)
     needs = {v["title"]: v["needs_text"] for v in _values(points)}
     assert needs[STEPS[2]["title"]] == f"{STEPS[0]['title']}, {STEPS[1]['title']}"
+
+
+def test_the_pdf_reports_draw_with_the_dashboards_palette():
+    """The report's charts use the same colours as the screens: a waiting partner's backlog in
+    shades of blue by age, a share in the open blue, and no red for what is not overdue."""
+    from tracker.reporting import charts as report_charts
+    from tracker.reporting import palette
+
+    backlog = report_charts.stacked(
+        [{"org": "VBW", "new": 3, "old": 5}], label="org", parts=[("new", "0–7"), ("old", "8–14")]
+    ).lower()
+    assert palette.AGES[0].lower() in backlog and palette.AGES[1].lower() in backlog
+    assert palette.OVERDUE.lower() not in backlog
+    shares = report_charts.bars([{"label": "Bochum", "n": 7}], label="label", value="n").lower()
+    assert palette.OPEN.lower() in shares
+    assert charts.CATEGORIES is palette.CATEGORIES  # the screens draw from the same palette

@@ -13,8 +13,9 @@ import altair as alt
 import vl_convert as vlc
 from markupsafe import Markup
 
+from tracker.reporting import palette
+
 FONT = "DejaVu Sans"
-COLOURS = ["#1f4e79", "#5b9bd5", "#c9a227", "#8a1c1c", "#5a9a5a", "#7f7f7f"]
 
 
 def _svg(chart: alt.TopLevelMixin) -> Markup:
@@ -37,7 +38,7 @@ def bars(
     value_title: str = "",
     percent: bool = False,
     width: int = 460,
-    colour: str = COLOURS[0],
+    colour: str = palette.OPEN,
 ) -> Markup:
     """Horizontal bars, one per row; rows whose value is None (suppressed) are left out."""
     rows = [r for r in _rows(data) if r.get(value) is not None]
@@ -79,7 +80,7 @@ def histogram(
     domain = [min(r[start] for r in every), max(r[end] for r in every)]
     chart = (
         alt.Chart(alt.Data(values=rows))
-        .mark_bar(color=COLOURS[1], stroke="white", strokeWidth=0.5)
+        .mark_bar(color=palette.AGES[1], stroke="white", strokeWidth=0.5)
         .encode(
             x=alt.X(
                 f"{start}:Q",
@@ -93,6 +94,12 @@ def histogram(
         .properties(width=width, height=160)
     )
     return _svg(chart)
+
+
+def _parts_colours(count: int) -> list[str]:
+    """Colours for the parts of a stacked bar: ages of waiting work are shades of blue, darker
+    the older, as on the dashboard (never red: a long wait is not overdue by itself)."""
+    return palette.AGES[:count] if count <= len(palette.AGES) else palette.CATEGORIES[:count]
 
 
 def stacked(
@@ -126,7 +133,7 @@ def stacked(
             color=alt.Color(
                 "part:N",
                 sort=legends,
-                scale=alt.Scale(domain=legends, range=COLOURS[: len(legends)]),
+                scale=alt.Scale(domain=legends, range=_parts_colours(len(legends))),
                 legend=alt.Legend(title=None, orient="bottom", columns=len(legends)),
             ),
             order=alt.Order("order:Q"),
