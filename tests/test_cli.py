@@ -300,6 +300,33 @@ def test_import_reports_every_bad_row_and_imports_nothing(cli, tmp_path):
     assert code == 1 and err.count("already in the tracker as case") == 2
 
 
+def test_an_import_says_how_far_both_phases_have_come_off_a_terminal(cli, tmp_path, monkeypatch):
+    """Writing the rows, then opening the first steps (inline: here and now): each phase says its
+    count on standard error as it goes, so a long import in a log or a pipe is never silent."""
+    monkeypatch.setattr("tracker.cli.common.PROGRESS_EVERY", 0)  # a line at every step
+    good = tmp_path / "three.csv"
+    good.write_text(
+        "given_name,family_name,birth_date,nationality,purpose\n"
+        "Amina,Yusuf,1995-07-03,NG,work\n"
+        "Олег,Шевченко,2001-01-20,UA,study\n"
+        "Priya,Raman,1998-11-02,IN,work\n",
+        encoding="utf-8",
+    )
+    code, out, err = cli("import", str(good), "--as", "cm.mueller")
+    assert code == 0, err
+    assert "3 imported" in out
+    said = err.splitlines()
+    assert [line.split(" (")[0] for line in said if line.startswith("Writing rows")][-1] == (
+        "Writing rows: 3"
+    )
+    opening = [line for line in said if line.startswith("Opening first steps")]
+    assert opening[0].startswith("Opening first steps: 1 / 3 (") and "left)" in opening[0]
+    assert opening[-1].startswith("Opening first steps: 3 / 3 (")
+    # The phase's count is the cases really advanced: each has its first steps open.
+    rows = _json(cli, "case", "list", "--as", "cm.mueller")
+    assert len(rows) == 3 and all(r["active_steps"] for r in rows), rows
+
+
 def test_every_read_command_speaks_json(cli):
     ref = _json(
         cli,

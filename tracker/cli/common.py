@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,14 @@ import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import DBAPIError
@@ -182,17 +190,86 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def progress(total: int, label: str) -> Progress:
-    """A progress bar on standard error, drawn only on a terminal."""
-    return Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-        disable=not err.is_terminal,
-    )
+# Off a terminal (a log file, a pipe, CI), how often a long phase says how far it has come.
+PROGRESS_EVERY = 5.0  # seconds
+
+
+class Phase:
+    """One phase of a long command's work, on standard error as it goes.
+
+    On a terminal a bar with the count, the time taken and an estimate of the time left.
+    Elsewhere (a log, a pipe) a line every ``PROGRESS_EVERY`` seconds with the count, the rate
+    and the estimate, and one at the end; a phase over sooner says nothing.
+    ``total`` may be unknown (None): then there is no estimate."""
+
+    def __init__(
+        self,
+        label: str,
+        total: int | None,
+        *,
+        console: Console | None = None,
+        every: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self._console = console or err
+        self._every = PROGRESS_EVERY if every is None else every
+        self._clock = clock
+        self._bar: Progress | None = None
+        self._started = self._last = 0.0
+        self._said = False
+
+    def __enter__(self) -> Phase:
+        self._started = self._last = self._clock()
+        if self._console.is_terminal:
+            self._bar = Progress(
+                TextColumn(self.label),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self._console,
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        if self._bar is not None:
+            self._bar.advance(self._task, count)
+            return
+        now = self._clock()
+        if now - self._last >= self._every:
+            self._last = now
+            self._say(now)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        elif self._said or self._clock() - self._started >= self._every:
+            self._say(self._clock())
+
+    def _say(self, now: float) -> None:
+        self._said = True
+        elapsed = max(now - self._started, 1e-9)
+        rate = self.done / elapsed
+        text = f"{self.label}: {self.done:,}"
+        if self.total is not None:
+            text += f" / {self.total:,}"
+        text += f" ({rate:,.0f}/s"
+        if self.total is not None and 0 < self.done < self.total:
+            text += f", about {_duration((self.total - self.done) / rate)} left"
+        self._console.print(text + ")", markup=False, highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min``, ``1 h 5 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
 def follow_up(

@@ -11,13 +11,13 @@ from pydantic import BaseModel
 from tracker.cli.common import (
     AsUser,
     Json,
+    Phase,
     actor_named,
     err,
     friendly,
     literal,
     out,
     print_json,
-    progress,
     safe,
 )
 from tracker.db import get_database
@@ -46,8 +46,8 @@ def import_csv(
     with friendly():
         actor = actor_named(user)
         try:
-            with progress(0, "Importing") as bar, get_database().transaction() as session:
-                task = bar.add_task("import", total=None)
+            # The rows are written only once every row has passed its checks.
+            with Phase("Writing rows", None) as writing, get_database().transaction() as session:
                 report = import_newcomers(
                     session,
                     actor=actor,
@@ -58,7 +58,7 @@ def import_csv(
                     delimiter=delimiter,
                     case_manager=case_manager,
                     dry_run=dry_run,
-                    progress=lambda n: bar.advance(task, n),
+                    progress=writing.advance,
                 )
         except ImportFailed as exc:
             if as_json:
@@ -69,10 +69,13 @@ def import_csv(
     references = [ref for _, ref in report.imported if isinstance(ref, str)]
     request = None
     if references and not dry_run:
-        from tracker.journeys.orchestration import request_advance
+        from tracker.journeys.orchestration import request_advance, uses_prefect
 
-        # One batch run for the whole file, never one run per case.
-        request = request_advance(references, wait=0)
+        if uses_prefect():  # one batch run per 500 cases, never one run per case
+            request = request_advance(references, wait=0)
+        else:  # here and now: minutes for a large file, so it says how far it has come
+            with Phase("Opening first steps", len(references)) as opening:
+                request = request_advance(references, wait=0, progress=opening.advance)
     if as_json:
         print_json({**_report_dict(report), "advance": request.state if request else None})
         return

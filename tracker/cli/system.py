@@ -12,12 +12,12 @@ import typer
 from tracker import __version__
 from tracker.cli.common import (
     Json,
+    Phase,
     err,
     friendly,
     literal,
     out,
     print_json,
-    progress,
     safe,
     safe_url,
     table,
@@ -76,14 +76,9 @@ def demo(
                 return
         day = date.fromisoformat(as_of) if as_of else None
         started = time.perf_counter()
-        with progress(people, "Demo newcomers") as bar:
-            task = bar.add_task("demo", total=people)
+        with Phase("Demo newcomers", people) as phase:
             counts = load_demo(
-                database,
-                people=people,
-                seed=seed,
-                as_of=day,
-                progress=lambda n: bar.advance(task, n),
+                database, people=people, seed=seed, as_of=day, progress=phase.advance
             )
         took = time.perf_counter() - started
     rows = sum(counts.values())

@@ -85,10 +85,12 @@ def request_advance(
     *,
     wait: float = 0,
     db: Database | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> AdvanceRequest:
     """Advance these cases now (inline), or queue their advance in Prefect: one background task
     for one case, batch runs for many. ``wait`` > 0 waits that long for one case's task to end
-    (the CLI's ``--wait``); otherwise this returns as soon as Prefect has the request."""
+    (the CLI's ``--wait``); otherwise this returns as soon as Prefect has the request.
+    Inline, ``progress`` is told of each case advanced."""
     settings = get_settings()
     refs = [r.strip().upper() for r in references]
     if not refs:
@@ -101,6 +103,8 @@ def request_advance(
         for ref in refs:
             with db.transaction() as session:
                 advance_case(session, actor=actor, reference=ref)
+            if progress is not None:
+                progress(1)
         return AdvanceRequest(refs, "inline", "completed", MESSAGES["completed"])
 
     use_prefect_environment()
