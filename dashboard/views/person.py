@@ -87,30 +87,29 @@ HANDOFF_ACTIONS = set(PARTNER_SERVICES) if actor.is_partner else {"withdraw"}
 REASON_ACTIONS = {"block", "skip", "withdraw", "decline", "return"}
 
 
-def save_step(form: str, step_key: str, has_outcomes: bool) -> None:
+# The action form's inputs: the service's keyword for each, and what to say if it is empty
+# where it must not be.
+FIELD_KEYWORDS = {"outcome": "outcome", "on": "on", "reason": "reason", "partner": "organisation"}
+REQUIRED = {"outcome": _("Choose the outcome first."), "partner": _("Choose the partner first.")}
+
+
+def save_step(form: str, step_key: str, fields: tuple[str, ...]) -> None:
     """The Save button's callback: it runs before the page's script, so the page that follows
     is drawn once, with the change made and "Saved" (or why not) at its top.
 
-    The values are the form's as the person left them (their widgets' state); the change is
-    made against the versions on the screen the person was looking at when they clicked, so
-    someone else's change in between is refused, never overwritten."""
+    ``fields`` are the inputs the form showed for the chosen action, read as the person left
+    them (their widgets' state); the change is made against the versions on the screen the
+    person was looking at when they clicked, so someone else's change in between is refused,
+    never overwritten."""
     state = st.session_state
     action = state.get(form + "action")
     kwargs: dict[str, object] = {"step_key": step_key}
-    if action == "complete" and has_outcomes:
-        kwargs["outcome"] = state.get(form + "outcome")
-        if not kwargs["outcome"]:
-            state["flash"] = ("warning", _("Choose the outcome first."))
+    for field in fields:
+        value = state.get(form + field)
+        if field in REQUIRED and not value:
+            state["flash"] = ("warning", REQUIRED[field])
             return
-    if action == "complete" and actor.manages_cases:
-        kwargs["on"] = state.get(form + "on")
-    if action in REASON_ACTIONS:
-        kwargs["reason"] = state.get(form + "reason", "")
-    if action == "offer":
-        kwargs["organisation"] = state.get(form + "partner")
-        if not kwargs["organisation"]:
-            state["flash"] = ("warning", _("Choose the partner first."))
-            return
+        kwargs[FIELD_KEYWORDS[field]] = value
     services = CASE_MANAGER_SERVICES if actor.manages_cases else PARTNER_SERVICES
     if action not in services:
         return
@@ -324,6 +323,7 @@ if view.status == "open":
                 key=form + "action",
             )
             outcomes = catalogue[chosen.key].outcomes if chosen.key in catalogue else []
+            fields: list[str] = []  # the inputs shown, which save_step reads
             if action == "complete" and outcomes:
                 st.selectbox(
                     _("Outcome"),
@@ -333,6 +333,7 @@ if view.status == "open":
                     placeholder=choose(),
                     key=form + "outcome",
                 )
+                fields.append("outcome")
             if action == "complete" and actor.manages_cases:
                 st.date_input(
                     _("Happened on"),
@@ -341,8 +342,10 @@ if view.status == "open":
                     format=date_format(),
                     key=form + "on",
                 )
+                fields.append("on")
             if action in REASON_ACTIONS:
                 st.text_input(_("Reason"), key=form + "reason")
+                fields.append("reason")
             if action == "offer":
                 owner = next((i for i, o in enumerate(partners) if o.key == chosen.owner), None)
                 st.selectbox(
@@ -358,12 +361,13 @@ if view.status == "open":
                         owner=chosen.owner_name
                     ),
                 )
+                fields.append("partner")
             st.button(
                 _("Save"),
                 key="person_submit",
                 type="primary",
                 on_click=save_step,
-                args=(form, chosen.key, bool(outcomes)),
+                args=(form, chosen.key, tuple(fields)),
             )
 
 remember_versions(f"steps:{reference}", {s.key: s.version for s in view.steps})

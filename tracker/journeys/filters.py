@@ -35,7 +35,11 @@ def case_filters(
     today: date,
 ) -> list[ColumnElement[bool]]:
     """The conditions of a case list (on ``Case`` joined with its ``Newcomer``), shared by the
-    list and its count so that both always mean the same cases."""
+    list, its count and the inbox so that all mean the same cases, and the rule of who sees
+    case lists at all: case managers and administrators, never partners (they see a queue)."""
+    require_person_access(actor)
+    if not actor.manages_cases:
+        raise PermissionDenied("Only case managers see case lists; partners see their queue.")
     soon_limit = today + timedelta(days=get_settings().due_soon_days)
     active = Step.state.in_(list(ACTIVE_STEP_STATES))
     where: list[ColumnElement[bool]] = []
