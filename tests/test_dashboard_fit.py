@@ -265,6 +265,12 @@ def test_outcomes_contacts_jobs_and_days_are_recorded_for_a_participant(dash, ac
     at.text_input(key="fit_entry_employer").input("thyssenkrupp")
     at.date_input(key="fit_entry_on").set_value(NOW.date() + timedelta(days=60))
     at.button(key="fit_entry_submit").click().run()
+    # The status form presets nothing: saving without a choice changes nothing.
+    assert at.selectbox(key="fit_status").value is None
+    at.button(key="fit_status_submit").click().run()
+    assert "Choose the new status first." in texts(at)
+    with dash.read() as s:
+        assert s.get(FitParticipant, pid).status == FitStatus.enrolled
     at.selectbox(key="fit_status").set_value(FitStatus.graduated)
     at.date_input(key="fit_status_on").set_value(NOW.date() + timedelta(days=30))
     at.button(key="fit_status_submit").click().run()

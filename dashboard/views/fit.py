@@ -346,6 +346,7 @@ with tab_people:
                     FitStatus.withdrawn,
                     FitStatus.enrolled,
                 ],
+                index=None,  # nothing preset: a status is a decision, never a default
                 format_func=word,
                 key="fit_status",
                 placeholder=choose(),
@@ -354,13 +355,16 @@ with tab_people:
                 _("On"), value=today, key="fit_status_on", format=date_format()
             )
             if st.form_submit_button(_("Save status"), key="fit_status_submit"):
-                save(
-                    fit.change_status,
-                    participant_id=pid,
-                    status=status,
-                    on=status_on,
-                    expected_version=prev_participants.get(str(pid), chosen.version),
-                )
+                if status is None:
+                    st.warning(_("Choose the new status first."))
+                else:
+                    save(
+                        fit.change_status,
+                        participant_id=pid,
+                        status=status,
+                        on=status_on,
+                        expected_version=prev_participants.get(str(pid), chosen.version),
+                    )
 
         with st.expander(_("Job entry"), expanded=False), st.form("fit_form_job_entry"):
             cols = list(st.columns(3))
