@@ -220,7 +220,12 @@ _TEXT = """() => {
   }
   // st.dataframe draws on a canvas; the grid keeps its shown rows in a hidden table too.
   const grids = '[data-testid="stDataFrame"] th, [data-testid="stDataFrame"] td';
-  for (const cell of app.querySelectorAll(grids)) parts.push(cell.textContent);
+  for (const cell of app.querySelectorAll(grids)) {
+    // The import help lists the file's column names as the file must spell them
+    // (eu_citizen, birth_date): there they are the content, not raw values.
+    if (cell.closest('.st-key-import_columns') && /^[a-z][a-z_]*$/.test(cell.textContent)) continue;
+    parts.push(cell.textContent);
+  }
   return parts.join('\\n');
 }"""
 
