@@ -71,11 +71,21 @@ def use_prefect_environment() -> None:
         os.environ.setdefault(key, value)
 
 
-def prefect_reachable(api_url: str, timeout: float = 2.0) -> bool:
+def prefect_reachable(api_url: str, timeout: float = 5.0, *, connect: float = 1.0) -> bool:
+    """Whether Prefect's server answers its health check.
+
+    A server that is down refuses the connection at once, and one that is not there lets the
+    connect wait pass (``connect``); a server that is up but busy (hundreds of queued advances on
+    two cores) may take longer than that to answer, and gets ``timeout`` for its answer."""
     import httpx
 
     try:
-        return httpx.get(f"{api_url.rstrip('/')}/health", timeout=timeout).status_code == 200
+        return (
+            httpx.get(
+                f"{api_url.rstrip('/')}/health", timeout=httpx.Timeout(timeout, connect=connect)
+            ).status_code
+            == 200
+        )
     except httpx.HTTPError:
         return False
 
@@ -109,8 +119,9 @@ def request_advance(
 
     use_prefect_environment()
     # A server that accepts connections but never answers would hold Prefect's client for
-    # minutes (it retries); one quick look at /health first keeps every save short.
-    if not prefect_reachable(settings.prefect_api_url, timeout=1):
+    # minutes (it retries); one look at /health first bounds that. The dashboard asks from a
+    # thread (request_advance_soon), so even the busy server's longer answer holds no screen.
+    if not prefect_reachable(settings.prefect_api_url):
         return AdvanceRequest(
             refs,
             "prefect",
