@@ -7,7 +7,9 @@ Every phase runs in a fresh child process, so its peak RSS is its own:
 - ``check_traced``: the same under tracemalloc, for the peak of Python allocations;
 - ``refuse``: the same file with one impossible date near the end, imported for real: refused,
   nothing written;
-- ``import``: the real import, all rows in one transaction (cases opened unless --no-open-cases).
+- ``import``: the real import, all rows in one transaction (cases opened unless --no-open-cases);
+- ``advance``: the new cases' first steps opened inline (``request_advance``, as `onboarding
+  import` does without Prefect), the import's second phase.
 
     .venv/bin/python bench/import_100k.py --tracker both --out bench/results/import_100k.json
 """
@@ -80,15 +82,39 @@ def prepare(url: str) -> None:
 
 
 def counts(db: Any) -> dict[str, int]:
+    """Rows per table, and per kind where a kind tells what a change did (step states, audit
+    actions, outbox kinds, handoff states): the same file must leave the same figures."""
     from sqlalchemy import func, select
 
-    from tracker.models import AuditEvent, Case, Newcomer, Step
+    from tracker.models import AuditEvent, Case, Handoff, Newcomer, OutboxMessage, Step
 
+    out: dict[str, int] = {}
     with db.read() as s:
-        return {
-            m.__tablename__: int(s.scalar(select(func.count()).select_from(m)) or 0)
-            for m in (Newcomer, Case, Step, AuditEvent)
-        }
+        for m in (Newcomer, Case, Step, AuditEvent, Handoff, OutboxMessage):
+            out[m.__tablename__] = int(s.scalar(select(func.count()).select_from(m)) or 0)
+        for column in (Step.state, AuditEvent.action, OutboxMessage.kind, Handoff.state):
+            for kind, n in s.execute(select(column, func.count()).group_by(column)):
+                out[f"{column.class_.__tablename__}.{getattr(kind, 'value', kind)}"] = n
+    return out
+
+
+def advance_phase(db: Any) -> dict[str, Any]:
+    """Open the first steps of every case that waits for its advance, inline."""
+    from sqlalchemy import select
+
+    from tracker.config import get_settings
+    from tracker.journeys.orchestration import request_advance
+    from tracker.models import Case
+
+    os.environ["ONBOARDING_ORCHESTRATION"] = "inline"
+    get_settings.cache_clear()
+    with db.read() as s:
+        refs = list(s.scalars(select(Case.reference).where(Case.advance_requested_at.is_not(None))))
+    request = request_advance(refs, db=db)
+    assert request.state == "completed", request.message
+    with db.read() as s:
+        waiting = s.scalar(select(Case.id).where(Case.advance_requested_at.is_not(None)).limit(1))
+    return {"rows_read": len(refs), "imported": len(refs), "still_waiting": waiting is not None}
 
 
 def phase(url: str, path: str, kind: str, open_cases: bool) -> dict[str, Any]:
@@ -107,16 +133,19 @@ def phase(url: str, path: str, kind: str, open_cases: bool) -> dict[str, Any]:
     started = time.perf_counter()
     outcome: dict[str, Any] = {}
     try:
-        with db.transaction() as session:
-            report = import_newcomers(
-                session,
-                actor=actor,
-                source=Path(path),
-                open_cases=open_cases,
-                dry_run=kind.startswith("check"),
-                now=NOW,
-            )
-        outcome = {"rows_read": report.rows_read, "imported": len(report.imported)}
+        if kind == "advance":
+            outcome = advance_phase(db)
+        else:
+            with db.transaction() as session:
+                report = import_newcomers(
+                    session,
+                    actor=actor,
+                    source=Path(path),
+                    open_cases=open_cases,
+                    dry_run=kind.startswith("check"),
+                    now=NOW,
+                )
+            outcome = {"rows_read": report.rows_read, "imported": len(report.imported)}
     except ImportFailed as exc:
         errors = exc.report.errors
         outcome = {
@@ -159,7 +188,9 @@ def tracker_url(root: Path, backend: str) -> Iterator[str]:
         yield PG_URL.format(name=name)
 
 
-def run_backend(backend: str, rows: int, open_cases: bool, skip_import: bool) -> dict[str, Any]:
+def run_backend(
+    backend: str, rows: int, open_cases: bool, skip_import: bool, only_import: bool = False
+) -> dict[str, Any]:
     with scratch_dir() as root, tracker_url(root, backend) as url:
         good, bad = root / "good.csv", root / "bad.csv"
         good.write_bytes(build_csv(rows))
@@ -174,9 +205,11 @@ def run_backend(backend: str, rows: int, open_cases: bool, skip_import: bool) ->
             "bad_line": bad_line,
             "phases": [],
         }
-        plan = [("check", good), ("check_traced", good), ("refuse", bad)]
+        plan = [] if only_import else [("check", good), ("check_traced", good), ("refuse", bad)]
         if not skip_import:
             plan.append(("import", good))
+            if open_cases:
+                plan.append(("advance", good))
         for kind, path in plan:
             print(f"{backend}: {kind} …", file=sys.stderr, flush=True)
             done = in_child(url, str(path), kind, open_cases)
@@ -200,6 +233,7 @@ def report(results: list[dict[str, Any]]) -> str:
                     p.get("tracemalloc_peak_mib"),
                     p.get("first_error") or f"{p.get('imported', 0):,} rows",
                     p["counts_after"]["newcomers"] - p["counts_before"]["newcomers"],
+                    p["counts_after"]["audit_events"] - p["counts_before"]["audit_events"],
                 ]
             )
     header = [
@@ -212,6 +246,7 @@ def report(results: list[dict[str, Any]]) -> str:
         "tracemalloc peak (MiB)",
         "outcome",
         "newcomers written",
+        "audit events written",
     ]
     first = results[0]
     title = (
@@ -226,12 +261,16 @@ def main() -> None:
     parser.add_argument("--tracker", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--open-cases", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--skip-import", action="store_true", help="check and refuse only")
+    parser.add_argument("--only-import", action="store_true", help="no check and refuse phases")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
 
     backends = ["sqlite", "postgresql"] if args.tracker == "both" else [args.tracker]
     started = datetime.now().astimezone().isoformat(timespec="seconds")
-    results = [run_backend(b, args.rows, args.open_cases, args.skip_import) for b in backends]
+    results = [
+        run_backend(b, args.rows, args.open_cases, args.skip_import, args.only_import)
+        for b in backends
+    ]
     text = report(results)
     print(text)
     if args.out:

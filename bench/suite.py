@@ -208,29 +208,37 @@ def measure_reads(url: str, env: dict[str, str], seed: int) -> dict[str, Any]:
 # --- step completions through the service layer ------------------------------------------------
 
 
+def open_steps(session: Any) -> list[tuple[str, str]]:
+    """Every open or started step of an open case: (reference, step key)."""
+    from sqlalchemy import select
+
+    from tracker.enums import CaseStatus, StepState
+    from tracker.models import Case, Step
+
+    stmt = (
+        select(Case.reference, Step.key)
+        .join(Case, Step.case_id == Case.id)
+        .where(
+            Step.state.in_([StepState.open, StepState.in_progress]),
+            Case.status == CaseStatus.open,
+        )
+    )
+    return [(ref, key) for ref, key in session.execute(stmt)]
+
+
 def measure_completions(url: str, env: dict[str, str], seed: int, seconds: float) -> dict[str, Any]:
     setup_child(env)
     from sqlalchemy import select
 
     from tracker.access import actor_for
     from tracker.db import Database
-    from tracker.enums import CaseStatus, StepState
     from tracker.journeys.steps import complete_step
-    from tracker.models import AuditEvent, Case, OutboxMessage, Step
+    from tracker.models import AuditEvent, OutboxMessage
 
     db = Database(url)
     with db.read() as s:
         cm = actor_for(s, CASE_MANAGER)
-        todo = list(
-            s.execute(
-                select(Case.reference, Step.key)
-                .join(Case, Step.case_id == Case.id)
-                .where(
-                    Step.state.in_([StepState.open, StepState.in_progress]),
-                    Case.status == CaseStatus.open,
-                )
-            ).tuples()
-        )
+        todo = open_steps(s)
         audit0 = s.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1)) or 0
         outbox0 = s.scalar(select(OutboxMessage.id).order_by(OutboxMessage.id.desc()).limit(1))
     random.Random(seed).shuffle(todo)
@@ -272,6 +280,65 @@ def measure_completions(url: str, env: dict[str, str], seed: int, seconds: float
         "outbox_messages_written": outbox,
         "note": "one process, one transaction (commit) per completion, as cm.mueller",
         "rss_at_start_mib": rss_start,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def measure_change_and_advance(
+    url: str, env: dict[str, str], seed: int, seconds: float, synchronous: str
+) -> dict[str, Any]:
+    """A completion followed by its advance, as the CLI does inline: one transaction records the
+    step done, the next opens what it unlocked (``request_advance``'s inline path). On SQLite
+    with ``synchronous`` FULL (the default: every commit durable) or NORMAL."""
+    setup_child({**env, "ONBOARDING_SQLITE_SYNCHRONOUS": synchronous})
+    from sqlalchemy import select
+
+    from tracker.access import actor_for
+    from tracker.db import Database
+    from tracker.journeys.orchestration import request_advance
+    from tracker.journeys.steps import complete_step
+    from tracker.models import Case
+
+    db = Database(url)
+    with db.read() as s:
+        cm = actor_for(s, CASE_MANAGER)
+        todo = open_steps(s)
+    random.Random(seed + 1).shuffle(todo)
+    samples: list[float] = []
+    errors: dict[str, int] = {}
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    for ref, key in todo:
+        if time.perf_counter() - started >= seconds:
+            break
+        t0 = time.perf_counter()
+        try:
+            with db.transaction() as s:
+                complete_step(s, actor=cm, reference=ref, step_key=key)
+            request = request_advance([ref], db=db)
+        except Exception as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            continue
+        if request.state != "completed":
+            errors[request.state] = errors.get(request.state, 0) + 1
+            continue
+        samples.append((time.perf_counter() - t0) * 1000)
+    wall = time.perf_counter() - started
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    with db.read() as s:
+        waiting = s.scalar(select(Case.id).where(Case.advance_requested_at.is_not(None)).limit(1))
+    db.dispose()
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return {
+        "synchronous": synchronous if url.startswith("sqlite") else None,
+        "done": len(samples),
+        "errors": errors,
+        "seconds": round(wall, 2),
+        "per_second": round(len(samples) / wall, 1) if wall else None,
+        "cpu_ms_each": round(cpu * 1000 / len(samples), 2) if samples else None,
+        "latency": summary(samples) if samples else None,
+        "advance_left_waiting": waiting is not None,
+        "note": "complete_step, commit, then request_advance inline (its own transaction)",
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -377,6 +444,12 @@ def run_one(people: int, backend: str, args: argparse.Namespace) -> dict[str, An
             measure_completions, url, env, args.seed, args.completion_seconds
         )
         save()
+        log("completion + advance")
+        for sync in ("FULL", "NORMAL") if backend == "sqlite" else ("FULL",):
+            results[f"change_and_advance_{sync.lower()}"] = in_child(
+                measure_change_and_advance, url, env, args.seed, args.completion_seconds, sync
+            )
+            save()
         if "dashboard" in args.skip:
             results["dashboard"] = {"skipped": "--skip dashboard"}
         else:

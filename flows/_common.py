@@ -38,27 +38,24 @@ def note_failure(flow: Any, flow_run: Any, state: Any) -> None:
 
 
 def advance_each(references: list[str], *, actor: Actor) -> dict[str, int]:
-    """Advance cases one transaction each; one bad case is logged and counted, not fatal.
+    """Advance cases in batches (``advance_in_batches``); one bad case is logged and counted,
+    not fatal, and holds up only itself.
 
     Returns how many were advanced, how many steps opened and cases closed, and failures.
     """
     from prefect import get_run_logger
 
-    from tracker.journeys.advance import advance_case
+    from tracker.journeys.advance import advance_in_batches
 
-    counts = {"advanced": 0, "opened": 0, "closed": 0, "failed": 0}
-    for reference in references:
-        try:
-            with database().transaction() as session:
-                result = advance_case(session, actor=actor, reference=reference)
-        except Exception:  # one bad case must not stop the others
-            get_run_logger().exception("advancing %s failed", reference)
-            counts["failed"] += 1
-            continue
-        counts["advanced"] += 1
-        counts["opened"] += len(result.opened)
-        counts["closed"] += int(result.closed)
-    return counts
+    done = advance_in_batches(database(), actor=actor, references=references)
+    for reference, error in done.failed.items():
+        get_run_logger().error("advancing %s failed: %s", reference, error)
+    return {
+        "advanced": done.advanced,
+        "opened": done.opened,
+        "closed": done.closed,
+        "failed": len(done.failed),
+    }
 
 
 def day_or_today(day: str | None) -> date:

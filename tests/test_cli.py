@@ -304,6 +304,9 @@ def test_an_import_says_how_far_both_phases_have_come_off_a_terminal(cli, tmp_pa
     """Writing the rows, then opening the first steps (inline: here and now): each phase says its
     count on standard error as it goes, so a long import in a log or a pipe is never silent."""
     monkeypatch.setattr("tracker.cli.common.PROGRESS_EVERY", 0)  # a line at every step
+    # Rows are written and cases advanced in batches; batches of one show every step.
+    monkeypatch.setattr("tracker.journeys.importer.WRITE_BATCH", 1)
+    monkeypatch.setattr("tracker.journeys.advance.ADVANCE_BATCH", 1)
     three = tmp_path / "three.csv"
     three.write_bytes(
         b"given_name,family_name,birth_date,nationality\n"

@@ -795,28 +795,32 @@ def test_the_sweep_crashing_in_its_second_batch_then_rerun_sends_each_escalation
 def test_a_batch_advance_that_crashes_on_one_case_after_writing_keeps_the_others(
     flow_db: Database, actors: Actors, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The batch flow advances 5 cases; the 3rd crashes after its advance wrote its rows. That
-    case is rolled back whole, the others are advanced, and the re-run finishes the 3rd."""
+    """The batch flow advances 5 cases; the 3rd crashes after its advance wrote its rows. The
+    batch is rolled back and advanced again case by case: the 3rd is rolled back whole, the
+    others are advanced, and the re-run finishes the 3rd."""
     import tracker.journeys.advance as services
     from flows.journey import advance_cases
 
     cm = actors["cm.mueller"]
     refs = [_open_unadvanced(flow_db, cm, given_name=f"Batch{i}") for i in range(5)]
-    real = services.advance_case
+    real = services.advance_cases
+    tried: list[int] = []
 
     def crash_on_third(session: Any, **kwargs: Any) -> Any:
         result = real(session, **kwargs)
         session.flush()
-        if kwargs["reference"] == refs[2]:
+        tried.append(len(kwargs["references"]))
+        if refs[2] in kwargs["references"]:
             raise RuntimeError("lost after writing")
         return result
 
-    monkeypatch.setattr(services, "advance_case", crash_on_third)
+    monkeypatch.setattr(services, "advance_cases", crash_on_third)
     first = asyncio.run(advance_cases(references=refs))
     assert first == {"cases": 5, "opened": 8, "closed": 0, "failed": 1}
+    assert tried == [5, 1, 1, 1, 1, 1]  # the batch, then each case on its own
     assert _opened_steps(flow_db, refs[2]) == []
     assert handoffs_of(flow_db, refs[2], "recognition") == 0
-    monkeypatch.setattr(services, "advance_case", real)
+    monkeypatch.setattr(services, "advance_cases", real)
     second = asyncio.run(advance_cases(references=refs))
     assert second == {"cases": 5, "opened": 2, "closed": 0, "failed": 0}
     for ref in refs:

@@ -103,17 +103,17 @@ def test_a_crash_halfway_leaves_the_case_as_it_was_and_the_sweep_finishes_it(
 
     cm = actors["cm.mueller"]
     ref = _open(flow_db, cm)
-    real = advance_rules.announce_handoff
+    real = advance_rules.handoff_announcement
     calls = Counter()
 
-    def crash_on_job_offer(session, **kwargs):
-        calls[kwargs["step"].key] += 1
-        if kwargs["step"].key == "job_offer":
-            session.flush()  # the first step's handoff, message and audit event are written ...
+    def crash_on_job_offer(new, now):
+        # By now the opened steps and their handoffs are written (not committed) ...
+        calls[new.step_key] += 1
+        if new.step_key == "job_offer":
             raise RuntimeError("worker lost mid-run")
-        return real(session, **kwargs)
+        return real(new, now)
 
-    monkeypatch.setattr(advance_rules, "announce_handoff", crash_on_job_offer)
+    monkeypatch.setattr(advance_rules, "handoff_announcement", crash_on_job_offer)
     state = advance_task(ref)
     assert state.is_failed()
     assert calls == {"recognition": 1, "job_offer": 1}
@@ -133,7 +133,7 @@ def test_a_crash_halfway_leaves_the_case_as_it_was_and_the_sweep_finishes_it(
     ]
     assert _counts(flow_db)["handoffs"] == 0
 
-    monkeypatch.setattr(advance_rules, "announce_handoff", real)
+    monkeypatch.setattr(advance_rules, "handoff_announcement", real)
     assert asyncio.run(clock_sweep(day="2026-03-03"))["caught_up"]["cases"] == 1
     assert asyncio.run(clock_sweep(day="2026-03-03"))["caught_up"]["cases"] == 0
     advance_task(ref)  # a late repeat of the lost task changes nothing

@@ -10,7 +10,7 @@ from sqlalchemy import event, func, select
 from tests.conftest import NOW
 from tests.helpers import start_case
 from tracker.errors import InvalidTransition, PermissionDenied, ValidationFailed
-from tracker.journeys import importer, queries
+from tracker.journeys import cases, importer, queries
 from tracker.journeys.importer import ImportFailed, RowError, import_newcomers
 from tracker.models import AuditEvent, Case, Handoff, Newcomer, OutboxMessage, Step, User
 
@@ -67,7 +67,7 @@ def test_a_good_file_imports_every_row_and_opens_cases_on_the_right_pathways(db,
 
     assert report.rows_read == 3
     assert [line for line, _ in report.imported] == [2, 3, 4]
-    assert calls == [1, 1, 1]
+    assert sum(calls) == 3  # the progress display counts rows, told once per batch written
     assert report.errors == [] and report.skipped_duplicates == []
     with db.read() as s:
         rows = {r.reference: r for r in queries.list_cases(s, actor=cm, today=NOW.date())}
@@ -366,16 +366,17 @@ def test_a_failure_while_writing_leaves_nothing_behind_even_if_the_caller_goes_o
     db, actors, monkeypatch
 ):
     cm = actors["cm.mueller"]
-    real_open_case = importer.open_case
-    opened: list[int] = []
+    real_step_rows = cases._step_rows
+    planned: list[str] = []
 
-    def open_case_failing_on_the_second_row(session, **kwargs):
-        if opened:
+    def steps_failing_for_the_second_row(pathway, orgs, **kwargs):
+        # The batch has registered both people by now; its cases are planned one by one.
+        if planned:
             raise InvalidTransition("the pathway cannot start")
-        opened.append(kwargs["newcomer_id"])
-        return real_open_case(session, **kwargs)
+        planned.append(pathway.key)
+        return real_step_rows(pathway, orgs, **kwargs)
 
-    monkeypatch.setattr(importer, "open_case", open_case_failing_on_the_second_row)
+    monkeypatch.setattr(cases, "_step_rows", steps_failing_for_the_second_row)
     before = table_counts(db)
     data = csv_bytes(HEADER, "Priya,Raman,1994-05-17,IN,work", "Tran,Minh,2001-09-03,VN,study")
     with db.transaction() as s:
@@ -389,6 +390,61 @@ def test_a_failure_while_writing_leaves_nothing_behind_even_if_the_caller_goes_o
     assert table_counts(db) == before
     with db.read() as s:
         assert s.scalar(select(User.id).where(User.username == "after.import")) is not None
+
+
+def test_a_failure_in_a_later_batch_takes_the_earlier_batches_back_too(db, actors, monkeypatch):
+    """Rows are written in batches (here of two): the third batch's failure names its row, and
+    the two batches already written are gone with it."""
+    cm = actors["cm.mueller"]
+    monkeypatch.setattr(importer, "WRITE_BATCH", 2)
+    real_step_rows = cases._step_rows
+    planned: list[str] = []
+
+    def steps_failing_for_the_fifth_row(pathway, orgs, **kwargs):
+        if len(planned) == 4:
+            raise InvalidTransition("the pathway cannot start")
+        planned.append(pathway.key)
+        return real_step_rows(pathway, orgs, **kwargs)
+
+    monkeypatch.setattr(cases, "_step_rows", steps_failing_for_the_fifth_row)
+    before = table_counts(db)
+    rows = [f"Person{i},Family{i},1990-01-0{i + 1},IN,work" for i in range(6)]
+    with db.transaction() as s, pytest.raises(ImportFailed) as info:
+        import_newcomers(s, actor=cm, source=csv_bytes(HEADER, *rows), now=NOW)
+    assert info.value.report.errors == [RowError(6, "", "the pathway cannot start")]
+    assert len(planned) == 4  # two batches were written before the third failed
+    assert table_counts(db) == before
+
+
+def test_a_row_the_database_refuses_is_named_by_its_line_and_nothing_is_written(
+    db, actors, monkeypatch
+):
+    """The checks should leave nothing for the database to refuse; if it refuses a batch all
+    the same, the import finds the row it refused, names its line, and writes nothing."""
+    cm = actors["cm.mueller"]
+    real_row = cases._newcomer_row
+
+    def row_broken_past_every_check(data, now):
+        row = real_row(data, now)
+        if data.given_name == "Tran":
+            row["eu_citizen"] = None  # NOT NULL: the database refuses it
+        return row
+
+    monkeypatch.setattr(cases, "_newcomer_row", row_broken_past_every_check)
+    before = table_counts(db)
+    data = csv_bytes(
+        HEADER,
+        "Priya,Raman,1994-05-17,IN,work",
+        "Ola,Nowak,1990-01-30,PL,work",
+        "Tran,Minh,2001-09-03,VN,study",
+    )
+    with db.transaction() as s, pytest.raises(ImportFailed) as info:
+        import_newcomers(s, actor=cm, source=data, now=NOW)
+    (error,) = info.value.report.errors
+    assert error.line == 4
+    assert error.message.startswith("the database refused this row (")
+    assert info.value.report.imported == []
+    assert table_counts(db) == before
 
 
 def test_a_long_list_of_problems_is_cut_short_in_the_message(db, actors):

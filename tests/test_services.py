@@ -19,8 +19,16 @@ from tracker.errors import (
     ValidationFailed,
 )
 from tracker.journeys import queries
-from tracker.journeys.advance import advance_case
-from tracker.journeys.cases import open_case, reassign_case, register_newcomer, update_newcomer
+from tracker.journeys.advance import advance_case, advance_cases
+from tracker.journeys.cases import (
+    CaseOpening,
+    open_case,
+    open_cases,
+    reassign_case,
+    register_newcomer,
+    register_newcomers,
+    update_newcomer,
+)
 from tracker.journeys.consent import give_consent, revoke_consent
 from tracker.journeys.handoffs import (
     accept_handoff,
@@ -839,6 +847,125 @@ def test_completing_a_step_takes_a_handful_of_statements_whatever_the_case_holds
     # A partner's completion adds its scope and consent checks (15 while complete_handoff
     # loaded and checked the step a second time through complete_step).
     assert len(partner) <= 10, partner
+
+
+def _statements(db, work):
+    """The statements ``work`` sends to the database (SQLite's BEGIN left out), by verb."""
+    from sqlalchemy import event
+
+    said: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if not statement.startswith("BEGIN"):
+            said.append(statement.split()[0].upper())
+
+    event.listen(db.writer, "before_cursor_execute", count)
+    try:
+        work()
+    finally:
+        event.remove(db.writer, "before_cursor_execute", count)
+    return said
+
+
+def _unadvanced_cases(db, cm, count, *, first):
+    """Cases opened (with consent to IHK, so that advancing them hands steps on) and not yet
+    advanced."""
+    refs = []
+    with db.transaction() as s:
+        for i in range(count):
+            person = register_newcomer(
+                s, actor=cm, data=newcomer(given_name=f"{first}{i}"), now=NOW
+            )
+            refs.append(open_case(s, actor=cm, newcomer_id=person.id, now=NOW).reference)
+    for ref in refs:
+        with db.transaction() as s:
+            give_consent(
+                s,
+                actor=cm,
+                reference=ref,
+                organisation="ihk-mr",
+                method=ConsentMethod.signed_form,
+                notice_language="en",
+                now=NOW,
+            )
+    return refs
+
+
+def test_advancing_many_cases_takes_as_many_statements_as_advancing_one(db, actors):
+    """The advance is set-wise: reading the cases, opening their steps, settling them, handing
+    steps on, auditing and queueing messages each take a statement (or one per 500 cases),
+    so 25 cases cost what one costs, and each gets the same steps, handoffs, events and
+    messages as if it were alone."""
+    cm = actors["cm.mueller"]
+    one = _unadvanced_cases(db, cm, 1, first="Single")
+    many = _unadvanced_cases(db, cm, 25, first="Batch")
+    done: dict[str, list] = {}
+
+    def run(refs, key):
+        def work():
+            with db.transaction() as s:
+                done[key] = advance_cases(s, actor=cm, references=refs, now=NOW)
+
+        return work
+
+    alone = _statements(db, run(one, "one"))
+    together = _statements(db, run(many, "many"))
+    assert len(alone) <= 12, alone
+    assert together == alone
+    assert done["one"][0].opened and done["one"][0].offered
+    shape = (tuple(done["one"][0].opened), len(done["one"][0].offered), len(done["one"][0].held))
+    assert {(tuple(r.opened), len(r.offered), len(r.held)) for r in done["many"]} == {shape}
+    with db.read() as s:
+        events = dict(
+            s.execute(
+                select(AuditEvent.action, func.count())
+                .where(AuditEvent.action.in_(["step.opened", "handoff.offered", "handoff.held"]))
+                .group_by(AuditEvent.action)
+            ).all()
+        )
+        offers = s.scalar(select(func.count()).where(OutboxMessage.kind == "handoff_offered"))
+    assert events["step.opened"] == 26 * len(shape[0])
+    assert events.get("handoff.offered", 0) == 26 * shape[1] == offers
+    assert events.get("handoff.held", 0) == 26 * shape[2]
+    # A second advance finds nothing to do, records nothing and writes nothing but its reads.
+    again = _statements(db, run(many, "again"))
+    assert not any(r.changed for r in done["again"])
+    assert {"INSERT", "UPDATE"}.isdisjoint(again), again
+
+
+def test_registering_and_opening_a_batch_takes_as_many_statements_as_one(db, actors):
+    """Registering people and opening their cases is set-wise too: a batch of 40 sends the
+    statements a batch of one sends."""
+    cm = actors["cm.mueller"]
+
+    def batch(first, count):
+        def work():
+            with db.transaction() as s:
+                ids = register_newcomers(
+                    s,
+                    actor=cm,
+                    people=[newcomer(given_name=f"{first}{i}") for i in range(count)],
+                    now=NOW,
+                )
+                open_cases(s, actor=cm, openings=[CaseOpening(i) for i in ids], now=NOW)
+
+        return work
+
+    one = _statements(db, batch("Alone", 1))
+    forty = _statements(db, batch("Forty", 40))
+    assert forty == one, (one, forty)
+    assert len(one) <= 12, one
+    with db.read() as s:
+        steps_per_case = set(
+            s.scalars(select(func.count()).select_from(Step).group_by(Step.case_id)).all()
+        )
+        welcomes = s.scalar(select(func.count()).where(OutboxMessage.kind == "welcome"))
+        events = dict(
+            s.execute(select(AuditEvent.action, func.count()).group_by(AuditEvent.action)).all()
+        )
+    assert len(steps_per_case) == 1 and steps_per_case.pop() > 5  # the same pathway, in full
+    assert welcomes == 41
+    assert events["newcomer.registered"] == events["case.opened"] == 41
 
 
 def test_a_partner_never_sees_another_organisations_handoffs_or_reasons(db, actors):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
@@ -28,7 +28,11 @@ def record(
 ) -> AuditEvent:
     """Append one audit event. Details hold ids, keys and states only, never names."""
     event = AuditEvent(
-        **_who_what_when(actor, action, entity_type, now),
+        occurred_at=now,
+        actor_id=actor.user_id,
+        actor=actor.username,
+        action=action,
+        entity_type=entity_type,
         entity_id=entity_id,
         case_id=case_id,
         reason=reason,
@@ -38,16 +42,46 @@ def record(
     return event
 
 
-def _who_what_when(actor: Actor, action: str, entity_type: str, now: datetime) -> dict[str, Any]:
-    """The columns an event shares with every other event of its kind at that moment, as
-    ``record`` and ``record_many`` write them."""
-    return {
-        "occurred_at": now,
-        "actor_id": actor.user_id,
-        "actor": actor.username,
-        "action": action,
-        "entity_type": entity_type,
-    }
+class Entry(NamedTuple):
+    """One audit event as data, for ``record_entries``: what ``record`` takes, but the actor
+    and the moment, which a batch shares."""
+
+    action: str
+    entity_type: str
+    entity_id: int | None
+    case_id: int | None = None
+    details: dict[str, Any] | None = None
+    reason: str | None = None
+
+
+def record_entries(
+    session: Session, *, actor: Actor, now: datetime, entries: Iterable[Entry]
+) -> int:
+    """Append many events in one statement, in the order given; returns how many.
+
+    The same rows ``record`` writes, for batches (an import's thousands of registrations, an
+    advance of many cases, the sweep's reminders): one COPY (PostgreSQL) or executemany
+    (SQLite) through ``tracker.bulk`` instead of a session object each, whose inserts SQLite
+    runs one by one to hand each its id. The session is flushed first, so that events it
+    holds keep their place before these in the timeline."""
+    rows = [
+        {
+            "occurred_at": now,
+            "actor_id": actor.user_id,
+            "actor": actor.username,
+            "action": e.action,
+            "entity_type": e.entity_type,
+            "entity_id": e.entity_id,
+            "case_id": e.case_id,
+            "reason": e.reason,
+            "details": e.details or {},
+        }
+        for e in entries
+    ]
+    if rows:
+        session.flush()
+        BulkWriter().insert(session.connection(), cast(Table, AuditEvent.__table__), rows)
+    return len(rows)
 
 
 def record_many(
@@ -59,20 +93,17 @@ def record_many(
     now: datetime,
     events: Iterable[tuple[int | None, int | None, dict[str, Any]]],
 ) -> int:
-    """Append many events of one kind in one statement: (entity id, case id, details) each.
-
-    The same rows ``record`` writes, for the sweep's thousands of reminders and escalations:
-    one COPY (PostgreSQL) or executemany (SQLite) through ``tracker.bulk`` instead of a session
-    object each, whose inserts SQLite runs one by one to hand each its id, and whose multi-row
-    VALUES statements psycopg parses anew for every page. Returns the number of events written."""
-    common = _who_what_when(actor, action, entity_type, now)
-    rows = [
-        {**common, "entity_id": entity_id, "case_id": case_id, "reason": None, "details": details}
-        for entity_id, case_id, details in events
-    ]
-    if rows:
-        BulkWriter().insert(session.connection(), cast(Table, AuditEvent.__table__), rows)
-    return len(rows)
+    """Append many events of one kind: (entity id, case id, details) each; see
+    ``record_entries``. Returns the number of events written."""
+    return record_entries(
+        session,
+        actor=actor,
+        now=now,
+        entries=(
+            Entry(action, entity_type, entity_id, case_id, details)
+            for entity_id, case_id, details in events
+        ),
+    )
 
 
 def data_version(session: Session) -> str:

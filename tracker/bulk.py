@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Date, DateTime, Table
+from sqlalchemy import JSON, Connection, Date, DateTime, Table, insert
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # Audit details and outbox contexts repeat a few shapes ({"step": "visa", "owner": "ihk-mr"}):
@@ -153,3 +153,24 @@ class BulkWriter:
                 self._json_memo.clear()
             text = self._json_memo[key] = json.dumps(value)
         return text
+
+
+def insert_returning_ids(
+    connection: Connection, table: Table, rows: list[dict[str, Any]], *, key: str
+) -> list[int]:
+    """Insert rows in multi-row statements and return their new ids in the rows' order.
+
+    Each row's id is matched by ``key`` (a column whose values differ within the batch), which
+    RETURNING gives back with it. ``sort_by_parameter_order`` would do the same without a key,
+    but SQLAlchemy can only keep that promise on SQLite one row per statement: a thousand
+    statements where one serves. A batch whose keys repeat is inserted that way all the same."""
+    if not rows:
+        return []
+    keys = [row[key] for row in rows]
+    if len(set(keys)) < len(keys):
+        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return list(connection.execute(stmt, rows).scalars())
+    found: dict[Any, int] = dict(
+        connection.execute(insert(table).returning(table.c[key], table.c.id), rows).all()
+    )
+    return [found[k] for k in keys]

@@ -41,11 +41,23 @@ def random_reference(rng: random.Random | None = None) -> str:
 
 
 def new_reference(session: Session) -> str:
+    (reference,) = new_references(session, 1)
+    return reference
+
+
+def new_references(session: Session, count: int) -> list[str]:
+    """``count`` case references that no case has yet, all different; one query per 500 (a
+    collision among 32^8 references is rare, and is drawn again)."""
+    references: list[str] = []
+    taken: set[str] = set()
     with session.no_autoflush:
-        while True:
-            ref = random_reference()
-            if session.scalar(select(Case.id).where(Case.reference == ref)) is None:
-                return ref
+        while len(references) < count:
+            drawn = {random_reference() for _ in range(min(count - len(references), 500))}
+            drawn -= taken
+            taken |= drawn
+            used = set(session.scalars(select(Case.reference).where(Case.reference.in_(drawn))))
+            references.extend(sorted(drawn - used))
+    return references[:count]
 
 
 def get_case(session: Session, reference: str, *, for_update: bool = True) -> Case:

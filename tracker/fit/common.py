@@ -138,7 +138,7 @@ def to_student(
             )
             or "de"
         )
-    queued = outbox.enqueue(
+    return outbox.enqueue(
         session,
         key=key,
         kind=kind,
@@ -148,4 +148,3 @@ def to_student(
         context=context,
         now=now,
     )
-    return queued is not None

@@ -2,28 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Container, Iterable
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, Table, Text, bindparam, select, type_coerce, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
-from tracker import audit
+from tracker import audit, clocks
 from tracker.access import Actor, require_case_manager
+from tracker.bulk import insert_returning_ids
 from tracker.clocks import utcnow
+from tracker.db import Database
 from tracker.enums import (
+    ACTIVE_HANDOFF_STATES,
+    ACTIVE_STEP_STATES,
     FINISHED_STEP_STATES,
     CaseStatus,
     HandoffState,
     StepState,
 )
-from tracker.journeys.dues import refresh_dues
-from tracker.journeys.offers import announce_handoff, consented_org_ids, new_handoff
-from tracker.messages.outbox import enqueue
-from tracker.models import Case, Handoff, Step
-from tracker.records import get_case
+from tracker.errors import InvalidTransition, NotFoundError
+from tracker.journeys.dues import clock_facts, due_dates
+from tracker.journeys.offers import (
+    HOLD_CONSENT_MISSING,
+    NewHandoff,
+    consented_org_ids_many,
+    handoff_announcement,
+)
+from tracker.messages.outbox import OutboxItem, enqueue_many
+from tracker.models import Case, Handoff, Newcomer, Organisation, Step
+
+_CASES = cast(Table, Case.__table__)
+_HANDOFFS = cast(Table, Handoff.__table__)
+_STEPS = cast(Table, Step.__table__)
 
 
 @dataclass
@@ -41,17 +58,89 @@ class AdvanceResult:
         return bool(self.opened or self.offered or self.held or self.closed)
 
 
+def advance_cases(
+    session: Session, *, actor: Actor, references: Sequence[str], now: datetime | None = None
+) -> list[AdvanceResult]:
+    """Open what has become possible and close what is finished, for many cases in this
+    transaction; safe to run any number of times. One result per case, in order.
+
+    This is the one rule of what happens next: the background task after a change
+    (``tracker.journeys.background``), the batch flow, an import and the clock sweep all call
+    it, with one case or many. Set-wise: the cases are locked and read with only the columns
+    the rule needs, planned in memory, and written with a statement per kind of change (steps
+    opened, due dates moved, cases settled, handoffs, audit events, messages), whatever the
+    number of cases. An unknown reference raises NotFoundError (its position in
+    ``error.item``)."""
+    require_case_manager(actor, "advance cases")
+    now = now or utcnow()
+    refs = list(dict.fromkeys(r.strip().upper() for r in references))
+    session.flush()  # the rules read the database: what this transaction changed must be there
+    plans = _load(session, refs)
+    _plan(session, plans, now)
+    results = _write(session, actor=actor, plans=plans, now=now)
+    by_ref = {r.reference: r for r in results}
+    return [by_ref[ref] for ref in refs]
+
+
 def advance_case(
     session: Session, *, actor: Actor, reference: str, now: datetime | None = None
 ) -> AdvanceResult:
-    """Open what has become possible and close what is finished; safe to run any number of times.
+    """``advance_cases`` for one case."""
+    (result,) = advance_cases(session, actor=actor, references=[reference], now=now)
+    return result
 
-    This is the one rule of what happens next, in one transaction: the background task after
-    a change (``tracker.journeys.background``), the batch flow and the clock sweep all call it.
-    """
-    require_case_manager(actor, "advance cases")
-    case = get_case(session, reference)
-    return advance(session, actor=actor, case=case, now=now or utcnow())
+
+# Cases advanced per transaction by bulk work (an import's new cases, the batch flow): enough
+# that a statement's cost is shared, few enough that a failure retries little.
+ADVANCE_BATCH = 200
+
+
+@dataclass
+class BatchOutcome:
+    """What ``advance_in_batches`` did: cases advanced, steps opened, cases closed, failures."""
+
+    advanced: int = 0
+    opened: int = 0
+    closed: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # reference -> error
+
+
+def advance_in_batches(
+    db: Database,
+    *,
+    actor: Actor,
+    references: Sequence[str],
+    size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> BatchOutcome:
+    """Advance many cases, one transaction per ``size`` of them (``advance_cases``).
+
+    A batch that fails is rolled back and advanced again case by case, so that one bad case
+    holds up only itself; it is reported in ``failed`` and keeps its request for the clock
+    sweep. ``progress`` is told of the cases each batch took. ``size`` defaults to
+    ``ADVANCE_BATCH``."""
+    outcome = BatchOutcome()
+    refs = list(references)
+    size = size or ADVANCE_BATCH
+    for i in range(0, len(refs), size):
+        batch = refs[i : i + size]
+        try:
+            with db.transaction() as session:
+                results = advance_cases(session, actor=actor, references=batch)
+        except Exception:  # find the case(s) that failed; the others go through
+            results = []
+            for reference in batch:
+                try:
+                    with db.transaction() as session:
+                        results += advance_cases(session, actor=actor, references=[reference])
+                except Exception as exc:
+                    outcome.failed[reference] = f"{type(exc).__name__}: {exc}"[:500]
+        outcome.advanced += len(results)
+        outcome.opened += sum(len(r.opened) for r in results)
+        outcome.closed += sum(int(r.closed) for r in results)
+        if progress is not None:
+            progress(len(batch))
+    return outcome
 
 
 def cases_awaiting_advance(
@@ -122,11 +211,55 @@ def advance_awaiting(
 
 
 @dataclass
-class _Plan:
-    """What an advance changed in memory, to be recorded once the rows have ids."""
+class _StepRow:
+    """A step as far as the advance goes; changed in memory, then written set-wise."""
 
-    opened: list[Step] = field(default_factory=list)
-    handoffs: list[Handoff] = field(default_factory=list)
+    id: int
+    key: str
+    state: StepState
+    needs: list[str]
+    owner_org_id: int
+    opened_at: datetime | None
+    done_at: datetime | None
+    clock_started_at: datetime | None
+    service_days: int | None
+    legal_basis: str | None
+    legal_days: int | None
+    legal_months: int | None
+    service_due: Any
+    legal_due: Any
+    due_date: Any
+    case_id: int
+
+
+# A step's prerequisites are read as their JSON text and decoded once per distinct list: the
+# steps of a pathway repeat a few dozen lists across all its cases.
+_STEP_COLUMNS = [
+    type_coerce(_STEPS.c.needs, Text) if f.name == "needs" else _STEPS.c[f.name]
+    for f in fields(_StepRow)
+]
+
+
+@lru_cache(maxsize=4096)
+def _decoded_needs(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+def _needs(text: Any) -> list[str]:
+    return list(_decoded_needs(text)) if isinstance(text, str) else list(text or ())
+
+
+@dataclass
+class _Plan:
+    """One case's advance: the case as read, its steps, and what the advance changes."""
+
+    case: Any  # the row of the case's columns
+    steps: list[_StepRow] = field(default_factory=list)
+    facts: Any = None  # the newcomer's dates
+    opened: list[_StepRow] = field(default_factory=list)
+    dues_moved: list[_StepRow] = field(default_factory=list)
+    handoffs: list[dict[str, Any]] = field(default_factory=list)
+    next_due: Any = None
     closed: bool = False
 
 
@@ -136,103 +269,300 @@ def prerequisites_met(needs: Iterable[str], finished: Container[str]) -> bool:
     return all(n in finished for n in needs)
 
 
-def steps_to_open(case: Case) -> list[Step]:
-    """The case's pending steps whose prerequisites are all finished."""
-    finished = {s.key for s in case.steps if s.state in FINISHED_STEP_STATES}
+def steps_to_open(steps: Iterable[Any]) -> list[Any]:
+    """The pending steps (of one case) whose prerequisites are all finished."""
+    steps = list(steps)
+    finished = {s.key for s in steps if s.state in FINISHED_STEP_STATES}
     return [
-        s
-        for s in case.steps
-        if s.state == StepState.pending and prerequisites_met(s.needs, finished)
+        s for s in steps if s.state == StepState.pending and prerequisites_met(s.needs, finished)
     ]
 
 
-def _plan_advance(
-    session: Session,
-    *,
-    actor: Actor,
-    case: Case,
-    now: datetime,
-) -> _Plan:
-    """Open the ready steps, hand them on, and close the case or clear its request."""
-    plan = _Plan()
-    if case.status != CaseStatus.open:
-        if case.advance_requested_at is not None:
-            case.advance_requested_at = None
-        return plan
-    for step in steps_to_open(case):
-        step.state = StepState.open
-        step.opened_at = now
-        plan.opened.append(step)
-    receiving = [s for s in plan.opened if s.owner.receives_handoffs and s.owner.active]
-    if receiving:
-        consented = consented_org_ids(session, case.newcomer_id or case.newcomer.id)
-        for step in receiving:
-            plan.handoffs.append(
-                new_handoff(step=step, org=step.owner, consented=consented, actor=actor, now=now)
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _load(session: Session, refs: list[str]) -> list[_Plan]:
+    """The cases (locked, in the order of their ids), their steps and their newcomers' dates,
+    as plain rows (no objects: the session is not asked to track what only the rule reads)."""
+    conn = session.connection()
+    cases: dict[str, Any] = {}
+    for chunk in _chunks(refs):
+        stmt = (
+            select(
+                Case.id,
+                Case.reference,
+                Case.status,
+                Case.closed_at,
+                Case.newcomer_id,
+                Case.case_manager_id,
+                Case.next_due,
+                Case.advance_requested_at,
             )
-    refresh_dues(case)
-    if case.steps and all(s.state in FINISHED_STEP_STATES for s in case.steps):
-        case.status = CaseStatus.closed
-        case.closed_at = now
-        plan.closed = True
-    if case.advance_requested_at is not None:  # everything ready is open: request answered
-        case.advance_requested_at = None
-    return plan
+            .where(Case.reference.in_(chunk))
+            .order_by(Case.id)
+            .with_for_update(of=_CASES)
+        )
+        cases.update((row.reference, row) for row in conn.execute(stmt))
+    for position, ref in enumerate(refs):
+        if ref not in cases:
+            error = NotFoundError("No case with reference '{reference}'.", reference=ref)
+            error.item = position  # type: ignore[attr-defined]
+            raise error
+    plans = {row.id: _Plan(row) for row in cases.values()}
+    ids = sorted(plans)
+    for chunk in _chunks(ids):
+        steps = (
+            select(*_STEP_COLUMNS)
+            .where(Step.case_id.in_(chunk))
+            .order_by(Step.case_id, Step.position)
+        )
+        for row in conn.execute(steps):
+            step = _StepRow(*row)  # the columns are the fields, in order
+            step.needs = _needs(step.needs)
+            plans[row.case_id].steps.append(step)
+    newcomers = sorted({p.case.newcomer_id for p in plans.values()})
+    dates: dict[int, Any] = {}
+    for chunk in _chunks(newcomers):
+        people = select(
+            Newcomer.id, Newcomer.arrival_date, Newcomer.permit_expiry, Newcomer.move_in_date
+        ).where(Newcomer.id.in_(chunk))
+        dates.update((row.id, row) for row in conn.execute(people))
+    for plan in plans.values():
+        plan.facts = dates[plan.case.newcomer_id]
+    return [plans[cases[ref].id] for ref in refs]
 
 
-def _record_advance(
-    session: Session, *, actor: Actor, case: Case, plan: _Plan, now: datetime
+def _plan(session: Session, plans: list[_Plan], now: datetime) -> None:
+    """Open the ready steps, hand them on, move the due dates, close finished cases."""
+    for plan in plans:
+        if plan.case.status != CaseStatus.open:
+            continue
+        for step in steps_to_open(plan.steps):
+            step.state = StepState.open
+            step.opened_at = now
+            plan.opened.append(step)
+    orgs = _organisations(session)
+    receiving = [
+        (plan, step)
+        for plan in plans
+        for step in plan.opened
+        if orgs[step.owner_org_id].receives_handoffs and orgs[step.owner_org_id].active
+    ]
+    if receiving:
+        _refuse_handed_off(session, receiving)
+        consented = consented_org_ids_many(
+            session, {plan.case.newcomer_id for plan, _ in receiving}
+        )
+    for plan, step in receiving:
+        ok = step.owner_org_id in consented.get(plan.case.newcomer_id, ())
+        plan.handoffs.append(
+            {
+                "case_id": plan.case.id,
+                "step_id": step.id,
+                "organisation_id": step.owner_org_id,
+                "state": (HandoffState.offered if ok else HandoffState.held).value,
+                "hold_reason": None if ok else HOLD_CONSENT_MISSING,
+                "created_at": now,
+                "offered_at": now if ok else None,
+            }
+        )
+    for plan in plans:
+        if plan.case.status != CaseStatus.open:
+            continue
+        facts = clock_facts(plan.facts, plan.steps)
+        opened = {step.id for step in plan.opened}
+        dues = []
+        for step in plan.steps:
+            if step.state not in ACTIVE_STEP_STATES:
+                continue
+            due = due_dates(step, facts)
+            if (step.service_due, step.legal_due, step.due_date) != due:
+                step.service_due, step.legal_due, step.due_date = due
+                if step.id not in opened:  # an opened step is written with its dues
+                    plan.dues_moved.append(step)
+            dues.append(due[2])
+        plan.next_due = clocks.earliest(*dues)
+        plan.closed = bool(plan.steps) and all(s.state in FINISHED_STEP_STATES for s in plan.steps)
+
+
+def _refuse_handed_off(session: Session, receiving: list[tuple[_Plan, _StepRow]]) -> None:
+    """A step about to be handed on must not have an active handoff already."""
+    step_ids = [step.id for _, step in receiving]
+    for chunk in _chunks(step_ids):
+        taken = session.scalar(
+            select(Handoff.step_id)
+            .where(Handoff.step_id.in_(chunk), Handoff.state.in_(ACTIVE_HANDOFF_STATES))
+            .limit(1)
+        )
+        if taken is not None:
+            plan, step = next((p, s) for p, s in receiving if s.id == taken)
+            raise InvalidTransition(
+                "Step {step} of {reference} is already handed off.",
+                step=step.key,
+                reference=plan.case.reference,
+            )
+
+
+def _organisations(session: Session) -> dict[int, Any]:
+    """Every organisation's id, key and whether it takes handoffs, once per transaction."""
+    cached = session.info.get("advance_organisations")
+    if cached is None:
+        stmt = select(
+            Organisation.id, Organisation.key, Organisation.receives_handoffs, Organisation.active
+        )
+        cached = session.info["advance_organisations"] = {
+            row.id: row for row in session.execute(stmt)
+        }
+    return cached
+
+
+_MOVE_DUES = (
+    update(_STEPS)
+    .where(_STEPS.c.id == bindparam("b_id"))
+    .values(
+        service_due=bindparam("b_service_due"),
+        legal_due=bindparam("b_legal_due"),
+        due_date=bindparam("b_due_date"),
+        version=_STEPS.c.version + 1,
+    )
+)
+_OPEN_STEP = _MOVE_DUES.values(state=StepState.open.value, opened_at=bindparam("b_opened_at"))
+_SETTLE_CASE = (
+    update(_CASES)
+    .where(_CASES.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        closed_at=bindparam("b_closed_at"),
+        next_due=bindparam("b_next_due"),
+        advance_requested_at=None,
+        version=_CASES.c.version + 1,
+    )
+)
+
+
+def _write(
+    session: Session, *, actor: Actor, plans: list[_Plan], now: datetime
+) -> list[AdvanceResult]:
+    """Write what the plans changed, a statement per kind, and say what each case's did."""
+    conn = session.connection()
+
+    def dues(step: _StepRow) -> dict[str, Any]:
+        return {
+            "b_id": step.id,
+            "b_service_due": step.service_due,
+            "b_legal_due": step.legal_due,
+            "b_due_date": step.due_date,
+        }
+
+    opened = [{**dues(s), "b_opened_at": now} for p in plans for s in p.opened]
+    if opened:
+        conn.execute(_OPEN_STEP, opened)
+    moved = [dues(s) for p in plans for s in p.dues_moved]
+    if moved:
+        conn.execute(_MOVE_DUES, moved)
+    settled = [
+        {
+            "b_id": p.case.id,
+            "b_status": str(CaseStatus.closed if p.closed else p.case.status),
+            "b_closed_at": now if p.closed else p.case.closed_at,
+            "b_next_due": p.next_due if p.case.status == CaseStatus.open else p.case.next_due,
+        }
+        for p in plans
+        if p.opened
+        or p.closed
+        or p.case.advance_requested_at is not None
+        or (p.case.status == CaseStatus.open and p.next_due != p.case.next_due)
+    ]
+    if settled:
+        conn.execute(_SETTLE_CASE, settled)
+    rows = [h for p in plans for h in p.handoffs]
+    handoff_ids = insert_returning_ids(
+        conn,
+        _HANDOFFS,
+        [{**h, "created_by_id": actor.user_id, "version": 1} for h in rows],
+        key="step_id",  # a step is handed on once per advance
+    )
+    for handoff, handoff_id in zip(rows, handoff_ids, strict=True):
+        handoff["id"] = handoff_id
+    entries: list[audit.Entry] = []
+    messages: list[OutboxItem] = []
+    orgs = _organisations(session)
+    results = [_record(p, orgs, now, entries, messages) for p in plans]
+    audit.record_entries(session, actor=actor, now=now, entries=entries)
+    enqueue_many(session, now=now, messages=messages)
+    _forget(session, plans)
+    return results
+
+
+def _record(
+    plan: _Plan,
+    orgs: dict[int, Any],
+    now: datetime,
+    entries: list[audit.Entry],
+    messages: list[OutboxItem],
 ) -> AdvanceResult:
+    """What one case's advance records and sends, in the order its timeline shows it."""
+    case = plan.case
     result = AdvanceResult(reference=case.reference)
-    by_step = {h.step.id: h for h in plan.handoffs}
+    by_step = {h["step_id"]: h for h in plan.handoffs}
     for step in plan.opened:
+        owner = orgs[step.owner_org_id]
         result.opened.append(step.key)
-        audit.record(
-            session,
-            actor=actor,
-            action="step.opened",
-            entity_type="step",
-            entity_id=step.id,
-            case_id=case.id,
-            now=now,
-            details={"step": step.key, "owner": step.owner.key},
+        entries.append(
+            audit.Entry(
+                "step.opened", "step", step.id, case.id, {"step": step.key, "owner": owner.key}
+            )
         )
         handoff = by_step.get(step.id)
-        if handoff is not None:
-            announce_handoff(session, actor=actor, step=step, handoff=handoff, now=now)
-            (result.offered if handoff.state == HandoffState.offered else result.held).append(
-                handoff.id
-            )
+        if handoff is None:
+            continue
+        state = HandoffState(handoff["state"])
+        entry, message = handoff_announcement(
+            NewHandoff(
+                handoff_id=handoff["id"],
+                state=state,
+                case_id=case.id,
+                reference=case.reference,
+                case_manager_id=case.case_manager_id,
+                step_key=step.key,
+                organisation_id=owner.id,
+                organisation_key=owner.key,
+                created_at=now,
+                offered_at=handoff["offered_at"],
+            ),
+            now,
+        )
+        entries.append(entry)
+        if message is not None:
+            messages.append(message)
+        (result.offered if state == HandoffState.offered else result.held).append(handoff["id"])
     if plan.closed:
         result.closed = True
-        audit.record(
-            session,
-            actor=actor,
-            action="case.closed",
-            entity_type="case",
-            entity_id=case.id,
-            case_id=case.id,
-            now=now,
-        )
+        entries.append(audit.Entry("case.closed", "case", case.id, case.id))
         if case.case_manager_id:
-            enqueue(
-                session,
-                key=f"case_closed:{case.id}",
-                kind="case_closed",
-                now=now,
-                case_id=case.id,
-                recipient_user_id=case.case_manager_id,
-                context={"reference": case.reference},
+            messages.append(
+                OutboxItem(
+                    key=f"case_closed:{case.id}",
+                    kind="case_closed",
+                    case_id=case.id,
+                    recipient_user_id=case.case_manager_id,
+                    context={"reference": case.reference},
+                )
             )
     return result
 
 
-def advance(session: Session, *, actor: Actor, case: Case, now: datetime) -> AdvanceResult:
-    """Open the pending steps whose prerequisites are finished, hand them on, close a finished case.
-
-    Idempotent: a step opens only on its pending -> open transition, so a second run finds
-    nothing to do and records and sends nothing.
-    """
-    plan = _plan_advance(session, actor=actor, case=case, now=now)
-    session.flush()  # ids for the audit trail and the outbox keys
-    return _record_advance(session, actor=actor, case=case, plan=plan, now=now)
+def _forget(session: Session, plans: list[_Plan]) -> None:
+    """Objects of these cases the session holds are out of date now: expire them, so that they
+    are read again when next used."""
+    held = session.identity_map
+    if not held:  # bulk work holds nothing
+        return
+    keys: list[Any] = [identity_key(Case, p.case.id) for p in plans]
+    keys += [identity_key(Step, s.id) for p in plans for s in p.steps]
+    for key in keys:
+        obj = held.get(key)
+        if obj is not None:
+            session.expire(obj)

@@ -61,10 +61,14 @@ def _clock_steps(case: Case) -> Sequence[Any]:
 
 
 def facts_for(case: Case) -> dict[str, date | datetime | None]:
-    return _facts(case.newcomer, _clock_steps(case))
+    return clock_facts(case.newcomer, _clock_steps(case))
 
 
-def _facts(newcomer: Newcomer, steps: Sequence[Any]) -> dict[str, date | datetime | None]:
+def clock_facts(
+    newcomer: Newcomer | Any, steps: Sequence[Any]
+) -> dict[str, date | datetime | None]:
+    """What the legal clocks count from: the newcomer's dates and the case's done steps (any
+    objects with the attributes of a newcomer and of steps)."""
     facts: dict[str, date | datetime | None] = {
         "arrival": newcomer.arrival_date,
         "permit_expiry": newcomer.permit_expiry,
@@ -82,17 +86,12 @@ def refresh_dues(case: Case) -> None:
     """Recompute each active step's due dates, and the case's next due date, from stored facts."""
     session = object_session(case)
     steps = _clock_steps(case)
-    facts = _facts(case.newcomer, steps)
+    facts = clock_facts(case.newcomer, steps)
     active_dues = []
     for step in steps:
         if step.state not in ACTIVE_STEP_STATES:
             continue
-        own = {**facts, "opened": step.opened_at, "started": step.clock_started_at}
-        service = clocks.service_due(opened=step.opened_at, days=step.service_days)
-        legal = clocks.legal_due(
-            basis=step.legal_basis, days=step.legal_days, months=step.legal_months, facts=own
-        )
-        earliest = clocks.earliest(service, legal)
+        service, legal, earliest = due_dates(step, facts)
         # Assign only on change so an unchanged step keeps its version.
         if (step.service_due, step.legal_due, step.due_date) != (service, legal, earliest):
             if not isinstance(step, Step) and session is not None:  # a row: change the step
@@ -102,6 +101,16 @@ def refresh_dues(case: Case) -> None:
     next_due = clocks.earliest(*active_dues)
     if case.next_due != next_due:
         case.next_due = next_due
+
+
+def due_dates(step: Step | Any, facts: dict[str, date | datetime | None]) -> tuple[Any, Any, Any]:
+    """An active step's service due date, legal due date and the earlier of the two."""
+    own = {**facts, "opened": step.opened_at, "started": step.clock_started_at}
+    service = clocks.service_due(opened=step.opened_at, days=step.service_days)
+    legal = clocks.legal_due(
+        basis=step.legal_basis, days=step.legal_days, months=step.legal_months, facts=own
+    )
+    return service, legal, clocks.earliest(service, legal)
 
 
 def start_clock(step: Step, now: datetime) -> None:

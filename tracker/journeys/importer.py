@@ -15,7 +15,8 @@ from tracker import audit, clocks
 from tracker.access import Actor, require_case_manager
 from tracker.enums import CaseStatus, Role
 from tracker.errors import TrackerError
-from tracker.journeys.cases import open_case, register_newcomer
+from tracker.journeys.cases import CaseOpening, register_newcomers
+from tracker.journeys.cases import open_cases as open_cases_service
 from tracker.journeys.csv_file import (
     COLUMNS,
     OPTIONAL_COLUMNS,
@@ -46,6 +47,9 @@ __all__ = [
 
 # Well below SQLite's and PostgreSQL's limits on bound parameters per statement.
 IN_CHUNK = 500
+# Rows registered (and their cases opened) per call of the batch services: large enough that a
+# statement's cost is shared by many rows, small enough that a batch's rows sit lightly in memory.
+WRITE_BATCH = 500
 
 
 def import_newcomers(
@@ -128,25 +132,49 @@ def _write(
     progress: Callable[[int], None] | None,
 ) -> None:
     line = 0
+    batch: list[Row] = []
+
+    def write(rows: list[Row]) -> list[Label]:
+        ids = register_newcomers(session, actor=actor, people=[row.data for row in rows], now=now)
+        if not open_cases:
+            return list(ids)
+        opened = open_cases_service(
+            session,
+            actor=actor,
+            openings=[
+                CaseOpening(newcomer_id, row.case_manager or case_manager)
+                for newcomer_id, row in zip(ids, rows, strict=True)
+            ],
+            now=now,
+        )
+        return [reference for _, reference in opened]
+
+    def write_batch() -> None:
+        nonlocal line
+        line = batch[0].line
+        try:
+            with session.begin_nested():
+                labels = write(batch)
+        except TrackerError as exc:
+            line = batch[getattr(exc, "item", 0)].line
+            raise
+        except (DataError, IntegrityError):
+            line = _refused_row(session, batch, write)
+            raise
+        report.imported.extend((row.line, label) for row, label in zip(batch, labels, strict=True))
+        if progress:
+            progress(len(batch))
+        batch.clear()
+
     try:
         # A savepoint keeps "all or none" even if the caller catches the error and commits.
         with session.begin_nested():
             for row in rows:
-                line = row.line
-                person = register_newcomer(session, actor=actor, data=row.data, now=now)
-                label: Label = person.id
-                if open_cases:
-                    case = open_case(
-                        session,
-                        actor=actor,
-                        newcomer_id=person.id,
-                        case_manager=row.case_manager or case_manager,
-                        now=now,
-                    )
-                    label = case.reference
-                report.imported.append((row.line, label))
-                if progress:
-                    progress(1)
+                batch.append(row)
+                if len(batch) == WRITE_BATCH:
+                    write_batch()
+            if batch:
+                write_batch()
             audit.record(
                 session,
                 actor=actor,
@@ -172,6 +200,21 @@ def _write(
         reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
         report.errors.append(RowError(line, "", f"the database refused this row ({reason})"))
         raise ImportFailed(report) from exc
+
+
+def _refused_row(
+    session: Session, batch: list[Row], write: Callable[[list[Row]], list[Label]]
+) -> int:
+    """The line of the first row of a batch the database refuses on its own: the batch is
+    written again row by row (each in a savepoint), to name the line to the reader. What is
+    written here goes when the import's savepoint is rolled back."""
+    for row in batch:
+        try:
+            with session.begin_nested():
+                write([row])
+        except (DataError, IntegrityError):
+            return row.line
+    return batch[0].line
 
 
 def _chunks(items: Iterable[str]) -> Iterator[list[str]]:

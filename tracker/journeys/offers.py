@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -14,7 +16,7 @@ from tracker.enums import (
     HandoffState,
 )
 from tracker.errors import InvalidTransition
-from tracker.messages.outbox import enqueue
+from tracker.messages.outbox import OutboxItem, enqueue_many
 from tracker.models import Consent, Handoff, Organisation, Step
 
 HOLD_CONSENT_MISSING = "consent_missing"
@@ -27,15 +29,24 @@ def consented_org_ids(session: Session, newcomer_id: int | None) -> set[int]:
     """The organisations the newcomer currently lets the Welcome Office share the case with."""
     if newcomer_id is None:
         return set()
+    return consented_org_ids_many(session, {newcomer_id}).get(newcomer_id, set())
+
+
+def consented_org_ids_many(session: Session, newcomer_ids: Iterable[int]) -> dict[int, set[int]]:
+    """``consented_org_ids`` for many newcomers: one query per 500 of them."""
+    wanted = sorted(newcomer_ids)
+    out: dict[int, set[int]] = {}
     # Consents are flushed when given; pending steps and audit rows need not be flushed first.
     with session.no_autoflush:
-        return set(
-            session.scalars(
-                select(Consent.organisation_id).where(
-                    Consent.newcomer_id == newcomer_id, *CURRENT_CONSENT
+        for i in range(0, len(wanted), 500):
+            rows = session.execute(
+                select(Consent.newcomer_id, Consent.organisation_id).where(
+                    Consent.newcomer_id.in_(wanted[i : i + 500]), *CURRENT_CONSENT
                 )
             )
-        )
+            for newcomer_id, organisation_id in rows:
+                out.setdefault(newcomer_id, set()).add(organisation_id)
+    return out
 
 
 def new_handoff(
@@ -61,46 +72,69 @@ def new_handoff(
     return handoff
 
 
+@dataclass(frozen=True)
+class NewHandoff:
+    """What announcing a new handoff needs to know, as plain values (the advance writes its
+    handoffs set-wise and has no objects for them)."""
+
+    handoff_id: int
+    state: HandoffState
+    case_id: int
+    reference: str
+    case_manager_id: int | None
+    step_key: str
+    organisation_id: int
+    organisation_key: str
+    created_at: datetime
+    offered_at: datetime | None
+
+    @classmethod
+    def of(cls, step: Step, handoff: Handoff) -> NewHandoff:
+        return cls(
+            handoff_id=handoff.id,
+            state=handoff.state,
+            case_id=step.case.id,
+            reference=step.case.reference,
+            case_manager_id=step.case.case_manager_id,
+            step_key=step.key,
+            organisation_id=handoff.organisation_id,
+            organisation_key=handoff.organisation.key,
+            created_at=handoff.created_at,
+            offered_at=handoff.offered_at,
+        )
+
+
+def handoff_announcement(new: NewHandoff, now: datetime) -> tuple[audit.Entry, OutboxItem | None]:
+    """What a new handoff records and sends: an offer is announced to the partner; a held one is
+    recorded with its reason, and its case manager told (if the case has one)."""
+    details = {"step": new.step_key, "organisation": new.organisation_key}
+    if new.state == HandoffState.offered:
+        return (
+            audit.Entry("handoff.offered", "handoff", new.handoff_id, new.case_id, details),
+            _offer_message(new, now),
+        )
+    entry = audit.Entry(
+        "handoff.held", "handoff", new.handoff_id, new.case_id, details, reason=HOLD_CONSENT_MISSING
+    )
+    if not new.case_manager_id:
+        return entry, None
+    return entry, OutboxItem(
+        key=f"handoff_held:{new.handoff_id}",
+        kind="handoff_held",
+        case_id=new.case_id,
+        recipient_user_id=new.case_manager_id,
+        context={"reference": new.reference, **details},
+    )
+
+
 def announce_handoff(
     session: Session, *, actor: Actor, step: Step, handoff: Handoff, now: datetime
 ) -> None:
-    case = step.case
-    org = handoff.organisation
-    details = {"step": step.key, "organisation": org.key}
-    if handoff.state == HandoffState.offered:
-        audit.record(
-            session,
-            actor=actor,
-            action="handoff.offered",
-            entity_type="handoff",
-            entity_id=handoff.id,
-            case_id=case.id,
-            now=now,
-            details=details,
-        )
-        notify_offer(session, handoff=handoff, step=step, now=now)
-        return
-    audit.record(
-        session,
-        actor=actor,
-        action="handoff.held",
-        entity_type="handoff",
-        entity_id=handoff.id,
-        case_id=case.id,
-        now=now,
-        reason=HOLD_CONSENT_MISSING,
-        details=details,
-    )
-    if case.case_manager_id:
-        enqueue(
-            session,
-            key=f"handoff_held:{handoff.id}",
-            kind="handoff_held",
-            now=now,
-            case_id=case.id,
-            recipient_user_id=case.case_manager_id,
-            context={"reference": case.reference, "step": step.key, "organisation": org.key},
-        )
+    """Record and send what a new handoff calls for (``handoff_announcement``)."""
+    entry, message = handoff_announcement(NewHandoff.of(step, handoff), now)
+    audit.record_entries(session, actor=actor, now=now, entries=[entry])
+    if message is not None:
+        enqueue_many(session, now=now, messages=[message])
 
 
 def create_handoff(
@@ -114,17 +148,21 @@ def create_handoff(
     return handoff
 
 
-def notify_offer(session: Session, *, handoff: Handoff, step: Step, now: datetime) -> None:
-    """Tell the organisation a step is in its queue (once per offer, see ``offer_key``)."""
-    enqueue(
-        session,
-        key=offer_key(handoff.id, handoff.created_at, handoff.offered_at or now),
+def _offer_message(new: NewHandoff, now: datetime) -> OutboxItem:
+    """The message that tells the organisation a step is in its queue (once per offer, see
+    ``offer_key``)."""
+    return OutboxItem(
+        key=offer_key(new.handoff_id, new.created_at, new.offered_at or now),
         kind="handoff_offered",
-        now=now,
-        case_id=handoff.case_id,
-        recipient_org_id=handoff.organisation_id,
-        context={"reference": step.case.reference, "step": step.key, "handoff_id": handoff.id},
+        case_id=new.case_id,
+        recipient_org_id=new.organisation_id,
+        context={"reference": new.reference, "step": new.step_key, "handoff_id": new.handoff_id},
     )
+
+
+def notify_offer(session: Session, *, handoff: Handoff, step: Step, now: datetime) -> None:
+    """Queue the message of this offer to its organisation."""
+    enqueue_many(session, now=now, messages=[_offer_message(NewHandoff.of(step, handoff), now)])
 
 
 def offer_key(handoff_id: int, created_at: datetime, offered_at: datetime) -> str:

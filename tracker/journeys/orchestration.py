@@ -107,14 +107,20 @@ def request_advance(
         return AdvanceRequest([], settings.orchestration, "completed", "Nothing to advance.")
     db = db or get_database()
     if not uses_prefect():
-        from tracker.journeys.advance import advance_case
+        from tracker.journeys.advance import advance_in_batches
 
-        actor = system_actor("advance")
-        for ref in refs:
-            with db.transaction() as session:
-                advance_case(session, actor=actor, reference=ref)
-            if progress is not None:
-                progress(1)
+        done = advance_in_batches(
+            db, actor=system_actor("advance"), references=refs, progress=progress
+        )
+        if done.failed:
+            first, error = next(iter(done.failed.items()))
+            return AdvanceRequest(
+                refs,
+                "inline",
+                "failed",
+                f"Saved; {len(done.failed)} of {len(refs)} cases could not be advanced "
+                f"({first}: {error}); the clock sweep will retry them.",
+            )
         return AdvanceRequest(refs, "inline", "completed", MESSAGES["completed"])
 
     use_prefect_environment()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from tracker.bulk import BulkWriter
 from tracker.models import OutboxMessage
 
 
@@ -23,18 +26,11 @@ def enqueue(
     recipient_newcomer_id: int | None = None,
     language: str = "de",
     context: dict[str, Any] | None = None,
-) -> OutboxMessage | None:
-    """Queue a message once per idempotency key; a second call with the same key does nothing."""
-    pending = [o for o in session.new if isinstance(o, OutboxMessage) and o.idempotency_key == key]
-    if pending:
-        return None
-    # Unflushed messages were checked above; flushing the rest of the change here would
-    # write it row by row instead of in one batch.
-    with session.no_autoflush:
-        if session.scalar(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)):
-            return None
-    message = OutboxMessage(
-        idempotency_key=key,
+) -> bool:
+    """Queue a message once per idempotency key (``enqueue_many`` with one); a second call with
+    the same key does nothing. Returns whether it was queued."""
+    item = OutboxItem(
+        key=key,
         kind=kind,
         case_id=case_id,
         recipient_org_id=recipient_org_id,
@@ -42,8 +38,61 @@ def enqueue(
         recipient_newcomer_id=recipient_newcomer_id,
         language=language,
         context=context or {},
-        created_at=now,
-        next_attempt_at=now,
     )
-    session.add(message)
-    return message
+    return enqueue_many(session, now=now, messages=[item]) == 1
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One message for ``enqueue_many``: the arguments ``enqueue`` takes, as data."""
+
+    key: str
+    kind: str
+    case_id: int | None = None
+    recipient_org_id: int | None = None
+    recipient_user_id: int | None = None
+    recipient_newcomer_id: int | None = None
+    language: str = "de"
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def enqueue_many(session: Session, *, now: datetime, messages: Sequence[OutboxItem]) -> int:
+    """Queue many messages, each once per idempotency key, as ``enqueue`` does one: the keys
+    already queued are looked up in one query per 500 and the rest written in one statement
+    (COPY on PostgreSQL). The session is flushed first (the rows a message points to are
+    written before it). Returns how many were queued."""
+    if not messages:
+        return 0
+    session.flush()
+    keys = [m.key for m in messages]
+    seen: set[str] = set()
+    for i in range(0, len(keys), 500):
+        seen.update(
+            session.scalars(
+                select(OutboxMessage.idempotency_key).where(
+                    OutboxMessage.idempotency_key.in_(keys[i : i + 500])
+                )
+            )
+        )
+    rows = []
+    for m in messages:
+        if m.key in seen:
+            continue
+        seen.add(m.key)
+        rows.append(
+            {
+                "idempotency_key": m.key,
+                "kind": m.kind,
+                "case_id": m.case_id,
+                "recipient_org_id": m.recipient_org_id,
+                "recipient_user_id": m.recipient_user_id,
+                "recipient_newcomer_id": m.recipient_newcomer_id,
+                "language": m.language,
+                "context": m.context,
+                "created_at": now,
+                "next_attempt_at": now,
+            }
+        )
+    if rows:
+        BulkWriter().insert(session.connection(), cast(Table, OutboxMessage.__table__), rows)
+    return len(rows)
