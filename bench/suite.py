@@ -477,6 +477,22 @@ def prefect_advance() -> list[str]:
     return section(found)
 
 
+def import_runs() -> list[str]:
+    """The section of bench/import_100k.py's labelled runs (before and after a change)."""
+    from import_100k import section
+
+    found = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("import-*.json"))]
+    return section(found)
+
+
+def change_advance_runs() -> list[str]:
+    """The section of bench/change_advance.py's labelled runs (before and after a change)."""
+    from change_advance import section
+
+    found = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("change-advance-*.json"))]
+    return section(found)
+
+
 def browser_pages() -> list[str]:
     """The section of bench/browser_pages.py's results (a real browser; not re-run by the
     suite: it needs Chromium and a demo database of its own)."""
@@ -583,6 +599,22 @@ def write_doc() -> None:
         )
         return value, c["per_second"] >= 1500, c.get("peak_rss_mib")
 
+    def change_and_advance_row(sync: str, target: int) -> Callable[..., Any]:
+        def row(d: dict[str, Any]) -> tuple[Any, bool | None, Any]:
+            c = d.get(f"change_and_advance_{sync}")
+            if not c or "per_second" not in c:
+                return (c or {}).get("error", "not run"), None, None
+            lat = c.get("latency") or {}
+            value = (
+                f"{c['per_second']:,.0f}/s, {c['cpu_ms_each']} ms CPU each ({c['done']:,} in "
+                f"{c['seconds']} s, p50/p95 {lat.get('p50_ms')}/{lat.get('p95_ms')} ms, "
+                f"errors {c['errors'] or 0}, advance left waiting: {c['advance_left_waiting']})"
+            )
+            goal = 300 if d.get("backend") == "postgresql" else target
+            return value, c["per_second"] >= goal, c.get("peak_rss_mib")
+
+        return row
+
     def sweep_row(d: dict[str, Any]) -> tuple[Any, bool | None, Any]:
         s = d.get("sweep")
         if not s or "seconds" not in s:
@@ -602,6 +634,16 @@ def write_doc() -> None:
             "Step completions through the service layer (commit with audit and outbox)",
             "≥ 1,500/s on one core",
             completion_row,
+        ),
+        (
+            "Completion + advance of one step, one process, synchronous=FULL (inline CLI)",
+            "≥ 500/s and ≤ 1.5 ms CPU on SQLite, ≥ 300/s on PostgreSQL",
+            change_and_advance_row("full", 500),
+        ),
+        (
+            "Completion + advance, SQLite synchronous=NORMAL",
+            "≥ 800/s",
+            change_and_advance_row("normal", 800),
         ),
         ("Clock sweep over all open steps", "≤ 10 s at 100k", sweep_row),
     ]
@@ -716,6 +758,8 @@ def write_doc() -> None:
         "",
         *slow_pages(found),
         *browser_pages(),
+        *import_runs(),
+        *change_advance_runs(),
         *prefect_advance(),
     ]
     misses = []

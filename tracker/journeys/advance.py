@@ -283,28 +283,50 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
+# The reads, built once (a statement's construction costs more than its run for one case).
+_CASES_LOCKED = (
+    select(
+        Case.id,
+        Case.reference,
+        Case.status,
+        Case.closed_at,
+        Case.newcomer_id,
+        Case.case_manager_id,
+        Case.next_due,
+        Case.advance_requested_at,
+    )
+    .where(Case.reference.in_(bindparam("refs", expanding=True)))
+    .order_by(Case.id)
+    .with_for_update(of=_CASES)
+)
+_STEPS_OF = (
+    select(*_STEP_COLUMNS)
+    .where(Step.case_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Step.case_id, Step.position)
+)
+_DATES_OF = select(
+    Newcomer.id, Newcomer.arrival_date, Newcomer.permit_expiry, Newcomer.move_in_date
+).where(Newcomer.id.in_(bindparam("ids", expanding=True)))
+_HANDED_OFF = (
+    select(Handoff.step_id)
+    .where(
+        Handoff.step_id.in_(bindparam("ids", expanding=True)),
+        Handoff.state.in_(ACTIVE_HANDOFF_STATES),
+    )
+    .limit(1)
+)
+_ORGANISATIONS = select(
+    Organisation.id, Organisation.key, Organisation.receives_handoffs, Organisation.active
+)
+
+
 def _load(session: Session, refs: list[str]) -> list[_Plan]:
     """The cases (locked, in the order of their ids), their steps and their newcomers' dates,
     as plain rows (no objects: the session is not asked to track what only the rule reads)."""
     conn = session.connection()
     cases: dict[str, Any] = {}
     for chunk in _chunks(refs):
-        stmt = (
-            select(
-                Case.id,
-                Case.reference,
-                Case.status,
-                Case.closed_at,
-                Case.newcomer_id,
-                Case.case_manager_id,
-                Case.next_due,
-                Case.advance_requested_at,
-            )
-            .where(Case.reference.in_(chunk))
-            .order_by(Case.id)
-            .with_for_update(of=_CASES)
-        )
-        cases.update((row.reference, row) for row in conn.execute(stmt))
+        cases.update((row.reference, row) for row in conn.execute(_CASES_LOCKED, {"refs": chunk}))
     for position, ref in enumerate(refs):
         if ref not in cases:
             error = NotFoundError("No case with reference '{reference}'.", reference=ref)
@@ -313,22 +335,14 @@ def _load(session: Session, refs: list[str]) -> list[_Plan]:
     plans = {row.id: _Plan(row) for row in cases.values()}
     ids = sorted(plans)
     for chunk in _chunks(ids):
-        steps = (
-            select(*_STEP_COLUMNS)
-            .where(Step.case_id.in_(chunk))
-            .order_by(Step.case_id, Step.position)
-        )
-        for row in conn.execute(steps):
+        for row in conn.execute(_STEPS_OF, {"ids": chunk}):
             step = _StepRow(*row)  # the columns are the fields, in order
             step.needs = _needs(step.needs)
             plans[row.case_id].steps.append(step)
     newcomers = sorted({p.case.newcomer_id for p in plans.values()})
     dates: dict[int, Any] = {}
     for chunk in _chunks(newcomers):
-        people = select(
-            Newcomer.id, Newcomer.arrival_date, Newcomer.permit_expiry, Newcomer.move_in_date
-        ).where(Newcomer.id.in_(chunk))
-        dates.update((row.id, row) for row in conn.execute(people))
+        dates.update((row.id, row) for row in conn.execute(_DATES_OF, {"ids": chunk}))
     for plan in plans.values():
         plan.facts = dates[plan.case.newcomer_id]
     return [plans[cases[ref].id] for ref in refs]
@@ -391,11 +405,7 @@ def _refuse_handed_off(session: Session, receiving: list[tuple[_Plan, _StepRow]]
     """A step about to be handed on must not have an active handoff already."""
     step_ids = [step.id for _, step in receiving]
     for chunk in _chunks(step_ids):
-        taken = session.scalar(
-            select(Handoff.step_id)
-            .where(Handoff.step_id.in_(chunk), Handoff.state.in_(ACTIVE_HANDOFF_STATES))
-            .limit(1)
-        )
+        taken = session.connection().scalar(_HANDED_OFF, {"ids": chunk})
         if taken is not None:
             plan, step = next((p, s) for p, s in receiving if s.id == taken)
             raise InvalidTransition(
@@ -409,11 +419,8 @@ def _organisations(session: Session) -> dict[int, Any]:
     """Every organisation's id, key and whether it takes handoffs, once per transaction."""
     cached = session.info.get("advance_organisations")
     if cached is None:
-        stmt = select(
-            Organisation.id, Organisation.key, Organisation.receives_handoffs, Organisation.active
-        )
         cached = session.info["advance_organisations"] = {
-            row.id: row for row in session.execute(stmt)
+            row.id: row for row in session.connection().execute(_ORGANISATIONS)
         }
     return cached
 

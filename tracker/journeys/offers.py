@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from tracker import audit
@@ -37,16 +37,16 @@ def consented_org_ids_many(session: Session, newcomer_ids: Iterable[int]) -> dic
     wanted = sorted(newcomer_ids)
     out: dict[int, set[int]] = {}
     # Consents are flushed when given; pending steps and audit rows need not be flushed first.
-    with session.no_autoflush:
-        for i in range(0, len(wanted), 500):
-            rows = session.execute(
-                select(Consent.newcomer_id, Consent.organisation_id).where(
-                    Consent.newcomer_id.in_(wanted[i : i + 500]), *CURRENT_CONSENT
-                )
-            )
-            for newcomer_id, organisation_id in rows:
-                out.setdefault(newcomer_id, set()).add(organisation_id)
+    conn = session.connection()
+    for i in range(0, len(wanted), 500):
+        for newcomer_id, organisation_id in conn.execute(_CONSENTED, {"ids": wanted[i : i + 500]}):
+            out.setdefault(newcomer_id, set()).add(organisation_id)
     return out
+
+
+_CONSENTED = select(Consent.newcomer_id, Consent.organisation_id).where(
+    Consent.newcomer_id.in_(bindparam("ids", expanding=True)), *CURRENT_CONSENT
+)
 
 
 def new_handoff(

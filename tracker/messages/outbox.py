@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from tracker.bulk import BulkWriter
@@ -56,6 +56,11 @@ class OutboxItem:
     context: dict[str, Any] = field(default_factory=dict)
 
 
+_QUEUED = select(OutboxMessage.idempotency_key).where(
+    OutboxMessage.idempotency_key.in_(bindparam("keys", expanding=True))
+)
+
+
 def enqueue_many(session: Session, *, now: datetime, messages: Sequence[OutboxItem]) -> int:
     """Queue many messages, each once per idempotency key, as ``enqueue`` does one: the keys
     already queued are looked up in one query per 500 and the rest written in one statement
@@ -66,14 +71,9 @@ def enqueue_many(session: Session, *, now: datetime, messages: Sequence[OutboxIt
     session.flush()
     keys = [m.key for m in messages]
     seen: set[str] = set()
+    conn = session.connection()
     for i in range(0, len(keys), 500):
-        seen.update(
-            session.scalars(
-                select(OutboxMessage.idempotency_key).where(
-                    OutboxMessage.idempotency_key.in_(keys[i : i + 500])
-                )
-            )
-        )
+        seen.update(conn.scalars(_QUEUED, {"keys": keys[i : i + 500]}))
     rows = []
     for m in messages:
         if m.key in seen:
