@@ -338,11 +338,6 @@ def draw_chart(key: Any, build: Callable[[], Any], *, name: str) -> None:
     st.vega_lite_chart(_chart_spec(key, _build=build), width="stretch", alt=name)
 
 
-# How long a screen keeps looking for the steps a save opens; a task worker takes well under a
-# second, so this only runs out when no worker is running (the clock sweep then opens them).
-WATCH_SECONDS = 15
-
-
 def follow_up(reference: str) -> None:
     """After a change: ask for the case's advance without waiting for it, and say "Saved".
 
@@ -367,7 +362,7 @@ def follow_up(reference: str) -> None:
             st.session_state["advance_watch"] = {
                 "reference": reference.strip().upper(),
                 "before": before,
-                "until": time.monotonic() + WATCH_SECONDS,
+                "until": None,  # set once the advance is queued
                 "asked": asked,
             }
     st.cache_data.clear()
@@ -393,7 +388,14 @@ def watch_advance(reference: str) -> None:
             now = advance_progress(session, actor=actor, reference=watch["reference"])
         asked = watch["asked"]
         refused = asked.done() and asked.result().state in ("unreachable", "failed", "crashed")
-        if now.pending and not refused and time.monotonic() < watch["until"]:
+        if asked.done() and watch["until"] is None:
+            # The window opens when the advance is queued: asking a busy Prefect can itself take
+            # seconds (its own timeouts bound that). A task worker then takes well under a second,
+            # so the window only runs out when no worker is running (the clock sweep then opens
+            # the steps) or the workers are far behind.
+            watch["until"] = time.monotonic() + get_settings().advance_wait_seconds
+        waiting = watch["until"] is None or time.monotonic() < watch["until"]
+        if now.pending and not refused and waiting:
             st.caption(_("Opening the next steps …"))
             return
         st.session_state.pop("advance_watch", None)

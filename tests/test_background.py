@@ -277,6 +277,58 @@ def test_the_case_page_warns_when_prefect_is_away_and_keeps_the_change(
     assert "advance_watch" not in at.session_state
 
 
+def test_the_case_page_keeps_watching_while_a_busy_prefect_takes_the_request(
+    prefect_mode, actors, monkeypatch
+):
+    """The watch window opens when the advance is queued, not at the click: asking a busy
+    Prefect can itself take seconds. Once queued, the page watches ``advance_wait_seconds`` and
+    then says the scheduler will open the steps."""
+    from concurrent.futures import Future
+
+    from streamlit.testing.v1 import AppTest
+
+    from tracker.journeys.orchestration import AdvanceRequest
+
+    monkeypatch.setattr("dashboard.common.DEFAULT", "en")
+    monkeypatch.setenv("ONBOARDING_ADVANCE_WAIT_SECONDS", "0")
+    get_settings.cache_clear()
+    asked: Future[AdvanceRequest] = Future()
+    monkeypatch.setattr(
+        "tracker.journeys.orchestration.request_advance_soon", lambda reference, db=None: asked
+    )
+    db = prefect_mode
+    cm = actors["cm.mueller"]
+    ref = start_case(db, cm, now=NOW, nationality="PL")
+    page = Path(__file__).resolve().parent.parent / "dashboard" / "views" / "person.py"
+    at = AppTest.from_file(str(page), default_timeout=60)
+    at.session_state["lang"] = "en"
+    at.session_state["username"] = "cm.mueller"
+    at.session_state["signed_in_at"] = datetime.now(UTC)
+    at.session_state["case"] = ref
+    at.run()
+    at.session_state["person_steps"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    at.button(key="person_submit").click().run()
+    assert not at.exception
+    assert [s.value for s in at.success] == ["Saved."]
+    # Prefect has not answered yet: with a window of 0 s the page still waits, quietly.
+    for _ in range(2):
+        at.run()
+        assert any("Opening the next steps" in c.value for c in at.caption)
+        assert not at.warning
+    assert at.session_state["advance_watch"]["until"] is None
+
+    asked.set_result(AdvanceRequest([ref], "prefect", "scheduled", "Queued.", ["run"]))
+    at.run()  # queued now: the window opens, and at 0 s it has run out
+    if "advance_watch" in at.session_state:
+        at.run()
+    assert [w.value for w in at.warning] == [
+        "Saved. The next steps will open when the scheduler runs again."
+    ]
+    assert "advance_watch" not in at.session_state
+    assert states(db, cm, ref)["housing"] == "done"
+
+
 def test_a_lost_advance_is_caught_up_by_the_sweep_and_its_run_closed_as_crashed(
     prefect_mode, actors, monkeypatch
 ):

@@ -59,7 +59,10 @@ class Settings(BaseSettings):
     advance_wait_seconds: float = Field(
         default=15,
         ge=0,
-        description="How long the CLI's --wait waits for a case's advance to finish.",
+        description=(
+            "How long the CLI's --wait waits for a case's queued advance to finish, and how long"
+            " the case page watches for the steps it opens."
+        ),
     )
     catch_up_grace_seconds: int = Field(
         default=60, ge=0, description="How old an advance request must be for the sweep to take it."
