@@ -1,4 +1,5 @@
-"""Bulk inserts for loads of many rows (the demo): COPY on PostgreSQL, executemany on SQLite.
+"""Bulk inserts of many rows (the demo, the batch services): COPY on PostgreSQL, executemany
+on SQLite.
 
 A demo load writes millions of rows. Through ``session.execute(insert(table), rows)``
 SQLAlchemy runs each value through its column type's bind processor, which took about half of
@@ -15,7 +16,8 @@ from datetime import UTC, date, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Date, DateTime, Table, insert
+from sqlalchemy import JSON, Connection, Date, DateTime, Table, insert, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # Audit details and outbox contexts repeat a few shapes ({"step": "visa", "owner": "ihk-mr"}):
@@ -95,16 +97,23 @@ class BulkWriter:
             return
         raw: Any = connection.connection.driver_connection  # sqlite3 or psycopg
         names = ", ".join(columns)
-        if connection.dialect.name == "sqlite":
-            marks = ", ".join("?" * len(columns))
-            raw.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", values)
-            return
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy,
-        ):
-            for value in values:
-                copy.write_row(value)
+        dbapi = connection.dialect.loaded_dbapi
+        statement = f"COPY {table.name} ({names}) FROM STDIN"
+        try:
+            if connection.dialect.name == "sqlite":
+                marks = ", ".join("?" * len(columns))
+                statement = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+                raw.executemany(statement, values)
+                return
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:
+                for value in values:
+                    copy.write_row(value)
+        except dbapi.Error as exc:
+            # As SQLAlchemy raises the driver's errors (IntegrityError, DataError, …), so that
+            # callers handle a refused row the same way whichever path wrote it.
+            raise DBAPIError.instance(
+                statement, None, exc, dbapi.Error, hide_parameters=True, dialect=connection.dialect
+            ) from exc
 
     @staticmethod
     def _with_defaults(table: Table, columns: list[str], values: list[list[Any]]) -> list[str]:
@@ -155,17 +164,32 @@ class BulkWriter:
         return text
 
 
+_NEW_IDS = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
+
+
 def insert_returning_ids(
     connection: Connection, table: Table, rows: list[dict[str, Any]], *, key: str
 ) -> list[int]:
-    """Insert rows in multi-row statements and return their new ids in the rows' order.
+    """Insert rows and return their new ids in the rows' order.
 
-    Each row's id is matched by ``key`` (a column whose values differ within the batch), which
-    RETURNING gives back with it. ``sort_by_parameter_order`` would do the same without a key,
-    but SQLAlchemy can only keep that promise on SQLite one row per statement: a thousand
-    statements where one serves. A batch whose keys repeat is inserted that way all the same."""
+    PostgreSQL: the ids are drawn from the table's sequence in one statement, and the rows go
+    in by COPY. A multi-row INSERT … RETURNING of 500 rows is a query psycopg parses anew for
+    its thousands of placeholders each time (too long for its cache): 0.1 s per batch, a third
+    of an import's time on the client.
+
+    SQLite: multi-row INSERTs, each row's id matched by ``key`` (a column whose values differ
+    within the batch), which RETURNING gives back with it. ``sort_by_parameter_order`` would do
+    the same without a key, but SQLAlchemy can only keep that promise on SQLite one row per
+    statement: a thousand statements where one serves. A batch whose keys repeat is inserted
+    that way all the same."""
     if not rows:
         return []
+    if connection.dialect.name == "postgresql":
+        ids = sorted(connection.execute(_NEW_IDS, {"table": table.name, "n": len(rows)}).scalars())
+        BulkWriter().insert(
+            connection, table, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)]
+        )
+        return ids
     keys = [row[key] for row in rows]
     if len(set(keys)) < len(keys):
         stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)

@@ -19,9 +19,12 @@ LANGUAGES = ("de", "en", "ar", "uk", "tr", "ru", "fa", "fr", "es")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _no_control(value: str) -> str:
     # PostgreSQL refuses a NUL in text, and no name, address or number holds a control character.
-    if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value):
+    if _CONTROL.search(value):
         raise ValueError("contains control characters (such as a line break)")
     return value
 
