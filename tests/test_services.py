@@ -1170,3 +1170,28 @@ def test_deactivating_an_organisation_returns_its_unanswered_offers(db, actors):
     assert rec.handoff is None
     assert rec.past_handoffs[-1].reason == "organisation_deactivated"
     assert [r.reference for r in attention] == [ref]
+
+
+def test_among_selects_what_in_selects_for_lists_of_any_length(db, actors):
+    """The prebuilt statements' "column among a list" is IN on SQLite and = ANY(array) on
+    PostgreSQL; either way it finds exactly the rows in the list, for none, one or many
+    values, and on PostgreSQL its text does not grow with the list."""
+    from sqlalchemy.dialects import postgresql
+
+    from tracker.bulk import among
+    from tracker.models import Case
+
+    cm = actors["cm.mueller"]
+    refs = [start_case(db, cm, now=NOW, nationality=n) for n in ("PL", "IN", "UA")]
+    by_ref = select(Case.reference).where(among(Case.reference, "refs"))
+    with db.read() as s:
+        # Longer than the column (20): compared whole (the array is VARCHAR[], not VARCHAR(20)[]).
+        too_long = [f"{refs[0]}-AND-MORE-{i}" for i in range(3)]
+        others = [f"WO-NONE-{i:04d}" for i in range(700)]
+        for wanted in ([], refs[:1], refs, [*refs[1:], *others], too_long):
+            found = set(s.scalars(by_ref, {"refs": wanted}))
+            assert found == set(wanted) & set(refs)
+            expected = set(s.scalars(select(Case.reference).where(Case.reference.in_(wanted))))
+            assert found == expected
+    text_of = str(by_ref.compile(dialect=postgresql.dialect()))
+    assert "= ANY (%(refs)s::VARCHAR[])" in text_of

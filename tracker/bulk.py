@@ -16,8 +16,26 @@ from datetime import UTC, date, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Date, DateTime, Table, insert, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Connection,
+    Date,
+    DateTime,
+    String,
+    Table,
+    any_,
+    bindparam,
+    insert,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import coercions, roles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # Audit details and outbox contexts repeat a few shapes ({"step": "visa", "owner": "ihk-mr"}):
@@ -198,3 +216,39 @@ def insert_returning_ids(
         connection.execute(insert(table).returning(table.c[key], table.c.id), rows).all()
     )
     return [found[k] for k in keys]
+
+
+class among(ColumnElement[bool]):
+    """``column IN (the list given as parameter name)``, for statements built once and run with
+    lists of any length.
+
+    SQLite: an expanding IN. PostgreSQL: ``column = ANY(:name)`` with the list as one array
+    parameter, so the statement's text stays the same whatever the list's length: an expanding
+    IN of 500 values is a new text each time, which psycopg parses anew (too long for its
+    cache)."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a condition, not a boolean column: no "= 1" after it
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("name", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, column: Any, name: str) -> None:  # a column or a mapped attribute
+        self.column: ColumnElement[Any] = coercions.expect(roles.ExpressionElementRole, column)
+        self.name = name
+
+
+@compiles(among)
+def _among_in(element: among, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw)
+
+
+@compiles(among, "postgresql")
+def _among_any(element: among, compiler: SQLCompiler, **kw: Any) -> str:
+    kind = element.column.type
+    if isinstance(kind, String) and kind.length:
+        kind = String()  # VARCHAR(20)[] would cut a longer value to 20 and maybe match it
+    values = bindparam(element.name, type_=ARRAY(kind))
+    return compiler.process(element.column == any_(values), **kw)

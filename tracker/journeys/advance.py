@@ -9,14 +9,15 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, Text, bindparam, select, type_coerce, update
+from sqlalchemy import Select, Table, Text, bindparam, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from tracker import audit, clocks
 from tracker.access import Actor, require_case_manager
-from tracker.bulk import insert_returning_ids
+from tracker.bulk import among, insert_returning_ids
 from tracker.clocks import utcnow
 from tracker.db import Database
 from tracker.enums import (
@@ -233,9 +234,10 @@ class _StepRow:
 
 
 # A step's prerequisites are read as their JSON text and decoded once per distinct list: the
-# steps of a pathway repeat a few dozen lists across all its cases.
+# steps of a pathway repeat a few dozen lists across all its cases. A CAST, so that psycopg
+# does not decode each one on its own (0.7 s per 10,000 cases on PostgreSQL).
 _STEP_COLUMNS = [
-    type_coerce(_STEPS.c.needs, Text) if f.name == "needs" else _STEPS.c[f.name]
+    sql_cast(_STEPS.c.needs, Text).label("needs") if f.name == "needs" else _STEPS.c[f.name]
     for f in fields(_StepRow)
 ]
 
@@ -295,22 +297,20 @@ _CASES_LOCKED = (
         Case.next_due,
         Case.advance_requested_at,
     )
-    .where(Case.reference.in_(bindparam("refs", expanding=True)))
+    .where(among(Case.reference, "refs"))
     .order_by(Case.id)
     .with_for_update(of=_CASES)
 )
 _STEPS_OF = (
-    select(*_STEP_COLUMNS)
-    .where(Step.case_id.in_(bindparam("ids", expanding=True)))
-    .order_by(Step.case_id, Step.position)
+    select(*_STEP_COLUMNS).where(among(Step.case_id, "ids")).order_by(Step.case_id, Step.position)
 )
 _DATES_OF = select(
     Newcomer.id, Newcomer.arrival_date, Newcomer.permit_expiry, Newcomer.move_in_date
-).where(Newcomer.id.in_(bindparam("ids", expanding=True)))
+).where(among(Newcomer.id, "ids"))
 _HANDED_OFF = (
     select(Handoff.step_id)
     .where(
-        Handoff.step_id.in_(bindparam("ids", expanding=True)),
+        among(Handoff.step_id, "ids"),
         Handoff.state.in_(ACTIVE_HANDOFF_STATES),
     )
     .limit(1)

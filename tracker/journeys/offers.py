@@ -6,11 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tracker import audit
 from tracker.access import CURRENT_CONSENT, Actor
+from tracker.bulk import among
 from tracker.enums import (
     ACTIVE_HANDOFF_STATES,
     HandoffState,
@@ -45,7 +46,7 @@ def consented_org_ids_many(session: Session, newcomer_ids: Iterable[int]) -> dic
 
 
 _CONSENTED = select(Consent.newcomer_id, Consent.organisation_id).where(
-    Consent.newcomer_id.in_(bindparam("ids", expanding=True)), *CURRENT_CONSENT
+    among(Consent.newcomer_id, "ids"), *CURRENT_CONSENT
 )
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-from tracker.bulk import BulkWriter
+from tracker.bulk import BulkWriter, among
 from tracker.models import OutboxMessage
 
 
@@ -56,9 +56,7 @@ class OutboxItem:
     context: dict[str, Any] = field(default_factory=dict)
 
 
-_QUEUED = select(OutboxMessage.idempotency_key).where(
-    OutboxMessage.idempotency_key.in_(bindparam("keys", expanding=True))
-)
+_QUEUED = select(OutboxMessage.idempotency_key).where(among(OutboxMessage.idempotency_key, "keys"))
 
 
 def enqueue_many(session: Session, *, now: datetime, messages: Sequence[OutboxItem]) -> int:
