@@ -61,8 +61,13 @@ axe:
 clean:
 	rm -rf $(VENV) data node_modules .pytest_cache .mypy_cache .ruff_cache
 
-## The benchmark suite (bench/suite.py) at 10,000 and 100,000 newcomers on SQLite and PostgreSQL;
-## writes bench/results/suite-*.json and docs/benchmarks.md. Sizes: make bench PEOPLE="10000"
+## The benchmark suite (bench/suite.py) at 10,000 and 100,000 newcomers on SQLite and PostgreSQL,
+## then the write path's measures of this commit and of the one before it (BASE) in the same run
+## (bench/compare.py); writes bench/results/*.json and docs/benchmarks.md.
+## Sizes: make bench PEOPLE="10000"; another base: make bench BASE=1a2b3c4
+BENCH_PEOPLE = $(if $(filter command line,$(origin PEOPLE)),$(PEOPLE),10000 100000)
+BASE ?= HEAD~1
 .PHONY: bench
 bench: setup postgres
-	$(BIN)/python bench/suite.py --people $(if $(filter command line,$(origin PEOPLE)),$(PEOPLE),10000 100000)
+	$(BIN)/python bench/suite.py --people $(BENCH_PEOPLE)
+	$(BIN)/python bench/compare.py --base $(BASE) --rows $(BENCH_PEOPLE)

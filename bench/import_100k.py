@@ -282,6 +282,9 @@ def section(found: list[dict[str, Any]]) -> list[str]:
             )
     if not rows:
         return []
+    # By size, the newest runs first; a before/after pair of bench/compare.py sits together.
+    rows.sort(key=lambda r: (int(str(r[0]).replace(",", "")), str(r[3])), reverse=True)
+    rows.sort(key=lambda r: int(str(r[0]).replace(",", "")))
     header = [
         "rows",
         "backend",
@@ -299,7 +302,9 @@ def section(found: list[dict[str, Any]]) -> list[str]:
         "",
         "`bench/import_100k.py --label …` (each phase in a fresh process; SQLite with the default",
         "synchronous=FULL). Target: 100,000 rows with their first steps open in ≤ 90 s on",
-        "SQLite and ≤ 120 s on PostgreSQL.",
+        "SQLite and ≤ 120 s on PostgreSQL. Compare rows started within the same few minutes",
+        "(a bench/compare.py pair): this shared machine ran the same code three times slower at",
+        "19:48 than at 21:57 on 2026-12-07.",
         "",
         markdown_table(header, rows),
         "",

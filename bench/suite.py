@@ -650,7 +650,10 @@ def write_doc() -> None:
     lines = [
         "# Benchmarks",
         "",
-        'Written by `make bench` (`bench/suite.py`; sizes: `make bench PEOPLE="10000 100000"`).',
+        'Written by `make bench` (`bench/suite.py`; sizes: `make bench PEOPLE="10000 100000"`),',
+        "which then runs the write path's measures for this commit and the one before it in the",
+        "same run (`bench/compare.py`, the sections labelled before/after; another base:",
+        "`make bench BASE=1a2b3c4`).",
         "Plain timers in child processes on scratch databases; peak RSS is the high-water mark of",
         "the child process that took the measurement (reads share one process).",
         f"Assembled {datetime.now(UTC).isoformat(timespec='minutes')}.",
