@@ -11,10 +11,10 @@ defaults are filled in; no ORM events apply, and a column with a computed defaul
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -37,6 +37,17 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+# Keeps every IN list well below the bind-parameter limits of SQLite and PostgreSQL.
+IN_CHUNK = 500
+_T = TypeVar("_T")
+
+
+def chunks(items: Sequence[_T], size: int = IN_CHUNK) -> Iterator[Sequence[_T]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
 
 # Audit details and outbox contexts repeat a few shapes ({"step": "visa", "owner": "ihk-mr"}):
 # encoding each shape once saves most of the JSON work. Bounded, as ids make some unique.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import lru_cache
@@ -17,7 +17,7 @@ from sqlalchemy.orm.util import identity_key
 
 from tracker import audit, clocks
 from tracker.access import Actor, require_case_manager
-from tracker.bulk import among, insert_returning_ids
+from tracker.bulk import among, chunks, insert_returning_ids
 from tracker.clocks import utcnow
 from tracker.db import Database
 from tracker.enums import (
@@ -280,11 +280,6 @@ def steps_to_open(steps: Iterable[Any]) -> list[Any]:
     ]
 
 
-def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
 # The reads, built once (a statement's construction costs more than its run for one case).
 _CASES_LOCKED = (
     select(
@@ -325,7 +320,7 @@ def _load(session: Session, refs: list[str]) -> list[_Plan]:
     as plain rows (no objects: the session is not asked to track what only the rule reads)."""
     conn = session.connection()
     cases: dict[str, Any] = {}
-    for chunk in _chunks(refs):
+    for chunk in chunks(refs):
         cases.update((row.reference, row) for row in conn.execute(_CASES_LOCKED, {"refs": chunk}))
     for position, ref in enumerate(refs):
         if ref not in cases:
@@ -334,14 +329,14 @@ def _load(session: Session, refs: list[str]) -> list[_Plan]:
             raise error
     plans = {row.id: _Plan(row) for row in cases.values()}
     ids = sorted(plans)
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         for row in conn.execute(_STEPS_OF, {"ids": chunk}):
             step = _StepRow(*row)  # the columns are the fields, in order
             step.needs = _needs(step.needs)
             plans[row.case_id].steps.append(step)
     newcomers = sorted({p.case.newcomer_id for p in plans.values()})
     dates: dict[int, Any] = {}
-    for chunk in _chunks(newcomers):
+    for chunk in chunks(newcomers):
         dates.update((row.id, row) for row in conn.execute(_DATES_OF, {"ids": chunk}))
     for plan in plans.values():
         plan.facts = dates[plan.case.newcomer_id]
@@ -404,7 +399,7 @@ def _plan(session: Session, plans: list[_Plan], now: datetime) -> None:
 def _refuse_handed_off(session: Session, receiving: list[tuple[_Plan, _StepRow]]) -> None:
     """A step about to be handed on must not have an active handoff already."""
     step_ids = [step.id for _, step in receiving]
-    for chunk in _chunks(step_ids):
+    for chunk in chunks(step_ids):
         taken = session.connection().scalar(_HANDED_OFF, {"ids": chunk})
         if taken is not None:
             plan, step = next((p, s) for p, s in receiving if s.id == taken)

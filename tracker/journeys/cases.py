@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from tracker import audit, clocks
 from tracker.access import Actor, require_case_manager
-from tracker.bulk import BulkWriter, insert_returning_ids
+from tracker.bulk import BulkWriter, chunks, insert_returning_ids
 from tracker.clocks import utcnow
 from tracker.enums import (
     ACTIVE_HANDOFF_STATES,
@@ -162,7 +162,7 @@ def open_cases(
     ids = [o.newcomer_id for o in openings]
     people = {
         row.id: row
-        for chunk in _chunked(sorted(set(ids)))
+        for chunk in chunks(sorted(set(ids)))
         for row in session.execute(
             select(
                 Newcomer.id,
@@ -176,7 +176,7 @@ def open_cases(
     with session.no_autoflush:
         already = {
             newcomer_id: reference
-            for chunk in _chunked(sorted(people))
+            for chunk in chunks(sorted(people))
             for newcomer_id, reference in session.execute(
                 select(Case.newcomer_id, Case.reference).where(
                     Case.newcomer_id.in_(chunk), Case.status == CaseStatus.open
@@ -322,7 +322,7 @@ def _case_managers(session: Session, usernames: set[str]) -> dict[str, int]:
     """The ids of these case managers; refuses a name that is not an active case manager."""
     found = {
         user.username: user
-        for chunk in _chunked(sorted(usernames))
+        for chunk in chunks(sorted(usernames))
         for user in session.execute(
             select(User.username, User.id, User.role, User.active).where(User.username.in_(chunk))
         )
@@ -334,12 +334,6 @@ def _case_managers(session: Session, usernames: set[str]) -> dict[str, int]:
         if user.role != Role.case_manager or not user.active:
             raise ValidationFailed("'{username}' is not an active case manager.", username=username)
     return {name: user.id for name, user in found.items()}
-
-
-def _chunked(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
-    """Well below SQLite's and PostgreSQL's limits on bound parameters per statement."""
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def _organisations(session: Session) -> dict[str, Organisation]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from tracker import audit, clocks
 from tracker.access import Actor, require_case_manager
+from tracker.bulk import chunks
 from tracker.enums import CaseStatus, Role
 from tracker.errors import TrackerError
 from tracker.journeys.cases import CaseOpening, register_newcomers
@@ -45,8 +46,6 @@ __all__ = [
 ]
 
 
-# Well below SQLite's and PostgreSQL's limits on bound parameters per statement.
-IN_CHUNK = 500
 # Rows registered (and their cases opened) per call of the batch services: large enough that a
 # statement's cost is shared by many rows, small enough that a batch's rows sit lightly in memory.
 WRITE_BATCH = 500
@@ -217,18 +216,12 @@ def _refused_row(
     return batch[0].line
 
 
-def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
-    batch = sorted(items)
-    for i in range(0, len(batch), IN_CHUNK):
-        yield batch[i : i + IN_CHUNK]
-
-
 def _check_case_managers(
     session: Session, people: list[PersonRow], default: str | None, report: ImportReport
 ) -> None:
     wanted = {p.case_manager for p in people if p.case_manager} | ({default} if default else set())
     active: set[str] = set()
-    for chunk in _chunks(wanted):
+    for chunk in chunks(sorted(wanted)):
         active.update(
             session.scalars(
                 select(User.username).where(
@@ -257,7 +250,7 @@ def _check_case_managers(
 def _existing_people(session: Session, keys: set[str]) -> dict[str, str]:
     """For each match key already in the database: how to name that person to the user."""
     found: dict[str, tuple[tuple[int, Any], str]] = {}
-    for chunk in _chunks(keys):
+    for chunk in chunks(sorted(keys)):
         stmt = (
             select(Newcomer.match_key, Newcomer.id, Case.reference, Case.status, Case.opened_at)
             .outerjoin(Case, Case.newcomer_id == Newcomer.id)

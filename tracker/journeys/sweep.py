@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import String, and_, case, cast, exists, func, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -14,13 +14,11 @@ from sqlalchemy.orm import Session
 
 from tracker import audit, clocks
 from tracker.access import CURRENT_CONSENT, PARTNER_QUEUE_STATES, system_actor
+from tracker.bulk import chunks
 from tracker.config import get_settings
 from tracker.enums import ACTIVE_STEP_STATES, CaseStatus, DueStatus, HandoffState
+from tracker.messages.outbox import queued_keys
 from tracker.models import Case, Consent, Handoff, Organisation, OutboxMessage, Step
-
-# Keeps every IN list well below the bind-parameter limits of SQLite and PostgreSQL.
-IN_CHUNK = 500
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -32,25 +30,6 @@ class SweepBatch:
     next_cursor: int | None
     # Messages that had nobody to go to (no case manager and no consenting holder).
     unassigned: int = 0
-
-
-def _chunks(items: Sequence[_T], size: int = IN_CHUNK) -> Iterable[Sequence[_T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def existing_keys(session: Session, keys: Sequence[str]) -> set[str]:
-    """The idempotency keys among ``keys`` that the outbox holds already."""
-    found: set[str] = set()
-    for chunk in _chunks(keys):
-        found.update(
-            session.scalars(
-                select(OutboxMessage.idempotency_key).where(
-                    OutboxMessage.idempotency_key.in_(chunk)
-                )
-            )
-        )
-    return found
 
 
 def enqueue_new(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -103,12 +82,12 @@ def _consents(session: Session, newcomer_ids: set[int]) -> set[tuple[int, int]]:
     """(newcomer, organisation) pairs with current consent to share, for these people."""
     pairs: set[tuple[int, int]] = set()
     ids = sorted(newcomer_ids)
-    for start in range(0, len(ids), IN_CHUNK):
+    for chunk in chunks(ids):
         pairs.update(
             (n, o)
             for n, o in session.execute(
                 select(Consent.newcomer_id, Consent.organisation_id).where(
-                    Consent.newcomer_id.in_(ids[start : start + IN_CHUNK]), *CURRENT_CONSENT
+                    Consent.newcomer_id.in_(chunk), *CURRENT_CONSENT
                 )
             )
         )
@@ -158,7 +137,7 @@ def sweep_clocks(
     )
     next_cursor = ids[-1] if len(ids) == limit else None
     rows: list[Any] = []
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         rows += session.execute(
             select(
                 Step.id,
@@ -228,7 +207,7 @@ def sweep_clocks(
         }
         planned[key] = (message, {"step_id": row.id, "case_id": row.case_id, "details": details})
 
-    known = existing_keys(session, list(planned))
+    known = queued_keys(session, list(planned))
     written = enqueue_new(session, [m for k, (m, _) in planned.items() if k not in known])
     actor = system_actor("sweep")
     counts = {}

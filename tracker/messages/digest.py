@@ -12,7 +12,8 @@ from tracker import audit, clocks
 from tracker.access import in_partner_queue, system_actor
 from tracker.config import get_settings
 from tracker.enums import ACTIVE_STEP_STATES, HandoffState
-from tracker.journeys.sweep import enqueue_new, existing_keys
+from tracker.journeys.sweep import enqueue_new
+from tracker.messages.outbox import queued_keys
 from tracker.models import Case, Handoff, Organisation, Step
 
 
@@ -37,7 +38,7 @@ def build_digests(
         .order_by(Organisation.key)
     ).all()
     keys = {o.id: f"digest:{o.key}:{day.isoformat()}" for o in orgs}
-    done = existing_keys(session, list(keys.values()))
+    done = queued_keys(session, list(keys.values()))
     wanted = {o.id: o for o in orgs if keys[o.id] not in done}
     if not wanted:
         return []

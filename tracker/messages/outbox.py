@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-from tracker.bulk import BulkWriter, among
+from tracker.bulk import BulkWriter, among, chunks
 from tracker.models import OutboxMessage
 
 
@@ -59,6 +59,12 @@ class OutboxItem:
 _QUEUED = select(OutboxMessage.idempotency_key).where(among(OutboxMessage.idempotency_key, "keys"))
 
 
+def queued_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """The idempotency keys among ``keys`` that the outbox holds already."""
+    conn = session.connection()
+    return {key for chunk in chunks(keys) for key in conn.scalars(_QUEUED, {"keys": chunk})}
+
+
 def enqueue_many(session: Session, *, now: datetime, messages: Sequence[OutboxItem]) -> int:
     """Queue many messages, each once per idempotency key, as ``enqueue`` does one: the keys
     already queued are looked up in one query per 500 and the rest written in one statement
@@ -67,11 +73,7 @@ def enqueue_many(session: Session, *, now: datetime, messages: Sequence[OutboxIt
     if not messages:
         return 0
     session.flush()
-    keys = [m.key for m in messages]
-    seen: set[str] = set()
-    conn = session.connection()
-    for i in range(0, len(keys), 500):
-        seen.update(conn.scalars(_QUEUED, {"keys": keys[i : i + 500]}))
+    seen = queued_keys(session, [m.key for m in messages])
     rows = []
     for m in messages:
         if m.key in seen:
