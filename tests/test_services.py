@@ -765,26 +765,56 @@ def test_a_case_that_fails_to_advance_is_reported_and_the_others_advance(db, act
 
     cm = actors["cm.mueller"]
     bad, *good = _awaiting(db, cm, 3)
-    real = advance.advance_case
+    real = advance.advance_cases
+    calls: list[list[str]] = []
 
-    def advance_case(session, *, reference, **kwargs):
-        result = real(session, reference=reference, **kwargs)
-        if reference == bad:  # after it wrote: the savepoint must take it all back
+    def advance_cases(session, *, references, **kwargs):
+        calls.append(sorted(references))
+        result = real(session, references=references, **kwargs)
+        if bad in references:  # after it wrote: the savepoint must take it all back
             raise RuntimeError("a broken pathway")
         return result
 
-    monkeypatch.setattr(advance, "advance_case", advance_case)
+    monkeypatch.setattr(advance, "advance_cases", advance_cases)
     later = NOW + timedelta(minutes=5)
     with db.transaction() as s:
         outcome = advance_awaiting(s, actor=cm, older_than=later, limit=10, now=later)
     assert outcome.failed == {bad: "RuntimeError: a broken pathway"}
     assert sorted(r.reference for r in outcome.advanced) == sorted(good)
+    # The claim set-wise first; it failed, so then each case on its own.
+    assert calls[0] == sorted([bad, *good])
+    assert sorted(calls[1:]) == sorted([r] for r in [bad, *good])
     with db.read() as s:
         assert awaiting(s, older_than=later) == [bad]  # still asked for, nothing half-done
     assert step_states(db, cm, bad)["registration"] == "pending"
     assert _opened(db, "registration") == 2
     with db.transaction() as s:  # the caller leaves it out of its next claims
         assert advance_awaiting(s, actor=cm, older_than=later, skip=[bad]).claimed == 0
+
+
+def test_a_claim_is_advanced_set_wise(db, actors, monkeypatch):
+    """A claim of cases that all go through is one call of ``advance_cases``: the sweep's
+    catch-up costs the same dozen statements for one case or a claim of many."""
+    from tracker.journeys import advance
+    from tracker.journeys.advance import advance_awaiting
+
+    cm = actors["cm.mueller"]
+    refs = _awaiting(db, cm, 4)
+    real = advance.advance_cases
+    calls: list[list[str]] = []
+
+    def advance_cases(session, *, references, **kwargs):
+        calls.append(sorted(references))
+        return real(session, references=references, **kwargs)
+
+    monkeypatch.setattr(advance, "advance_cases", advance_cases)
+    later = NOW + timedelta(minutes=5)
+    with db.transaction() as s:
+        outcome = advance_awaiting(s, actor=cm, older_than=later, limit=10, now=later)
+    assert calls == [sorted(refs)]
+    assert sorted(r.reference for r in outcome.advanced) == sorted(refs)
+    assert not outcome.failed
+    assert _opened(db, "registration") == 4
 
 
 @pytest.mark.parametrize("empty_db", ["postgresql"], indirect=True)

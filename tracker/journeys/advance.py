@@ -192,20 +192,34 @@ def advance_awaiting(
     takes a case again. SQLite serialises its writers (``BEGIN IMMEDIATE``), so there the
     claim is the query alone. A case that fails is rolled back on its own (a savepoint) and
     reported; pass it in ``skip`` so that the caller's next claim leaves it out.
+
+    The claim is advanced set-wise (``advance_cases``); only if that fails is it advanced
+    again case by case, each in its own savepoint, to find the case that fails.
     """
     require_case_manager(actor, "advance cases")
     stmt = _awaiting_advance(older_than, limit).with_for_update(skip_locked=True)
     if skip:
         stmt = stmt.where(Case.reference.not_in(list(skip)))
     outcome = CatchUp()
-    for reference in session.scalars(stmt).all():
+    claimed = session.scalars(stmt).all()
+    if not claimed:
+        return outcome
+    try:
+        with session.begin_nested():
+            outcome.advanced = advance_cases(session, actor=actor, references=claimed, now=now)
+        return outcome
+    except (OperationalError, InterfaceError):
+        raise  # the connection is gone: nothing more can be done in this transaction
+    except Exception:  # find the case(s) that failed below; the others go through
+        pass
+    for reference in claimed:
         try:
             with session.begin_nested():
                 outcome.advanced.append(
                     advance_case(session, actor=actor, reference=reference, now=now)
                 )
         except (OperationalError, InterfaceError):
-            raise  # the connection is gone: nothing more can be done in this transaction
+            raise
         except Exception as exc:  # one bad case must not hold up the others
             outcome.failed[reference] = f"{type(exc).__name__}: {exc}"[:500]
     return outcome
