@@ -511,6 +511,103 @@ def test_retention_anonymises_people_a_year_after_their_cases_ended_and_figures_
     assert cells_naming(db, unique) == []
 
 
+def _rows_about(s: Any, newcomer_id: int) -> dict[str, int]:
+    """What anonymising this person alone must remove, counted one person at a time."""
+    from sqlalchemy import or_
+
+    from tracker.models import Consent, FitJob, FitParticipant, FitPermit, Handoff, Step
+
+    cases = list(s.scalars(select(Case.id).where(Case.newcomer_id == newcomer_id)))
+    participants = list(
+        s.scalars(select(FitParticipant.id).where(FitParticipant.newcomer_id == newcomer_id))
+    )
+
+    def count(model: Any, *where: Any) -> int:
+        return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+    expected = {
+        "newcomers": 1,
+        "steps": count(
+            Step,
+            Step.case_id.in_(cases),
+            or_(Step.blocked_reason.is_not(None), Step.skip_reason.is_not(None)),
+        ),
+        "handoffs": count(
+            Handoff,
+            Handoff.case_id.in_(cases),
+            or_(Handoff.reason.is_not(None), Handoff.hold_reason.is_not(None)),
+        ),
+    }
+    if participants:
+        expected["fit_jobs"] = count(FitJob, FitJob.participant_id.in_(participants))
+        expected["fit_permits"] = count(FitPermit, FitPermit.participant_id.in_(participants))
+    expected |= {
+        "outbox": count(
+            OutboxMessage,
+            or_(
+                OutboxMessage.case_id.in_(cases),
+                OutboxMessage.recipient_newcomer_id == newcomer_id,
+            ),
+        ),
+        "access_log": count(AccessLogEntry, AccessLogEntry.case_id.in_(cases)),
+        "consents": count(Consent, Consent.newcomer_id == newcomer_id),
+        "mail_files": 0,
+        "references_blanked": 0,
+        "audit_events": count(AuditEvent, AuditEvent.case_id.in_(cases))
+        + count(
+            AuditEvent, AuditEvent.entity_type == "newcomer", AuditEvent.entity_id == newcomer_id
+        ),
+    }
+    return expected
+
+
+def test_a_retention_batch_counts_what_went_person_by_person(db, actors, tmp_path):
+    """A batch is anonymised with a statement per kind of change for everyone in it, and each
+    person's removal, tombstones and audit event still say what went for that person alone."""
+    from datetime import UTC, datetime
+
+    from tracker.privacy.retention import anonymise_people
+
+    load_demo(db, people=220, seed=11, as_of=AS_OF)
+    system = actors["admin"]
+    now = datetime(2026, 10, 31, 12, tzinfo=UTC)
+    with db.read() as s:
+        due = expired_newcomers(s, now=now, limit=40)
+        expected = {n: _rows_about(s, n) for n in due}
+        references = {
+            n: list(s.scalars(select(Case.reference).where(Case.newcomer_id == n))) for n in due
+        }
+    assert len(due) >= 10
+    # The batch has something of each kind to count apart (the demo holds all of these).
+    for kind in ("steps", "handoffs", "outbox", "consents", "audit_events", "fit_permits"):
+        assert sum(e.get(kind, 0) > 0 for e in expected.values()) >= 2, kind
+    with db.transaction() as s:
+        done = anonymise_people(s, actor=system, newcomer_ids=due, mail_dir=tmp_path, now=now)
+    assert not done.refused
+    assert [r.removed for r in done.removed] == [expected[n] for n in due]
+    assert [r.reference for r in done.removed] == [
+        references[n][0] if references[n] else "" for n in due
+    ]
+    with db.read() as s:
+        for n, removal in zip(due, done.removed, strict=True):
+            tombs = s.scalars(select(Erasure).where(Erasure.newcomer_id == n)).all()
+            assert sorted(t.id for t in tombs) == sorted(removal.erasure_ids)
+            assert len(tombs) == len(references[n])
+            assert all(t.removed == expected[n] and t.basis == "retention" for t in tombs)
+            events = s.scalars(
+                select(AuditEvent).where(AuditEvent.case_id.in_([t.case_id for t in tombs]))
+            ).all()
+            assert [e.action for e in events] == ["case.anonymised"] * len(tombs)
+            assert all(e.details["removed"] == expected[n] for e in events)
+            # Their cases have new references, each different.
+            now_refs = set(s.scalars(select(Case.reference).where(Case.newcomer_id == n)))
+            assert not now_refs & set(references[n])
+    # Again: everyone is refused, nothing changes.
+    with db.transaction() as s:
+        again = anonymise_people(s, actor=system, newcomer_ids=due[:3], now=now)
+    assert again.removed == [] and sorted(again.refused) == sorted(due[:3])
+
+
 def test_the_retention_run_respects_the_configured_period(db, actors, monkeypatch):
     from datetime import UTC, datetime
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from typing import cast as cast_type
 
-from sqlalchemy import String, cast, delete, func, select
+from sqlalchemy import String, Table, cast, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from tracker import audit
 from tracker.access import Actor, require_admin
+from tracker.bulk import chunks, insert_returning_ids
 from tracker.clocks import utcnow
 from tracker.config import get_settings
 from tracker.enums import OfferStatus, RegistrationStatus
@@ -130,10 +134,11 @@ def erase_person(
     counts["fit_participants"] = delete_rows(
         session, FitParticipant, FitParticipant.newcomer_id == newcomer_id
     )
-    remove_traces(session, result, newcomer_id, references, mail_dir)
+    subject = [Subject(newcomer_id, references, result)]
+    remove_traces(session, subject, mail_dir)
     counts["handoffs"] = delete_rows(session, Handoff, Handoff.case_id.in_(case_ids))
     counts["steps"] = delete_rows(session, Step, Step.case_id.in_(case_ids))
-    write_tombstones(session, actor, result, newcomer_id, references, now)
+    write_tombstones(session, actor, subject, now)
     counts["cases"] = delete_rows(session, Case, Case.id.in_(case_ids))
     counts["newcomers"] = delete_rows(session, Newcomer, Newcomer.id == newcomer_id)
     audit.record(
@@ -170,58 +175,108 @@ def rowcount(result: object) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def remove_traces(
-    session: Session,
-    result: Removal,
-    newcomer_id: int,
-    references: dict[int, str],
-    mail_dir: Path | None,
-) -> None:
-    """Messages (and their mail-drop copies), the access log and the consents."""
-    case_ids = list(references)
-    # Two statements, each on its own index (an OR of the two would scan the table).
-    about_person = (
-        OutboxMessage.case_id.in_(case_ids),
-        OutboxMessage.recipient_newcomer_id == newcomer_id,
+@dataclass
+class Subject:
+    """One person whose traces go: their cases' references as they were, and the Removal that
+    counts what went (per person, also when many are removed at once)."""
+
+    newcomer_id: int
+    references: dict[int, str]  # case id -> reference
+    result: Removal
+
+
+def remove_traces(session: Session, people: Sequence[Subject], mail_dir: Path | None) -> None:
+    """Messages (and their mail-drop copies), the access log and the consents of ``people``:
+    a statement per kind for all of them, each person's counts kept apart."""
+    session.flush()
+    of_case = {case_id: p for p in people for case_id in p.references}
+    of_newcomer = {p.newcomer_id: p for p in people}
+    case_ids, newcomer_ids = sorted(of_case), sorted(of_newcomer)
+    # Two lookups, each on its own index (an OR of the two would scan the table).
+    messages: dict[int, tuple[str, Subject]] = {}
+    for chunk in chunks(case_ids):
+        for message_id, key, case_id in session.execute(
+            select(OutboxMessage.id, OutboxMessage.idempotency_key, OutboxMessage.case_id).where(
+                OutboxMessage.case_id.in_(chunk)
+            )
+        ):
+            messages[message_id] = (key, of_case[case_id or 0])
+    for chunk in chunks(newcomer_ids):
+        for message_id, key, newcomer_id in session.execute(
+            select(
+                OutboxMessage.id,
+                OutboxMessage.idempotency_key,
+                OutboxMessage.recipient_newcomer_id,
+            ).where(OutboxMessage.recipient_newcomer_id.in_(chunk))
+        ):
+            messages.setdefault(message_id, (key, of_newcomer[newcomer_id or 0]))
+    for chunk in chunks(sorted(messages)):
+        delete_rows(session, OutboxMessage, OutboxMessage.id.in_(chunk))
+    outbox = Counter(p.newcomer_id for _, p in messages.values())
+    access_log = _delete_counted(
+        session, AccessLogEntry.case_id, case_ids, lambda case_id: of_case[case_id].newcomer_id
     )
-    keys = [
-        key
-        for where in about_person
-        for key in session.scalars(select(OutboxMessage.idempotency_key).where(where))
-    ]
-    result.removed["outbox"] = sum(
-        delete_rows(session, OutboxMessage, where) for where in about_person
-    )
-    result.removed["access_log"] = delete_rows(
-        session, AccessLogEntry, AccessLogEntry.case_id.in_(case_ids)
-    )
-    result.removed["consents"] = delete_rows(session, Consent, Consent.newcomer_id == newcomer_id)
+    consents = _delete_counted(session, Consent.newcomer_id, newcomer_ids, lambda n: n)
     folder = mail_dir or get_settings().mail_dir or get_settings().data_dir / "mail"
-    for key in keys:
+    for key, person in messages.values():
         path = folder / file_name_for(key)
         if path.exists():
             path.unlink()
-            result.mail_files.append(path.name)
-    result.removed["mail_files"] = len(result.mail_files)
-    # Messages about several cases (the partners' digests) name cases by reference: the
-    # person's references are blanked there, in the outbox and in the mail drop's copy.
-    redacted = 0
-    for reference in references.values():
+            person.result.mail_files.append(path.name)
+    blanked = _blank_references_in_digests(session, people, folder)
+    for p in people:
+        removed = p.result.removed
+        removed["outbox"] = outbox[p.newcomer_id]
+        removed["access_log"] = access_log[p.newcomer_id]
+        removed["consents"] = consents[p.newcomer_id]
+        removed["mail_files"] = len(p.result.mail_files)
+        removed["references_blanked"] = blanked[p.newcomer_id]
+
+
+def _delete_counted(
+    session: Session, column: Any, ids: Sequence[int], owner: Callable[[int], int]
+) -> Counter[int]:
+    """Delete the rows whose ``column`` is among ``ids``; how many went per person
+    (``owner`` says whose a value of ``column`` is)."""
+    counts = Counter[int]()
+    model = column.class_
+    for chunk in chunks(ids):
+        for value, n in session.execute(
+            select(column, func.count()).where(column.in_(chunk)).group_by(column)
+        ):
+            counts[owner(value)] += n
+        delete_rows(session, model, column.in_(chunk))
+    return counts
+
+
+def _blank_references_in_digests(
+    session: Session, people: Sequence[Subject], folder: Path
+) -> Counter[int]:
+    """Messages about several cases (the partners' digests) name cases by reference: the
+    people's references are blanked there, in the outbox and in the mail drop's copy. Counts
+    per person each (reference, message) blanked."""
+    of_reference = {ref: p for p in people for ref in p.references.values()}
+    blanked = Counter[int]()
+    for chunk in chunks(sorted(of_reference), 50):
         for message in session.scalars(
             select(OutboxMessage).where(
                 OutboxMessage.case_id.is_(None),  # messages about several cases: digests
-                cast(OutboxMessage.context, String).contains(reference),
+                or_(*(cast(OutboxMessage.context, String).contains(ref) for ref in chunk)),
             )
         ):
-            message.context = _without(message.context, reference)
-            redacted += 1
             path = folder / file_name_for(message.idempotency_key)
-            if path.exists():
-                path.write_text(
-                    path.read_text(encoding="utf-8").replace(reference, ANONYMISED),
-                    encoding="utf-8",
-                )
-    result.removed["references_blanked"] = redacted
+            for reference in chunk:
+                if reference not in json.dumps(message.context):
+                    continue
+                message.context = _without(message.context, reference)
+                blanked[of_reference[reference].newcomer_id] += 1
+                if path.exists():
+                    path.write_text(
+                        path.read_text(encoding="utf-8").replace(reference, ANONYMISED),
+                        encoding="utf-8",
+                    )
+        session.flush()
+    return blanked
 
 
 def _without(value: Any, reference: str) -> Any:
@@ -236,40 +291,56 @@ def _without(value: Any, reference: str) -> Any:
 
 
 def write_tombstones(
-    session: Session,
-    actor: Actor,
-    result: Removal,
-    newcomer_id: int,
-    references: dict[int, str],
-    now: datetime,
+    session: Session, actor: Actor, people: Sequence[Subject], now: datetime
 ) -> None:
-    """Write the tombstones, then let the audit events of the person's cases go."""
-    # Two statements, each on its own index (an OR of the two would scan the table).
-    events = (
-        AuditEvent.case_id.in_(list(references)),
-        (AuditEvent.entity_type == "newcomer") & (AuditEvent.entity_id == newcomer_id),
-    )
-    result.removed["audit_events"] = sum(
-        session.scalar(select(func.count()).select_from(AuditEvent).where(where)) or 0
-        for where in events
-    )
-    for case_id, reference in references.items():
-        tombstone = Erasure(
-            erased_at=now,
-            erased_by=actor.username,
-            basis=result.basis,
-            case_id=case_id,
-            newcomer_id=newcomer_id,
-            reference_hash=reference_hash(reference),
-            removed=dict(result.removed),
+    """Write a tombstone per case of ``people``, then let the audit events of their cases (and
+    about them) go: a statement per kind for all of them."""
+    session.flush()
+    of_case = {case_id: p for p in people for case_id in p.references}
+    newcomer_ids = sorted(p.newcomer_id for p in people)
+    # Two conditions, each on its own index (an OR of the two would scan the table).
+    events = Counter[int]()
+    for chunk in chunks(sorted(of_case)):
+        for case_id, n in session.execute(
+            select(AuditEvent.case_id, func.count())
+            .where(AuditEvent.case_id.in_(chunk))
+            .group_by(AuditEvent.case_id)
+        ):
+            events[of_case[case_id or 0].newcomer_id] += n
+    about_newcomer = AuditEvent.entity_type == "newcomer"
+    for chunk in chunks(newcomer_ids):
+        for newcomer_id, n in session.execute(
+            select(AuditEvent.entity_id, func.count())
+            .where(about_newcomer, AuditEvent.entity_id.in_(chunk))
+            .group_by(AuditEvent.entity_id)
+        ):
+            events[int(newcomer_id or 0)] += n
+    rows = []
+    for p in people:
+        p.result.removed["audit_events"] = events[p.newcomer_id]
+        rows += [
+            {
+                "erased_at": now,
+                "erased_by": actor.username,
+                "basis": p.result.basis,
+                "case_id": case_id,
+                "newcomer_id": p.newcomer_id,
+                "reference_hash": reference_hash(reference),
+                "removed": dict(p.result.removed),
+            }
+            for case_id, reference in p.references.items()
+        ]
+    ids = iter(
+        insert_returning_ids(
+            session.connection(), cast_type(Table, Erasure.__table__), rows, key="case_id"
         )
-        session.add(tombstone)
-        session.flush()
-        result.erasure_ids.append(tombstone.id)
-    for where in events:
-        session.execute(
-            delete(AuditEvent).where(where).execution_options(synchronize_session=False)
-        )
+    )
+    for p in people:
+        p.result.erasure_ids += [next(ids) for _ in p.references]
+    for chunk in chunks(sorted(of_case)):
+        delete_rows(session, AuditEvent, AuditEvent.case_id.in_(chunk))
+    for chunk in chunks(newcomer_ids):
+        delete_rows(session, AuditEvent, about_newcomer, AuditEvent.entity_id.in_(chunk))
 
 
 def _free_fit_places(session: Session, actor: Actor, newcomer_id: int, now: datetime) -> None:
