@@ -90,7 +90,9 @@ def run(code: Path, script: str, *args: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="HEAD~1", help="the commit to compare against")
-    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument(
+        "--rows", type=int, nargs="*", default=[10_000, 100_000], help="none: no import"
+    )
     parser.add_argument("--backend", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--change-people", type=int, default=10_000)
     parser.add_argument("--no-change", action="store_true", help="the import only")
