@@ -535,7 +535,9 @@ def main() -> None:
     parser.add_argument("--exports", type=int, default=20)
     parser.add_argument("--pdfs", type=int, default=5)
     parser.add_argument("--erasures", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument(
+        "--batch-size", type=int, default=500, help="as the retention run (RETENTION_BATCH)"
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args()

@@ -18,7 +18,7 @@ from tracker.access import system_actor
 from tracker.clocks import utcnow
 from tracker.config import get_settings
 from tracker.journeys.orchestration import forget_case_runs
-from tracker.privacy.retention import anonymise_expired
+from tracker.privacy.retention import RETENTION_BATCH, anonymise_expired
 
 ACTOR = system_actor("retention")
 
@@ -35,7 +35,7 @@ def anonymise_batch(now: datetime, limit: int, number: int) -> int:
 
 
 @flow(name="retention", flow_run_name="retention {day}", on_failure=[note_failure])
-def retention(day: str | None = None, batch_size: int = 100) -> dict[str, Any]:
+def retention(day: str | None = None, batch_size: int = RETENTION_BATCH) -> dict[str, Any]:
     """Anonymise everyone due on ``day`` (YYYY-MM-DD, default today) in batches."""
     now = datetime.fromisoformat(day).replace(tzinfo=UTC) if day else utcnow()
     total = batches = 0

@@ -133,7 +133,7 @@ def retention_run(
     (what the scheduled retention flow does; admins)."""
     from tracker.access import require_admin
     from tracker.clocks import utcnow
-    from tracker.privacy.retention import anonymise_expired, count_expired
+    from tracker.privacy.retention import RETENTION_BATCH, anonymise_expired, count_expired
 
     with friendly():
         require_admin(actor_named(user), "run the retention")
@@ -144,6 +144,6 @@ def retention_run(
         print_json({"due": due}) if as_json else out.print(f"{due} people are due.")
         return
     done = 0
-    while batch := change(user, anonymise_expired, now=now, limit=100):
+    while batch := change(user, anonymise_expired, now=now, limit=RETENTION_BATCH):
         done += len(batch)
     print_json({"anonymised": done}) if as_json else out.print(f"Anonymised {done} people.")

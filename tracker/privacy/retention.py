@@ -261,12 +261,18 @@ def count_expired(session: Session, *, now: datetime) -> int:
     return session.scalar(select(func.count()).select_from(_expired_before(now).subquery())) or 0
 
 
+# People anonymised per transaction by the retention run (the flow and the CLI): a batch costs
+# a statement per kind of change, so it can be large; 500 keeps each IN list in one statement.
+# 1,896 people of a 10k demo on SQLite: 1.95 s in batches of 100 (a commit each), 1.2 s in 500.
+RETENTION_BATCH = 500
+
+
 def anonymise_expired(
     session: Session,
     *,
     actor: Actor,
     now: datetime | None = None,
-    limit: int = 100,
+    limit: int = RETENTION_BATCH,
     mail_dir: Path | None = None,
 ) -> list[Removal]:
     """One batch of the retention run: anonymise up to ``limit`` people who are due.
