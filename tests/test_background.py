@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -50,6 +51,25 @@ def invoke(*args: str) -> tuple[int, str, str]:
     if done.exception and not isinstance(done.exception, SystemExit):
         raise done.exception
     return done.exit_code, done.stdout, done.stderr
+
+
+def case_page_with_housing_chosen(ref: str) -> Any:
+    """The case page of ``ref`` for cm.mueller in English, housing (the first step) chosen by a
+    click on its row; "record as done" is its first action."""
+    from streamlit.testing.v1 import AppTest
+
+    page = Path(__file__).resolve().parent.parent / "dashboard" / "views" / "person.py"
+    at = AppTest.from_file(str(page), default_timeout=60)
+    at.session_state["lang"] = "en"
+    at.session_state["username"] = "cm.mueller"
+    at.session_state["signed_in_at"] = datetime.now(UTC)
+    at.session_state["case"] = ref
+    at.run()
+    assert not at.exception
+    at.session_state["person_steps"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert at.radio[0].value == "complete"
+    return at
 
 
 def states(db, actor, ref) -> dict[str, str]:
@@ -207,24 +227,12 @@ def test_the_case_page_says_saved_at_once_and_shows_the_opened_step_when_it_is_o
 ):
     """No waiting on the click: "Saved." at once, a quiet line while the advance is queued,
     then the page as it is now, with what opened."""
-    from streamlit.testing.v1 import AppTest
 
     monkeypatch.setattr("dashboard.common.DEFAULT", "en")
     db = prefect_mode
     cm = actors["cm.mueller"]
     ref = start_case(db, cm, now=NOW, nationality="PL")
-    page = Path(__file__).resolve().parent.parent / "dashboard" / "views" / "person.py"
-    at = AppTest.from_file(str(page), default_timeout=60)
-    at.session_state["lang"] = "en"
-    at.session_state["username"] = "cm.mueller"
-    at.session_state["signed_in_at"] = datetime.now(UTC)
-    at.session_state["case"] = ref
-    at.run()
-    assert not at.exception
-    # A click on housing, the first step; "record as done" is its first action.
-    at.session_state["person_steps"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
-    at.run()
-    assert at.radio[0].value == "complete"
+    at = case_page_with_housing_chosen(ref)
     at.button(key="person_submit").click().run()
     assert not at.exception
     assert [s.value for s in at.success] == ["Saved."]
@@ -245,7 +253,6 @@ def test_the_case_page_says_saved_at_once_and_shows_the_opened_step_when_it_is_o
 def test_the_case_page_warns_when_prefect_is_away_and_keeps_the_change(
     prefect_mode, actors, monkeypatch
 ):
-    from streamlit.testing.v1 import AppTest
 
     monkeypatch.setattr("dashboard.common.DEFAULT", "en")
     monkeypatch.setenv("ONBOARDING_PREFECT_API_URL", "http://127.0.0.1:9/api")
@@ -253,16 +260,7 @@ def test_the_case_page_warns_when_prefect_is_away_and_keeps_the_change(
     db = prefect_mode
     cm = actors["cm.mueller"]
     ref = start_case(db, cm, now=NOW, nationality="PL")
-    page = Path(__file__).resolve().parent.parent / "dashboard" / "views" / "person.py"
-    at = AppTest.from_file(str(page), default_timeout=60)
-    at.session_state["lang"] = "en"
-    at.session_state["username"] = "cm.mueller"
-    at.session_state["signed_in_at"] = datetime.now(UTC)
-    at.session_state["case"] = ref
-    at.run()
-    at.session_state["person_steps"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
-    at.run()  # housing chosen by a click on its row; "record as done" comes first
-    assert at.radio[0].value == "complete"
+    at = case_page_with_housing_chosen(ref)
     at.button(key="person_submit").click().run()
     assert not at.exception
     assert states(db, cm, ref)["housing"] == "done"
@@ -285,8 +283,6 @@ def test_the_case_page_keeps_watching_while_a_busy_prefect_takes_the_request(
     then says the scheduler will open the steps."""
     from concurrent.futures import Future
 
-    from streamlit.testing.v1 import AppTest
-
     from tracker.journeys.orchestration import AdvanceRequest
 
     monkeypatch.setattr("dashboard.common.DEFAULT", "en")
@@ -299,15 +295,7 @@ def test_the_case_page_keeps_watching_while_a_busy_prefect_takes_the_request(
     db = prefect_mode
     cm = actors["cm.mueller"]
     ref = start_case(db, cm, now=NOW, nationality="PL")
-    page = Path(__file__).resolve().parent.parent / "dashboard" / "views" / "person.py"
-    at = AppTest.from_file(str(page), default_timeout=60)
-    at.session_state["lang"] = "en"
-    at.session_state["username"] = "cm.mueller"
-    at.session_state["signed_in_at"] = datetime.now(UTC)
-    at.session_state["case"] = ref
-    at.run()
-    at.session_state["person_steps"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
-    at.run()
+    at = case_page_with_housing_chosen(ref)
     at.button(key="person_submit").click().run()
     assert not at.exception
     assert [s.value for s in at.success] == ["Saved."]
