@@ -11,8 +11,9 @@ defaults are filled in; no ORM events apply, and a column with a computed defaul
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from sqlalchemy import (
     DateTime,
     String,
     Table,
+    Text,
     any_,
     bindparam,
     insert,
@@ -84,6 +86,34 @@ def as_values(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[A
     return columns, [list(get(row)) for row in rows]
 
 
+@lru_cache(maxsize=256)
+def _layout(
+    table: Table, columns: tuple[str, ...], sqlite: bool
+) -> tuple[tuple[tuple[str, Any], ...], tuple[tuple[int, str], ...]]:
+    """For rows of ``columns``: the columns left out that have a constant default, with it (as
+    ``insert(table)`` would add them), and which columns the driver takes converted (JSON as
+    text; on SQLite dates and times as SQLAlchemy stores them). Worked out once per layout: a
+    single change's audit event is a batch of one."""
+    added: list[tuple[str, Any]] = []
+    for column in table.columns:
+        default: Any = column.default
+        if column.name in columns or default is None:
+            continue
+        if not default.is_scalar:
+            raise ValueError(f"{table.name}.{column.name}: give a value (computed default)")
+        added.append((column.name, default.arg))
+    kinds: list[tuple[int, str]] = []
+    for i, name in enumerate([*columns, *(name for name, _ in added)]):
+        kind = _base_type(table.c[name].type)
+        if isinstance(kind, JSON):
+            kinds.append((i, "json"))
+        elif sqlite and isinstance(kind, DateTime):
+            kinds.append((i, "datetime"))
+        elif sqlite and isinstance(kind, Date):
+            kinds.append((i, "date"))
+    return tuple(added), tuple(kinds)
+
+
 class BulkWriter:
     """Inserts lists of row dicts into tables, in the transaction of the connection given."""
 
@@ -110,11 +140,18 @@ class BulkWriter:
         converted in place. Needs no connection, so another process can do it (the demo)."""
         if not values:
             return columns, values
-        columns = self._with_defaults(table, columns, values)
-        for i, convert in self._converters(table, columns, is_sqlite=sqlite):
+        added, kinds = _layout(table, tuple(columns), sqlite)
+        if added:
+            defaults = [arg for _, arg in added]
+            for value in values:
+                value.extend(defaults)
+            columns = [*columns, *(name for name, _ in added)]
+        convert = {"json": self._json, "datetime": _sqlite_datetime, "date": _sqlite_date}
+        for i, kind in kinds:
+            to_driver = convert[kind]
             for value in values:
                 if value[i] is not None:
-                    value[i] = convert(value[i])
+                    value[i] = to_driver(value[i])
         return columns, values
 
     @staticmethod
@@ -143,35 +180,6 @@ class BulkWriter:
             raise DBAPIError.instance(
                 statement, None, exc, dbapi.Error, hide_parameters=True, dialect=connection.dialect
             ) from exc
-
-    @staticmethod
-    def _with_defaults(table: Table, columns: list[str], values: list[list[Any]]) -> list[str]:
-        """Add the columns left out that have a constant default (as ``insert(table)`` would)."""
-        added = []
-        for column in table.columns:
-            default: Any = column.default
-            if column.name in columns or default is None:
-                continue
-            if not default.is_scalar:
-                raise ValueError(f"{table.name}.{column.name}: give a value (computed default)")
-            added.append(column.name)
-            for value in values:
-                value.append(default.arg)
-        return [*columns, *added]
-
-    def _converters(
-        self, table: Table, columns: list[str], *, is_sqlite: bool
-    ) -> list[tuple[int, Callable[[Any], Any]]]:
-        out: list[tuple[int, Callable[[Any], Any]]] = []
-        for i, name in enumerate(columns):
-            kind = _base_type(table.c[name].type)
-            if isinstance(kind, JSON):
-                out.append((i, self._json))
-            elif is_sqlite and isinstance(kind, DateTime):
-                out.append((i, _sqlite_datetime))
-            elif is_sqlite and isinstance(kind, Date):
-                out.append((i, _sqlite_date))
-        return out
 
     def _json(self, value: Any) -> str:
         # As SQLAlchemy's JSON type stores it (json.dumps), once per distinct flat value.
@@ -233,10 +241,11 @@ class among(ColumnElement[bool]):
     """``column IN (the list given as parameter name)``, for statements built once and run with
     lists of any length.
 
-    SQLite: an expanding IN. PostgreSQL: ``column = ANY(:name)`` with the list as one array
-    parameter, so the statement's text stays the same whatever the list's length: an expanding
-    IN of 500 values is a new text each time, which psycopg parses anew (too long for its
-    cache)."""
+    The list is one parameter, so the statement's text stays the same whatever its length.
+    SQLite: ``column IN (SELECT value FROM json_each(:name))`` with the list as JSON text.
+    PostgreSQL: ``column = ANY(:name)`` with the list as an array. An expanding IN of 500 values
+    is a new text each time, which SQLAlchemy renders anew on every run and psycopg parses anew
+    (too long for its cache). Other databases: an expanding IN."""
 
     inherit_cache = True
     type = Boolean()
@@ -254,6 +263,25 @@ class among(ColumnElement[bool]):
 @compiles(among)
 def _among_in(element: among, compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.process(element.column.in_(bindparam(element.name, expanding=True)), **kw)
+
+
+class _JsonList(TypeDecorator[list[Any]]):
+    """A list bound as its JSON text, for SQLite's ``json_each``."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str:
+        return json.dumps(list(value))
+
+
+@compiles(among, "sqlite")
+def _among_json(element: among, compiler: SQLCompiler, **kw: Any) -> str:
+    # One parameter, whatever the list's length: an expanding IN is rendered anew (its
+    # placeholders) on every run, which cost more than the query on the hot paths.
+    column = compiler.process(element.column, **kw)
+    values = compiler.process(bindparam(element.name, type_=_JsonList()), **kw)
+    return f"{column} IN (SELECT value FROM json_each({values}))"
 
 
 @compiles(among, "postgresql")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import random
 import secrets
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session, contains_eager, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from tracker.access import Actor, partner_may_see_case
+from tracker.bulk import among, chunks
 from tracker.errors import ConcurrentEditError, NotFoundError
 from tracker.models import Case, Handoff, Newcomer, Organisation, Step, User
 
@@ -97,6 +99,40 @@ _STEP_FOR_CHANGE = (
     .options(contains_eager(Step.handoffs))
     .order_by(Handoff.id)
 )
+
+
+# The cases of a set-wise change (the advance, a batch of completions), locked in the order of
+# their ids, so two batches never wait on each other crosswise; their columns as plain rows.
+_LOCK_CASES = (
+    select(
+        Case.id,
+        Case.reference,
+        Case.status,
+        Case.closed_at,
+        Case.newcomer_id,
+        Case.case_manager_id,
+        Case.next_due,
+        Case.advance_requested_at,
+    )
+    .where(among(Case.reference, "refs"))
+    .order_by(Case.id)
+    .with_for_update(of=cast(Table, Case.__table__))
+)
+
+
+def lock_cases(session: Session, references: Sequence[str]) -> dict[str, Any]:
+    """The rows of these cases (references as stored: upper case), locked as in ``get_case``,
+    by reference. An unknown reference raises NotFoundError, its position in ``error.item``."""
+    conn = session.connection()
+    found: dict[str, Any] = {}
+    for chunk in chunks(references):
+        found.update((row.reference, row) for row in conn.execute(_LOCK_CASES, {"refs": chunk}))
+    for position, reference in enumerate(references):
+        if reference not in found:
+            error = NotFoundError("No case with reference '{reference}'.", reference=reference)
+            error.item = position  # type: ignore[attr-defined]
+            raise error
+    return found
 
 
 def lock_case(session: Session, reference: str) -> Case:

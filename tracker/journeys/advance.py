@@ -15,21 +15,20 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from tracker import audit, clocks
+from tracker import audit
 from tracker.access import Actor, require_case_manager
 from tracker.bulk import among, chunks, insert_returning_ids
 from tracker.clocks import utcnow
 from tracker.db import Database
 from tracker.enums import (
     ACTIVE_HANDOFF_STATES,
-    ACTIVE_STEP_STATES,
     FINISHED_STEP_STATES,
     CaseStatus,
     HandoffState,
     StepState,
 )
-from tracker.errors import InvalidTransition, NotFoundError
-from tracker.journeys.dues import clock_facts, due_dates
+from tracker.errors import InvalidTransition
+from tracker.journeys.dues import MOVE_DUES, clock_facts, redate
 from tracker.journeys.offers import (
     HOLD_CONSENT_MISSING,
     NewHandoff,
@@ -38,6 +37,7 @@ from tracker.journeys.offers import (
 )
 from tracker.messages.outbox import OutboxItem, enqueue_many
 from tracker.models import Case, Handoff, Newcomer, Organisation, Step
+from tracker.records import lock_cases
 
 _CASES = cast(Table, Case.__table__)
 _HANDOFFS = cast(Table, Handoff.__table__)
@@ -266,12 +266,23 @@ def _needs(text: Any) -> list[str]:
 
 
 @dataclass
+class _Owner:
+    """A step's owner, as far as handing steps on goes."""
+
+    id: int
+    key: str
+    receives_handoffs: bool
+    active: bool
+
+
+@dataclass
 class _Plan:
     """One case's advance: the case as read, its steps, and what the advance changes."""
 
     case: Any  # the row of the case's columns
     steps: list[_StepRow] = field(default_factory=list)
     facts: Any = None  # the newcomer's dates
+    owners: dict[int, _Owner] = field(default_factory=dict)
     opened: list[_StepRow] = field(default_factory=list)
     dues_moved: list[_StepRow] = field(default_factory=list)
     handoffs: list[dict[str, Any]] = field(default_factory=list)
@@ -295,24 +306,26 @@ def steps_to_open(steps: Iterable[Any]) -> list[Any]:
 
 
 # The reads, built once (a statement's construction costs more than its run for one case).
-_CASES_LOCKED = (
-    select(
-        Case.id,
-        Case.reference,
-        Case.status,
-        Case.closed_at,
-        Case.newcomer_id,
-        Case.case_manager_id,
-        Case.next_due,
-        Case.advance_requested_at,
-    )
-    .where(among(Case.reference, "refs"))
-    .order_by(Case.id)
-    .with_for_update(of=_CASES)
-)
+# Each step with what the rule asks of its owner and of the newcomer's dates: one read where
+# three were (the organisations are few and their rows cached by the database).
 _STEPS_OF = (
-    select(*_STEP_COLUMNS).where(among(Step.case_id, "ids")).order_by(Step.case_id, Step.position)
+    select(
+        *_STEP_COLUMNS,
+        Organisation.key.label("owner_key"),
+        Organisation.receives_handoffs,
+        Organisation.active,
+        Newcomer.arrival_date,
+        Newcomer.permit_expiry,
+        Newcomer.move_in_date,
+    )
+    .join(Organisation, Organisation.id == Step.owner_org_id)
+    .join(Case, Case.id == Step.case_id)
+    .join(Newcomer, Newcomer.id == Case.newcomer_id)
+    .where(among(Step.case_id, "ids"))
+    .order_by(Step.case_id, Step.position)
 )
+_STEP_FIELDS = len(_STEP_COLUMNS)
+# The dates of a newcomer whose case has no steps (no step row brought them).
 _DATES_OF = select(
     Newcomer.id, Newcomer.arrival_date, Newcomer.permit_expiry, Newcomer.move_in_date
 ).where(among(Newcomer.id, "ids"))
@@ -324,36 +337,32 @@ _HANDED_OFF = (
     )
     .limit(1)
 )
-_ORGANISATIONS = select(
-    Organisation.id, Organisation.key, Organisation.receives_handoffs, Organisation.active
-)
 
 
 def _load(session: Session, refs: list[str]) -> list[_Plan]:
     """The cases (locked, in the order of their ids), their steps and their newcomers' dates,
     as plain rows (no objects: the session is not asked to track what only the rule reads)."""
     conn = session.connection()
-    cases: dict[str, Any] = {}
-    for chunk in chunks(refs):
-        cases.update((row.reference, row) for row in conn.execute(_CASES_LOCKED, {"refs": chunk}))
-    for position, ref in enumerate(refs):
-        if ref not in cases:
-            error = NotFoundError("No case with reference '{reference}'.", reference=ref)
-            error.item = position  # type: ignore[attr-defined]
-            raise error
+    cases = lock_cases(session, refs)
     plans = {row.id: _Plan(row) for row in cases.values()}
     ids = sorted(plans)
     for chunk in chunks(ids):
-        for row in conn.execute(_STEPS_OF, {"ids": chunk}):
-            step = _StepRow(*row)  # the columns are the fields, in order
+        for found in conn.execute(_STEPS_OF, {"ids": chunk}):
+            row: Any = found
+            step = _StepRow(*tuple(row)[:_STEP_FIELDS])  # the first columns are the fields
             step.needs = _needs(step.needs)
-            plans[row.case_id].steps.append(step)
-    newcomers = sorted({p.case.newcomer_id for p in plans.values()})
-    dates: dict[int, Any] = {}
-    for chunk in chunks(newcomers):
-        dates.update((row.id, row) for row in conn.execute(_DATES_OF, {"ids": chunk}))
-    for plan in plans.values():
-        plan.facts = dates[plan.case.newcomer_id]
+            plan = plans[row.case_id]
+            plan.steps.append(step)
+            plan.facts = row
+            plan.owners[step.owner_org_id] = _Owner(
+                step.owner_org_id, row.owner_key, row.receives_handoffs, row.active
+            )
+    stepless = sorted({p.case.newcomer_id for p in plans.values() if p.facts is None})
+    if stepless:
+        dates = {row.id: row for row in conn.execute(_DATES_OF, {"ids": stepless})}
+        for plan in plans.values():
+            if plan.facts is None:
+                plan.facts = dates[plan.case.newcomer_id]
     return [plans[cases[ref].id] for ref in refs]
 
 
@@ -366,7 +375,7 @@ def _plan(session: Session, plans: list[_Plan], now: datetime) -> None:
             step.state = StepState.open
             step.opened_at = now
             plan.opened.append(step)
-    orgs = _organisations(session)
+    orgs = _organisations(plans)
     receiving = [
         (plan, step)
         for plan in plans
@@ -394,19 +403,10 @@ def _plan(session: Session, plans: list[_Plan], now: datetime) -> None:
     for plan in plans:
         if plan.case.status != CaseStatus.open:
             continue
-        facts = clock_facts(plan.facts, plan.steps)
+        moved, plan.next_due = redate(plan.steps, clock_facts(plan.facts, plan.steps))
         opened = {step.id for step in plan.opened}
-        dues = []
-        for step in plan.steps:
-            if step.state not in ACTIVE_STEP_STATES:
-                continue
-            due = due_dates(step, facts)
-            if (step.service_due, step.legal_due, step.due_date) != due:
-                step.service_due, step.legal_due, step.due_date = due
-                if step.id not in opened:  # an opened step is written with its dues
-                    plan.dues_moved.append(step)
-            dues.append(due[2])
-        plan.next_due = clocks.earliest(*dues)
+        # (an opened step is written with its dues)
+        plan.dues_moved = [step for step in moved if step.id not in opened]
         plan.closed = bool(plan.steps) and all(s.state in FINISHED_STEP_STATES for s in plan.steps)
 
 
@@ -424,27 +424,12 @@ def _refuse_handed_off(session: Session, receiving: list[tuple[_Plan, _StepRow]]
             )
 
 
-def _organisations(session: Session) -> dict[int, Any]:
-    """Every organisation's id, key and whether it takes handoffs, once per transaction."""
-    cached = session.info.get("advance_organisations")
-    if cached is None:
-        cached = session.info["advance_organisations"] = {
-            row.id: row for row in session.connection().execute(_ORGANISATIONS)
-        }
-    return cached
+def _organisations(plans: list[_Plan]) -> dict[int, _Owner]:
+    """The owners of the steps of these cases, by id."""
+    return {owner.id: owner for plan in plans for owner in plan.owners.values()}
 
 
-_MOVE_DUES = (
-    update(_STEPS)
-    .where(_STEPS.c.id == bindparam("b_id"))
-    .values(
-        service_due=bindparam("b_service_due"),
-        legal_due=bindparam("b_legal_due"),
-        due_date=bindparam("b_due_date"),
-        version=_STEPS.c.version + 1,
-    )
-)
-_OPEN_STEP = _MOVE_DUES.values(state=StepState.open.value, opened_at=bindparam("b_opened_at"))
+_OPEN_STEP = MOVE_DUES.values(state=StepState.open.value, opened_at=bindparam("b_opened_at"))
 _SETTLE_CASE = (
     update(_CASES)
     .where(_CASES.c.id == bindparam("b_id"))
@@ -477,7 +462,7 @@ def _write(
         conn.execute(_OPEN_STEP, opened)
     moved = [dues(s) for p in plans for s in p.dues_moved]
     if moved:
-        conn.execute(_MOVE_DUES, moved)
+        conn.execute(MOVE_DUES, moved)
     settled = [
         {
             "b_id": p.case.id,
@@ -504,7 +489,7 @@ def _write(
         handoff["id"] = handoff_id
     entries: list[audit.Entry] = []
     messages: list[OutboxItem] = []
-    orgs = _organisations(session)
+    orgs = _organisations(plans)
     results = [_record(p, orgs, now, entries, messages) for p in plans]
     audit.record_entries(session, actor=actor, now=now, entries=entries)
     enqueue_many(session, now=now, messages=messages)

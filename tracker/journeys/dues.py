@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, inspect, select
+from sqlalchemy import Table, bindparam, inspect, select, update
 from sqlalchemy.orm import object_session
 from sqlalchemy.orm.util import identity_key
 
@@ -103,6 +103,23 @@ def refresh_dues(case: Case) -> None:
         case.next_due = next_due
 
 
+def redate(steps: Sequence[Any], facts: dict[str, date | datetime | None]) -> tuple[list[Any], Any]:
+    """Recompute each active step's due dates in place (any objects with the attributes of a
+    step, e.g. plain rows read by the set-wise services); returns the steps whose dates moved
+    and the case's next due date."""
+    moved = []
+    dues = []
+    for step in steps:
+        if step.state not in ACTIVE_STEP_STATES:
+            continue
+        due = due_dates(step, facts)
+        if (step.service_due, step.legal_due, step.due_date) != due:
+            step.service_due, step.legal_due, step.due_date = due
+            moved.append(step)
+        dues.append(due[2])
+    return moved, clocks.earliest(*dues)
+
+
 def due_dates(step: Step | Any, facts: dict[str, date | datetime | None]) -> tuple[Any, Any, Any]:
     """An active step's service due date, legal due date and the earlier of the two."""
     own = {**facts, "opened": step.opened_at, "started": step.clock_started_at}
@@ -116,3 +133,17 @@ def due_dates(step: Step | Any, facts: dict[str, date | datetime | None]) -> tup
 def start_clock(step: Step, now: datetime) -> None:
     """Work (re)starts with a complete file: a clock counting from "started" begins now."""
     step.clock_started_at = now
+
+
+# A step's due dates moved (the advance and a completion write them set-wise, by step id).
+_STEPS = cast(Table, Step.__table__)
+MOVE_DUES = (
+    update(_STEPS)
+    .where(_STEPS.c.id == bindparam("b_id"))
+    .values(
+        service_due=bindparam("b_service_due"),
+        legal_due=bindparam("b_legal_due"),
+        due_date=bindparam("b_due_date"),
+        version=_STEPS.c.version + 1,
+    )
+)

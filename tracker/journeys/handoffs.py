@@ -11,9 +11,10 @@ from tracker.access import Actor, has_consent, require_case_manager
 from tracker.clocks import utcnow
 from tracker.enums import HandoffState, Role, StepState
 from tracker.errors import N_, InvalidTransition, PermissionDenied, ValidationFailed
+from tracker.journeys.completion import Completed, Completion, NotTheHolder, complete_steps
 from tracker.journeys.dues import refresh_dues, start_clock
 from tracker.journeys.offers import create_handoff
-from tracker.journeys.steps import active_handoff, finish_step, required_reason
+from tracker.journeys.steps import active_handoff, required_reason
 from tracker.journeys.transitions import (
     ANSWERABLE,
     HELD_BY_PARTNER,
@@ -356,9 +357,25 @@ def complete_handoff(
     outcome: str | None = None,
     expected_version: int | None = None,
     now: datetime | None = None,
-) -> Step:
-    """The partner finished the step: it is done, and the advance opens what it unlocks."""
-    step = get_step(session, reference, step_key, actor=actor)
-    handoff = _answerable(session, actor, step, "complete", *HELD_BY_PARTNER)
-    check_version(handoff, expected_version, f"The handoff of {step.key} for {step.case.reference}")
-    return finish_step(session, actor=actor, step=step, outcome=outcome, now=now)
+) -> Completed:
+    """The partner finished the step: it is done, and the advance opens what it unlocks.
+
+    The completion's one path (``complete_steps``) checks that the actor holds the accepted
+    handoff; if not, the step is loaded here to say why, as every handoff action says it."""
+    try:
+        (completed,) = complete_steps(
+            session,
+            actor=actor,
+            items=[Completion(reference, step_key, outcome, None, expected_version)],
+            now=now,
+            by="holder",
+        )
+    except NotTheHolder:
+        step = get_step(session, reference, step_key, actor=actor)
+        _answerable(session, actor, step, "complete", *HELD_BY_PARTNER)
+        raise InvalidTransition(  # noqa: B904 (the refusal is the answer, not the lookup)
+            "Step {step} of {reference} has no accepted handoff of yours to complete.",
+            step=step_key,
+            reference=reference,
+        )
+    return completed

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from tracker import audit, clocks
+from tracker import audit
 from tracker.access import Actor, has_consent
-from tracker.clocks import moment, utcnow
+from tracker.clocks import utcnow
 from tracker.enums import ACTIVE_HANDOFF_STATES, HandoffState, Role, StepState
 from tracker.errors import InvalidTransition, PermissionDenied, ValidationFailed
+from tracker.journeys.completion import Completed, Completion, complete_step, complete_steps
 from tracker.journeys.dues import refresh_dues, request_advance, start_clock
 from tracker.journeys.transitions import RESUMABLE, SKIPPABLE, STARTABLE, WORKABLE
 from tracker.models import Handoff, Step
-from tracker.pathway import get_registry
 from tracker.records import check_version, get_step
+
+__all__ = [
+    "Completed",
+    "Completion",
+    "block_step",
+    "complete_step",
+    "complete_steps",
+    "skip_step",
+    "start_step",
+]
 
 
 def active_handoff(step: Step) -> Handoff | None:
@@ -124,93 +134,6 @@ def start_step(
         now=now,
         details={"step": step.key},
     )
-    session.flush()
-    return step
-
-
-def complete_step(
-    session: Session,
-    *,
-    actor: Actor,
-    reference: str,
-    step_key: str,
-    outcome: str | None = None,
-    on: date | None = None,
-    expected_version: int | None = None,
-    now: datetime | None = None,
-) -> Step:
-    """Record a step as done (optionally on an earlier day); the advance opens what it unlocks."""
-    step = _load(session, actor, reference, step_key, expected_version, "complete")
-    return finish_step(session, actor=actor, step=step, outcome=outcome, on=on, now=now)
-
-
-def finish_step(
-    session: Session,
-    *,
-    actor: Actor,
-    step: Step,
-    outcome: str | None = None,
-    on: date | None = None,
-    now: datetime | None = None,
-) -> Step:
-    """Complete a step that was loaded, and checked for ``actor``, by ``complete_step`` or by
-    ``complete_handoff`` (which checked its receiver and consent already: no second load)."""
-    now = now or utcnow()
-    if step.state not in WORKABLE:
-        if step.state == StepState.blocked:
-            raise InvalidTransition(
-                "Step {step} is blocked; only an open or in-progress step can be completed. "
-                "Resume it first.",
-                step=step.key,
-            )
-        raise InvalidTransition(
-            "Step {step} is {state}; only an open or in-progress step can be completed.",
-            step=step.key,
-            state=step.state,
-        )
-    entry = get_registry().catalogue.get(step.key)
-    allowed = entry.outcomes if entry else []
-    if outcome is not None and allowed and outcome not in allowed:
-        raise ValidationFailed(
-            "'{outcome}' is not an outcome of step {step}; use one of {outcomes}.",
-            outcome=outcome,
-            step=step.key,
-            outcomes=", ".join(allowed),
-        )
-    # A date before the step opened is allowed: the newcomer may have had a flat already.
-    done_at = moment(on, now)
-    step.state = StepState.done
-    step.done_at = done_at
-    step.outcome = outcome
-    if step.started_at is None:
-        step.started_at = min(done_at, now)
-    handoff = active_handoff(step)
-    if handoff is not None:
-        by_holder = actor.is_partner or handoff.state == HandoffState.accepted
-        handoff.state = HandoffState.completed if by_holder else HandoffState.withdrawn
-        handoff.closed_at = now
-        if not by_holder:
-            handoff.reason = "completed_elsewhere"
-    newcomer = step.case.newcomer
-    if step.key == "housing" and newcomer.move_in_date is None:
-        newcomer.move_in_date = clocks.local_today(done_at)
-    audit.record(
-        session,
-        actor=actor,
-        action="step.completed",
-        entity_type="step",
-        entity_id=step.id,
-        case_id=step.case_id,
-        now=now,
-        details={
-            "step": step.key,
-            "outcome": outcome,
-            "done_on": clocks.local_today(done_at).isoformat(),
-            "handoff_id": handoff.id if handoff else None,
-        },
-    )
-    request_advance(step.case, now)
-    refresh_dues(step.case)
     session.flush()
     return step
 
