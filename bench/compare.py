@@ -6,7 +6,9 @@ temporary git worktree. This checkout's benchmark scripts run both, with this ch
 virtualenv: for "before" the worktree comes first on PYTHONPATH, so ``tracker`` is imported
 from there (each script prints where it imported it from). The two are run one after the
 other for each measure, so that both see the machine in the same state; figures from
-different runs are not comparable on a shared machine.
+different runs are not comparable on a shared machine. With ``--rounds N`` each pair runs N
+times, "after" first in every second round, labelled #1, #2, …: a drift of the machine during
+a run then shows as a difference between rounds instead of hiding in the comparison.
 
 Measures (each labelled "before <sha>" and "after <sha>"):
 
@@ -96,15 +98,28 @@ def main() -> None:
     parser.add_argument("--backend", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--change-people", type=int, default=10_000)
     parser.add_argument("--no-change", action="store_true", help="the import only")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run each pair this often, the order of before and after swapped each round",
+    )
     args = parser.parse_args()
 
     base, head = short_sha(args.base), short_sha("HEAD")
     after = f"after {head}" + (" with uncommitted changes" if dirty() else "")
     results = ROOT / "bench" / "results"
     with worktree(args.base) as tree:
-        for rows in args.rows:
+
+        def pairs(round_: int) -> list[tuple[Path, str]]:
+            """Before and after, swapped in every second round (the machine drifts)."""
+            mark = f" #{round_ + 1}" if args.rounds > 1 else ""
+            pair = [(tree, f"before {base}{mark}"), (ROOT, after + mark)]
+            return pair[::-1] if round_ % 2 else pair
+
+        for round_, rows in ((r, n) for r in range(args.rounds) for n in args.rows):
             for backend in args.backend:
-                for code, label in ((tree, f"before {base}"), (ROOT, after)):
+                for code, label in pairs(round_):
                     slug = "".join(c if c.isalnum() else "-" for c in label).strip("-")
                     out = results / f"import-{rows}-{backend}-{slug}.json"
                     run(
@@ -116,8 +131,8 @@ def main() -> None:
                         f"--label={label}",
                         f"--out={out}",
                     )
-        if not args.no_change:
-            for code, label in ((tree, f"before {base}"), (ROOT, after)):
+        for round_ in range(0 if args.no_change else args.rounds):
+            for code, label in pairs(round_):
                 run(
                     code,
                     "change_advance.py",
