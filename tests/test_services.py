@@ -1313,3 +1313,41 @@ def test_a_batch_with_one_refused_completion_writes_none(db, actors):
     with pytest.raises(NotFoundError, match="no step 'nothing'"):
         _complete(db, cm, [Completion(ref, "housing"), Completion(ref, "nothing")], NOW)
     assert _case_state(db, ref) == before
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_advancing_in_batches_takes_every_case_once_however_many_run_at_once(db, actors, workers):
+    """Bulk advances run batches side by side on PostgreSQL (ADVANCE_WORKERS): each case is
+    advanced once, progress is told of every batch in order, a bad reference fails alone."""
+    from tracker.journeys.advance import advance_in_batches
+
+    cm = actors["cm.mueller"]
+    refs = _unadvanced_cases(db, cm, 7, first=f"Workers{workers}")
+    told: list[int] = []
+    outcome = advance_in_batches(
+        db,
+        actor=cm,
+        references=[*refs, "WO-XXXX-XXXX"],
+        size=2,
+        workers=workers,
+        progress=told.append,
+    )
+    assert told == [2, 2, 2, 2]
+    assert outcome.advanced == 7
+    assert list(outcome.failed) == ["WO-XXXX-XXXX"]
+    with db.read() as s:
+        cases = s.scalars(select(Case).where(Case.reference.in_(refs))).all()
+        assert all(c.advance_requested_at is None for c in cases)
+        ids = [c.id for c in cases]
+        opened = s.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "step.opened", AuditEvent.case_id.in_(ids))
+        )
+        handed = s.execute(
+            select(Handoff.step_id, func.count())
+            .where(Handoff.case_id.in_(ids))
+            .group_by(Handoff.step_id)
+        ).all()
+    assert opened == outcome.opened >= 7
+    assert handed and all(n == 1 for _, n in handed)  # no step handed on twice

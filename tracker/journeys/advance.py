@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable, Collection, Container, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import lru_cache
@@ -106,6 +108,12 @@ class BatchOutcome:
     failed: dict[str, str] = field(default_factory=dict)  # reference -> error
 
 
+# Transactions of an advance in flight at once on PostgreSQL: while one batch waits for the
+# server, the next is read and planned (the 2 of a small server's cores; SQLite serialises its
+# writers, so there one goes at a time).
+ADVANCE_WORKERS = 2
+
+
 def advance_in_batches(
     db: Database,
     *,
@@ -113,34 +121,60 @@ def advance_in_batches(
     references: Sequence[str],
     size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    workers: int | None = None,
 ) -> BatchOutcome:
     """Advance many cases, one transaction per ``size`` of them (``advance_cases``).
 
     A batch that fails is rolled back and advanced again case by case, so that one bad case
     holds up only itself; it is reported in ``failed`` and keeps its request for the clock
-    sweep. ``progress`` is told of the cases each batch took. ``size`` defaults to
-    ``ADVANCE_BATCH``."""
+    sweep. ``progress`` is told of the cases each batch took, in this thread. ``size``
+    defaults to ``ADVANCE_BATCH``; ``workers`` (batches in flight at once, each in its own
+    transaction and connection) to ``ADVANCE_WORKERS`` on PostgreSQL and 1 on SQLite. The
+    batches hold different cases, so they never wait for each other's locks."""
     outcome = BatchOutcome()
     refs = list(references)
     size = size or ADVANCE_BATCH
-    for i in range(0, len(refs), size):
-        batch = refs[i : i + size]
+    batches = [refs[i : i + size] for i in range(0, len(refs), size)]
+    workers = workers or (1 if db.is_sqlite else ADVANCE_WORKERS)
+
+    def one(batch: list[str]) -> tuple[list[AdvanceResult], dict[str, str]]:
         try:
             with db.transaction() as session:
-                results = advance_cases(session, actor=actor, references=batch)
+                return advance_cases(session, actor=actor, references=batch), {}
         except Exception:  # find the case(s) that failed; the others go through
-            results = []
+            results: list[AdvanceResult] = []
+            failed: dict[str, str] = {}
             for reference in batch:
                 try:
                     with db.transaction() as session:
                         results += advance_cases(session, actor=actor, references=[reference])
                 except Exception as exc:
-                    outcome.failed[reference] = f"{type(exc).__name__}: {exc}"[:500]
+                    failed[reference] = f"{type(exc).__name__}: {exc}"[:500]
+            return results, failed
+
+    def tally(batch: list[str], results: list[AdvanceResult], failed: dict[str, str]) -> None:
+        outcome.failed.update(failed)
         outcome.advanced += len(results)
         outcome.opened += sum(len(r.opened) for r in results)
         outcome.closed += sum(int(r.closed) for r in results)
         if progress is not None:
             progress(len(batch))
+
+    if workers <= 1 or len(batches) <= 1:
+        for batch in batches:
+            tally(batch, *one(batch))
+        return outcome
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="advance") as pool:
+        # At most a few batches ahead: the references wait, not their rows.
+        pending: deque[tuple[list[str], Future[Any]]] = deque()
+        for batch in batches:
+            pending.append((batch, pool.submit(one, batch)))
+            if len(pending) >= 2 * workers:
+                done_batch, future = pending.popleft()
+                tally(done_batch, *future.result())
+        while pending:
+            done_batch, future = pending.popleft()
+            tally(done_batch, *future.result())
     return outcome
 
 
