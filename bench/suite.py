@@ -68,7 +68,7 @@ def in_child(work: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         try:
-            out = pool.submit(work, *args).result()
+            out = pool.submit(_with_origin, work, *args).result()
         except Exception as exc:
             out = {"error": f"{type(exc).__name__}: {exc}"}
     out["wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -90,7 +90,17 @@ def setup_child(env: dict[str, str]) -> None:
     """Before the tracker is imported: its settings are read (and cached) from the environment."""
     os.environ.update(env)
     if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+        # Last, not first: bench/compare.py puts the code it measures first on PYTHONPATH, and
+        # a spawned child must import that tracker, not this checkout's.
+        sys.path.append(str(ROOT))
+
+
+def _with_origin(work: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``work``'s result, with the folder the child imported ``tracker`` from."""
+    out = work(*args)
+    tracker = sys.modules.get("tracker")
+    out["tracker_imported_from"] = str(Path(tracker.__file__).parent) if tracker else None
+    return out
 
 
 def timed_ms(work: Callable[[], Any]) -> tuple[float, Any]:
