@@ -14,6 +14,7 @@ from tracker.demo.journeys import DemoGenerator
 from tracker.demo.ledger import Ledger
 from tracker.demo.story import HandoffStory, StepStory, Story
 from tracker.enums import ACTIVE_STEP_STATES, CaseStatus, HandoffState, Purpose, StepState
+from tracker.journeys.dues import row_due_dates
 from tracker.journeys.offers import HOLD_CONSENT_MISSING, offer_key
 from tracker.schemas import LANGUAGES, match_key
 
@@ -235,16 +236,13 @@ class Cut:
         return row
 
     def set_dues(self, row: dict[str, Any], until: datetime) -> None:
-        """Due dates as the services last computed them: now, or as the step finished."""
+        """Due dates as the services last computed them (``row_due_dates``, the clocks' one
+        rule): now, or as the step finished."""
         basis = row["legal_basis"]
         # Only a clock counting from a fact or another step needs the facts known by then.
         facts = self.facts(until) if basis not in (None, "opened", "started") else {}
-        own = {**facts, "opened": row["opened_at"], "started": row["clock_started_at"]}
-        service = clocks.service_due(opened=row["opened_at"], days=row["service_days"])
-        legal = clocks.legal_due(
-            basis=basis, days=row["legal_days"], months=row["legal_months"], facts=own
-        )
-        row.update(service_due=service, legal_due=legal, due_date=clocks.earliest(service, legal))
+        service, legal, earliest = row_due_dates(row, facts)
+        row.update(service_due=service, legal_due=legal, due_date=earliest)
 
     def write_handoffs(self, st: StepStory, step_id: int, step_row: dict[str, Any]) -> int | None:
         """The step's handoffs made by the cut, each in its state then; returns the last id."""

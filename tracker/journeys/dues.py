@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -122,11 +122,44 @@ def redate(steps: Sequence[Any], facts: dict[str, date | datetime | None]) -> tu
 
 def due_dates(step: Step | Any, facts: dict[str, date | datetime | None]) -> tuple[Any, Any, Any]:
     """An active step's service due date, legal due date and the earlier of the two."""
-    own = {**facts, "opened": step.opened_at, "started": step.clock_started_at}
-    service = clocks.service_due(opened=step.opened_at, days=step.service_days)
-    legal = clocks.legal_due(
-        basis=step.legal_basis, days=step.legal_days, months=step.legal_months, facts=own
+    return _due_dates(
+        step.opened_at,
+        step.clock_started_at,
+        step.service_days,
+        step.legal_basis,
+        step.legal_days,
+        step.legal_months,
+        facts,
     )
+
+
+def row_due_dates(
+    row: Mapping[str, Any], facts: dict[str, date | datetime | None]
+) -> tuple[Any, Any, Any]:
+    """``due_dates`` of a step given as its columns by name (the demo's rows)."""
+    return _due_dates(
+        row["opened_at"],
+        row["clock_started_at"],
+        row["service_days"],
+        row["legal_basis"],
+        row["legal_days"],
+        row["legal_months"],
+        facts,
+    )
+
+
+def _due_dates(
+    opened_at: datetime | None,
+    clock_started_at: datetime | None,
+    service_days: int | None,
+    legal_basis: str | None,
+    legal_days: int | None,
+    legal_months: int | None,
+    facts: dict[str, date | datetime | None],
+) -> tuple[Any, Any, Any]:
+    own = {**facts, "opened": opened_at, "started": clock_started_at}
+    service = clocks.service_due(opened=opened_at, days=service_days)
+    legal = clocks.legal_due(basis=legal_basis, days=legal_days, months=legal_months, facts=own)
     return service, legal, clocks.earliest(service, legal)
 
 
