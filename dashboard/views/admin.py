@@ -208,7 +208,9 @@ with import_tab:
             "as 07.12.2026. All rows are imported or none."
         )
     )
-    with st.expander(_("Columns of the file")):
+    # (in a keyed container: its class st-key-import_columns lets the screenshot tour tell the
+    # file's column names, which are the content here, from raw values shown by mistake)
+    with st.expander(_("Columns of the file")), st.container(key="import_columns"):
         st.dataframe(
             [
                 {
@@ -219,7 +221,6 @@ with import_tab:
                 for column in COLUMNS
             ],
             hide_index=True,
-            key="import_columns",
         )
     # Streamlit writes the uploader's limits in English ("200MB per file • CSV, TXT"): that line
     # is hidden, and the caption below the uploader says them in the screen's language.

@@ -196,6 +196,19 @@ USER_NAMES = re.compile(
 # -- reading a page ----------------------------------------------------------------------------
 
 
+# Streamlit fades what a rerun may replace and fades it back in when the run ends: checked in
+# between, a caption's colour is a blend (axe measured #777 for #707070, 4.47:1). Finite
+# animations only: a spinner turns for ever.
+_STILL = """() => !document.querySelector('[data-stale="true"]') && document.getAnimations()
+  .every(a => a.playState !== 'running'
+    || a.effect?.getComputedTiming().endTime === Infinity)"""
+
+
+def still(page: Page) -> None:
+    """Wait until no element is faded as stale and no transition is under way."""
+    page.wait_for_function(_STILL, timeout=15_000)
+
+
 def in_context(pattern: re.Pattern[str], text: str) -> str:
     """The first match with up to 40 characters either side, on one line."""
     match = pattern.search(text)
@@ -208,7 +221,10 @@ def in_context(pattern: re.Pattern[str], text: str) -> str:
 _TEXT = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   // Material icons are ligatures ("upload", "keyboard_arrow_down"): pictures, not words.
-  const icons = [...app.querySelectorAll('[data-testid="stIconMaterial"]')];
+  // Tables are read cell by cell below: left out here, whether or not the grid has put its
+  // hidden table of shown rows on the page yet (its text would come twice, or unexempted).
+  const icons = [...app.querySelectorAll(
+    '[data-testid="stIconMaterial"], [data-testid="stDataFrame"]')];
   icons.forEach(i => { i.dataset.tourDisplay = i.style.display; i.style.display = 'none'; });
   const parts = [app.innerText];
   icons.forEach(i => { i.style.display = i.dataset.tourDisplay; });
@@ -315,6 +331,7 @@ class Walker:
         page = self.page
         settle(page)
         charts_drawn(page)
+        still(page)
         for crash in page.get_by_test_id("stException").all():
             self.found(where, "traceback", " ".join(crash.inner_text().split())[:300])
         text: str = page.evaluate(_TEXT)
