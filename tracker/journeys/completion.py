@@ -225,8 +225,9 @@ def complete_steps(
     session.flush()  # what this transaction changed through objects must be in the rows read
     refs = [item.reference.strip().upper() for item in items]
     cases = _load(session, list(dict.fromkeys(refs)))
-    partner = actor.role == Role.partner_agent
-    consented = _consented(session, actor.organisation_id, cases.values()) if partner else set()
+    consented = (
+        _consented(session, actor.organisation_id, cases.values()) if actor.is_partner else set()
+    )
     done: list[_Done] = []
     for ref, item in zip(refs, items, strict=True):
         case = cases[ref]
@@ -238,7 +239,7 @@ def complete_steps(
             and (
                 (actor.role == Role.admin and by == "holder")
                 or (
-                    partner
+                    actor.is_partner
                     and step.handoff.organisation_id == actor.organisation_id
                     and case.newcomer_id in consented
                 )
